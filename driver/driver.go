@@ -1,0 +1,155 @@
+// Package driver defines the launch contract between the loractl controller and the
+// places a trainer can run: a local process, a container, a Slurm job, or an external
+// go-plugin executable.
+//
+// The contract is deliberately small and file-based. A driver starts the trainer with
+// a Task and hands back an opaque Handle; the controller stores the handle in the run
+// manifest so that a later controller process can reattach to the same trainer (a
+// Slurm job that outlives the login session, a detached container). Progress never
+// flows through the driver: the trainer writes events.jsonl, train.log and checkpoints
+// into the run directory, which is local, bind-mounted into a container, or on the
+// cluster's shared filesystem. That keeps every driver the same few methods.
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// HandleVersion is bumped whenever the meaning of Handle.State changes, so a newer
+// controller can refuse (rather than misread) a handle written by an older one.
+const HandleVersion = 1
+
+// Task is everything a driver needs to launch one trainer. Nothing in it is specific to
+// a driver: each driver's own settings arrive as Options, the raw JSON of its section of
+// the run config.
+type Task struct {
+	// RunID names the run; drivers use it for container and job names.
+	RunID string `json:"run_id"`
+	// RunDir is the absolute run directory. The trainer reads its config from it and
+	// writes events, logs and checkpoints into it, and nowhere else.
+	RunDir string `json:"run_dir"`
+	// Command is the trainer's argv. Command[0] is the Python interpreter.
+	Command []string `json:"command"`
+	// Env holds environment values the trainer needs (not secrets).
+	Env map[string]string `json:"env,omitempty"`
+	// PassEnv names variables copied from the controller's environment at launch
+	// (HF_TOKEN and the like). Drivers pass them by name and never write their values
+	// into a script, a manifest or a log.
+	PassEnv []string `json:"pass_env,omitempty"`
+	// ReadOnly lists host paths the trainer reads (data files, a local model dir, the
+	// HF cache). Container drivers mount them read-only at the same path.
+	ReadOnly []string `json:"read_only,omitempty"`
+	// GPUs are the host device indices the trainer may use; empty means CPU only.
+	GPUs []int `json:"gpus,omitempty"`
+	// LogPath is where the trainer's stdout and stderr go (RunDir/train.log).
+	LogPath string `json:"log_path"`
+	// Options is the driver's own config section, as JSON.
+	Options json.RawMessage `json:"options,omitempty"`
+}
+
+// Handle identifies one launched trainer. It is opaque to the controller: it stores
+// the handle in the manifest and gives it back to the same driver to wait, signal,
+// inspect or reattach.
+type Handle struct {
+	Driver  string `json:"driver"`
+	Version int    `json:"version"`
+	// ID is the driver's own name for the task: a pid, a container id, a job id.
+	ID string `json:"id"`
+	// State is driver-private data needed to reattach.
+	State json.RawMessage `json:"state,omitempty"`
+}
+
+// TaskState is the coarse lifecycle state of a launched trainer.
+type TaskState string
+
+// Task states shared by every driver; drivers map their own (Slurm's PENDING,
+// Docker's "created") onto these.
+const (
+	StatePending TaskState = "pending"
+	StateRunning TaskState = "running"
+	StateExited  TaskState = "exited"
+	StateUnknown TaskState = "unknown"
+)
+
+// ExitResult is how a trainer ended.
+type ExitResult struct {
+	ExitCode int `json:"exit_code"`
+	// Signal is the signal that ended the trainer, 0 when it exited by itself.
+	Signal int `json:"signal,omitempty"`
+	// OOMKilled is set when the kernel or the scheduler killed it for memory.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// Reason is the driver's own word for the end (Slurm's TIMEOUT, PREEMPTED, ...).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Successful reports whether the trainer finished its work.
+func (r *ExitResult) Successful() bool { return r.ExitCode == 0 && r.Signal == 0 && !r.OOMKilled }
+
+// Status is a point-in-time view of a launched trainer.
+type Status struct {
+	State TaskState `json:"state"`
+	// Reason explains the state where the driver knows more, e.g. Slurm's pending
+	// reason ("Resources", "Priority") or "requeued".
+	Reason     string      `json:"reason,omitempty"`
+	StartedAt  time.Time   `json:"started_at,omitzero"`
+	FinishedAt time.Time   `json:"finished_at,omitzero"`
+	Exit       *ExitResult `json:"exit,omitempty"`
+}
+
+// Driver launches and controls trainers. Every method but Start takes the Handle that
+// Start returned, possibly decoded from a manifest by another controller process.
+type Driver interface {
+	// Name is the driver's config name ("local", "docker", "slurm", ...).
+	Name() string
+	// Start launches the task and returns as soon as it is launched (or queued).
+	Start(ctx context.Context, task *Task) (*Handle, error)
+	// Wait blocks until the task ends or ctx is done.
+	Wait(ctx context.Context, h *Handle) (*ExitResult, error)
+	// Signal delivers a signal by name ("TERM", "INT", "USR1", "KILL") to the trainer.
+	Signal(ctx context.Context, h *Handle, signal string) error
+	// Stop asks the trainer to stop (SIGTERM: it checkpoints), waits up to grace, then
+	// kills it.
+	Stop(ctx context.Context, h *Handle, grace time.Duration) error
+	// Inspect reports the task's current state without blocking.
+	Inspect(ctx context.Context, h *Handle) (*Status, error)
+}
+
+// Renderer is implemented by drivers whose launch can be shown before it happens: the
+// Slurm batch script, the docker argv. `loractl render --driver NAME` prints it.
+type Renderer interface {
+	Render(task *Task) ([]byte, error)
+}
+
+// ArraySubmitter is implemented by drivers that can launch many tasks as one unit
+// with a concurrency cap (Slurm job arrays). Sweeps use it when present.
+type ArraySubmitter interface {
+	StartArray(ctx context.Context, tasks []*Task, maxParallel int) ([]*Handle, error)
+}
+
+// Errors shared by drivers, for errors.Is.
+var (
+	// ErrTaskNotFound means the handle names a task the driver no longer knows
+	// (the process is gone, the container was removed, the job aged out).
+	ErrTaskNotFound = errors.New("task not found")
+	// ErrHandleVersion means the handle was written by an incompatible controller.
+	ErrHandleVersion = errors.New("unsupported handle version")
+	// ErrNotSupported is returned by optional operations a driver lacks.
+	ErrNotSupported = errors.New("not supported by this driver")
+)
+
+// CheckHandle verifies that h belongs to driver name and has a version this build reads.
+func CheckHandle(h *Handle, name string) error {
+	if h == nil {
+		return errors.New("nil handle")
+	}
+	if h.Driver != name {
+		return errors.New("handle belongs to driver " + h.Driver + ", not " + name)
+	}
+	if h.Version != HandleVersion {
+		return ErrHandleVersion
+	}
+	return nil
+}
