@@ -153,3 +153,13 @@ func CheckHandle(h *Handle, name string) error {
 	}
 	return nil
 }
+
+// OptionError is a driver option that failed validation. Key is relative to the
+// driver's own config section ("partition", "extra_directives[2]"); the config layer
+// prefixes it with "driver.<name>." and adds the file:line it came from.
+type OptionError struct {
+	Key     string
+	Message string
+}
+
+func (e *OptionError) Error() string { return e.Key + ": " + e.Message }
