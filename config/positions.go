@@ -1,0 +1,51 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// position is where a key's value starts in the YAML file.
+type position struct{ line, col int }
+
+// indexPositions records the position of every mapping key and sequence item in the
+// document, by dotted path ("lora.target_modules[1]"), so validation errors found long
+// after parsing can still name the line.
+func indexPositions(f *ast.File) map[string]position {
+	idx := map[string]position{}
+	for _, doc := range f.Docs {
+		walkNode(doc.Body, "", idx)
+	}
+	return idx
+}
+
+func walkNode(n ast.Node, prefix string, idx map[string]position) {
+	switch n := n.(type) {
+	case *ast.MappingNode:
+		for _, mv := range n.Values {
+			walkNode(mv, prefix, idx)
+		}
+	case *ast.MappingValueNode:
+		key := n.Key.GetToken().Value
+		path := key
+		if prefix != "" {
+			path = prefix + "." + key
+		}
+		tk := n.Key.GetToken()
+		idx[path] = position{tk.Position.Line, tk.Position.Column}
+		walkNode(n.Value, path, idx)
+	case *ast.SequenceNode:
+		for i, v := range n.Values {
+			path := fmt.Sprintf("%s[%d]", prefix, i)
+			if tk := v.GetToken(); tk != nil {
+				idx[path] = position{tk.Position.Line, tk.Position.Column}
+			}
+			walkNode(v, path, idx)
+		}
+	case *ast.TagNode:
+		walkNode(n.Value, prefix, idx)
+	case *ast.AnchorNode:
+		walkNode(n.Value, prefix, idx)
+	}
+}

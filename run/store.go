@@ -1,0 +1,118 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/gofrs/flock"
+)
+
+// Names of the files in a run directory (docs/run-dir.md).
+const (
+	ConfigFile     = "config.yaml"
+	ResolvedFile   = "resolved.json"
+	ManifestFile   = "manifest.json"
+	EventsFile     = "events.jsonl"
+	LogFile        = "train.log"
+	CheckpointsDir = "checkpoints"
+	AdapterDir     = "adapter"
+	TrainerFile    = "train_lora.py"
+	lockFile       = ".lock"
+)
+
+// EnvRunsDir overrides the default run store location.
+const EnvRunsDir = "LORACTL_RUNS_DIR"
+
+// DefaultBase is the run store's base directory: $LORACTL_RUNS_DIR or ./runs.
+func DefaultBase() string {
+	if d := os.Getenv(EnvRunsDir); d != "" {
+		return d
+	}
+	return "runs"
+}
+
+// Store is a directory of run directories, one per run id.
+type Store struct {
+	Base string
+}
+
+// NewStore returns the store rooted at base (made absolute: run dirs are handed to
+// containers and cluster nodes that do not share our working directory).
+func NewStore(base string) (*Store, error) {
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{Base: abs}, nil
+}
+
+// Dir is the run directory of id.
+func (s *Store) Dir(id string) string { return filepath.Join(s.Base, id) }
+
+// ErrNoRun means no run with that id exists in the store.
+var ErrNoRun = errors.New("no such run")
+
+// Manifest loads the manifest of run id.
+func (s *Store) Manifest(id string) (*Manifest, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("%q: %w", id, ErrNoRun)
+	}
+	m, err := ReadManifest(s.Dir(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%q in %s: %w", id, s.Base, ErrNoRun)
+	}
+	return m, err
+}
+
+// List returns the manifests of every run in the store, newest first. Directories
+// without a readable manifest are skipped.
+func (s *Store) List() ([]*Manifest, error) {
+	entries, err := os.ReadDir(s.Base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Manifest
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if m, err := ReadManifest(s.Dir(e.Name())); err == nil {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+// validID rejects ids that could escape the store ("../x", "a/b").
+func validID(id string) bool {
+	return id != "" && id != "." && id != ".." && filepath.Base(id) == id
+}
+
+// Lock is held by the one controller that drives a run directory.
+type Lock struct{ fl *flock.Flock }
+
+// ErrLocked means another controller is driving the run.
+var ErrLocked = errors.New("run is being driven by another loractl process")
+
+// LockDir takes the run directory's lock without waiting.
+func LockDir(dir string) (*Lock, error) {
+	fl := flock.New(filepath.Join(dir, lockFile))
+	ok, err := fl.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
+	}
+	return &Lock{fl: fl}, nil
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error { return l.fl.Unlock() }
