@@ -1,0 +1,70 @@
+package dataset
+
+// Error codes. They are stable: scripts match on them in the --json output.
+const (
+	CodeInvalidJSON             = "invalid_json"
+	CodeInvalidUTF8             = "invalid_utf8"
+	CodeNotAnObject             = "not_an_object"
+	CodeMissingMessages         = "missing_messages"
+	CodeEmptyMessages           = "empty_messages"
+	CodeMessageNotObject        = "message_not_object"
+	CodeMessageMissingKey       = "message_missing_key"
+	CodeMessageUnrecognizedKey  = "message_unrecognized_key"
+	CodeUnrecognizedRole        = "unrecognized_role"
+	CodeContentNotString        = "content_not_string"
+	CodeMissingAssistantMessage = "missing_assistant_message"
+	CodeEmptyAssistantContent   = "empty_assistant_content"
+	CodeInvalidWeight           = "invalid_weight"
+	CodeLineTooLong             = "line_too_long"
+	// CodeTooFewExamples is an error under MinExamples and a warning under FewExamples.
+	CodeTooFewExamples = "too_few_examples"
+	// CodeChatTemplateError: the tokenizer's chat template raised on this example, so the
+	// trainer would fail on it too (only with a tokenizer).
+	CodeChatTemplateError = "chat_template_error"
+)
+
+// Warning codes, also stable.
+const (
+	CodeSmallDataset             = "small_dataset"
+	CodeDuplicateExample         = "duplicate_example"
+	CodeTrainEvalOverlap         = "train_eval_overlap"
+	CodeInconsistentSystemPrompt = "inconsistent_system_prompt"
+	CodeSystemPromptMismatch     = "system_prompt_mismatch"
+	CodeExceedsMaxLength         = "exceeds_max_length"
+	CodeLabelsTruncatedAway      = "labels_truncated_away"
+	CodeMissingEOSInTemplate     = "missing_eos_in_template"
+	CodeLastMessageNotAssistant  = "last_message_not_assistant"
+	CodeConsecutiveSameRole      = "consecutive_same_role"
+	CodeSystemNotFirst           = "system_not_first"
+	CodeEmptyUserContent         = "empty_user_content"
+	CodeNoEvalSet                = "no_eval_set"
+)
+
+// warningOrder is the order warnings are listed in: dataset-wide problems first, then the
+// ones that decide whether training learns anything, then per-example style issues.
+var warningOrder = []string{
+	CodeTooFewExamples,
+	CodeSmallDataset,
+	CodeNoEvalSet,
+	CodeTrainEvalOverlap,
+	CodeDuplicateExample,
+	CodeMissingEOSInTemplate,
+	CodeLabelsTruncatedAway,
+	CodeExceedsMaxLength,
+	CodeSystemPromptMismatch,
+	CodeInconsistentSystemPrompt,
+	CodeLastMessageNotAssistant,
+	CodeConsecutiveSameRole,
+	CodeSystemNotFirst,
+	CodeEmptyUserContent,
+}
+
+// Thresholds from the fine-tuning guidance loractl follows.
+const (
+	// MinExamples: below it fine-tuning is refused (an error).
+	MinExamples = 10
+	// FewExamples: below it few-shot prompting is the better tool (a warning).
+	FewExamples = 50
+	// SmallDataset: below it expect modest gains (a warning).
+	SmallDataset = 500
+)

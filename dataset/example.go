@@ -1,0 +1,168 @@
+package dataset
+
+import (
+	"crypto/sha256"
+)
+
+// hashKey is a 128-bit content hash: enough that a collision among billions of examples is
+// not a practical concern, at a fraction of the memory of the text itself.
+type hashKey [16]byte
+
+// Separators in the normalised byte stream that is hashed. 0xFE and 0xFF never occur in
+// UTF-8, so no content can fake a message boundary.
+const (
+	sepMessage = 0xFF
+	sepSystem  = 0xFE
+)
+
+// Estimate constants for counting tokens without a tokenizer. BPE tokenizers average about
+// 0.75 English words or 4 bytes per token; a chat template adds a few tokens per message.
+const (
+	estBytesPerToken   = 4
+	estTokensPerWord   = 4.0 / 3.0
+	estTemplatePerTurn = 4
+)
+
+// facts are what the dataset-level checks need from one valid example.
+type facts struct {
+	full, prompt hashKey
+	hasSystem    bool
+	system       []byte // normalised first system message; valid until the next example
+	systemHash   hashKey
+	messages     int
+	roles        [numRoles]int
+	// Estimated tokens: whole example, trainable assistant tokens, and those of them that
+	// survive truncation to max length.
+	estTotal, estAssistant, estKept int
+}
+
+// factBuilder computes facts with reused buffers.
+type factBuilder struct {
+	norm []byte
+	sys  []byte
+	f    facts
+}
+
+// build derives the facts of a valid example. maxLength ≤ 0 disables truncation.
+func (b *factBuilder) build(msgs []message, maxLength int) *facts {
+	f := &b.f
+	*f = facts{messages: len(msgs)}
+	b.norm = b.norm[:0]
+	b.sys = b.sys[:0]
+	promptEnd, sawUser := -1, false
+	cursor := 1 // a BOS token
+	for k, m := range msgs {
+		f.roles[m.role]++
+		start := len(b.norm)
+		if m.role == roleSystem {
+			// System prompts are hashed after everything else, so the prompt key (the
+			// conversation before the first answer) does not depend on them.
+			var words int
+			b.sys = append(b.sys, byte(m.role))
+			b.sys, words = appendNormalized(b.sys, m.content)
+			b.sys = append(b.sys, sepMessage)
+			if k == 0 {
+				f.hasSystem = true
+				f.system = b.sys[1 : len(b.sys)-1]
+			}
+			cursor += estTemplatePerTurn + estimateTokens(len(b.sys)-2, words)
+			continue
+		}
+		if m.role == roleAssistant && promptEnd < 0 {
+			promptEnd = len(b.norm)
+		}
+		if m.role == roleUser {
+			sawUser = true
+		}
+		var words int
+		b.norm = append(b.norm, byte(m.role))
+		b.norm, words = appendNormalized(b.norm, m.content)
+		b.norm = append(b.norm, sepMessage)
+		est := estimateTokens(len(b.norm)-start-2, words)
+		cursor += estTemplatePerTurn
+		if m.role == roleAssistant && m.weight != 0 {
+			span := est + 1 // the end-of-turn token is learned too
+			f.estAssistant += span
+			f.estKept += overlap(cursor, cursor+span, maxLength)
+			cursor += span
+		} else {
+			cursor += est
+		}
+	}
+	f.estTotal = cursor
+	if f.hasSystem {
+		f.systemHash = sum128(f.system)
+	}
+	b.norm = append(b.norm, sepSystem)
+	b.norm = append(b.norm, b.sys...)
+	f.full = sum128(b.norm)
+	if promptEnd > 0 && sawUser {
+		f.prompt = sum128(b.norm[:promptEnd])
+	} else {
+		// No user turn before the first answer: there is no prompt to leak by, so the
+		// example stands for itself.
+		f.prompt = f.full
+	}
+	return f
+}
+
+// overlap is how many of the positions [start, end) lie below limit (all when limit ≤ 0).
+func overlap(start, end, limit int) int {
+	if limit <= 0 || end <= limit {
+		return end - start
+	}
+	if start >= limit {
+		return 0
+	}
+	return limit - start
+}
+
+func estimateTokens(bytes, words int) int {
+	byBytes := (bytes + estBytesPerToken - 1) / estBytesPerToken
+	byWords := int(float64(words)*estTokensPerWord + 0.999)
+	return max(byBytes, byWords)
+}
+
+func sum128(b []byte) hashKey {
+	s := sha256.Sum256(b)
+	return hashKey(s[:16])
+}
+
+// spaceTable marks ASCII whitespace: the characters whitespace normalisation collapses.
+var spaceTable = func() (t [256]bool) {
+	for _, c := range []byte(" \t\n\r\v\f") {
+		t[c] = true
+	}
+	return t
+}()
+
+// appendNormalized appends s with leading and trailing whitespace removed and every inner
+// run of whitespace replaced by one space, and returns the number of words.
+func appendNormalized(dst, s []byte) ([]byte, int) {
+	words := 0
+	i := 0
+	for {
+		for i < len(s) && spaceTable[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			return dst, words
+		}
+		j := i
+		for j < len(s) && !spaceTable[s[j]] {
+			j++
+		}
+		if words > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, s[i:j]...)
+		words++
+		i = j
+	}
+}
+
+// normalizeString is appendNormalized for one string, for callers outside the hot path.
+func normalizeString(s string) string {
+	b, _ := appendNormalized(nil, []byte(s))
+	return string(b)
+}
