@@ -1,0 +1,228 @@
+// Package preflight decides, before a training run starts, which GPU it gets and
+// whether its estimated peak memory fits there. `loractl train` calls Run; a run that
+// would not fit is refused with exit code 3 unless forced, or waits for memory to
+// free up on a shared workstation.
+package preflight
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/loractl/loractl/gpu"
+	"github.com/loractl/loractl/internal/cmdutil"
+)
+
+// AnyGPU lets the pre-flight pick the GPU with the most free memory.
+const AnyGPU = -1
+
+// Options steer the pre-flight.
+type Options struct {
+	// GPU is the NVML index to use, or AnyGPU.
+	GPU int
+	// Force starts the run even when the estimate does not fit.
+	Force bool
+	// Wait, when positive, polls until the run fits or Wait has passed.
+	Wait time.Duration
+	// Poll is the interval between checks while waiting (default 5s).
+	Poll time.Duration
+	// Status receives the one-line waiting status (rewritten in place with \r when
+	// StatusTTY is set, one line per change otherwise). Nil discards it.
+	Status    io.Writer
+	StatusTTY bool
+}
+
+// Candidate is one place a run can go: a whole GPU, or one MIG device of a
+// MIG-enabled GPU.
+type Candidate struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	UUID  string `json:"uuid"`
+	// Visible is the CUDA_VISIBLE_DEVICES value that selects it.
+	Visible string `json:"cuda_visible_devices"`
+	Free    uint64 `json:"free_bytes"`
+	Total   uint64 `json:"total_bytes"`
+	MIG     bool   `json:"mig,omitempty"`
+}
+
+// Decision is the outcome of a pre-flight that lets the run start.
+type Decision struct {
+	// CPU is set when the machine has no NVIDIA GPU: the run goes to the CPU and
+	// the other fields are empty.
+	CPU bool `json:"cpu"`
+	Candidate
+	// Need is the estimated peak the decision was made for.
+	Need uint64 `json:"need_bytes"`
+	// Fits reports whether Need fits in Free; false only when Forced.
+	Fits   bool          `json:"fits"`
+	Forced bool          `json:"forced,omitempty"`
+	Waited time.Duration `json:"waited_ns,omitempty"`
+}
+
+// Env is the environment the trainer must be started with.
+func (d *Decision) Env() map[string]string {
+	if d.CPU {
+		// An empty value hides every GPU from CUDA, so a CPU decision stays one.
+		return map[string]string{"CUDA_VISIBLE_DEVICES": ""}
+	}
+	return map[string]string{"CUDA_VISIBLE_DEVICES": d.Visible}
+}
+
+// NoFitError says why a run was refused. Run returns it wrapped in a
+// cmdutil.ExitError with code 3, so commands can return it as is.
+type NoFitError struct {
+	Need   uint64
+	Best   Candidate
+	Waited time.Duration
+}
+
+func (e *NoFitError) Error() string {
+	msg := fmt.Sprintf("the run needs about %s of GPU memory but GPU %d (%s) has %s free",
+		gpu.FormatBytes(e.Need), e.Best.Index, e.Best.Name, gpu.FormatBytes(e.Best.Free))
+	if e.Waited > 0 {
+		msg += fmt.Sprintf(" after waiting %s", e.Waited.Round(time.Second))
+	}
+	return msg + "; see `loractl plan` for what would make it fit, or pass --force"
+}
+
+// Candidates lists where a run can go, in NVML order; a MIG-enabled GPU contributes
+// its MIG devices instead of itself.
+func Candidates(m gpu.Manager) ([]Candidate, error) {
+	devs, err := m.Devices()
+	if err != nil {
+		return nil, err
+	}
+	var out []Candidate
+	for _, d := range devs {
+		info, err := d.Info()
+		if err != nil {
+			return nil, fmt.Errorf("gpu %d: %w", d.Index(), err)
+		}
+		if info.MIGEnabled {
+			for _, mig := range info.MIGDevices {
+				out = append(out, Candidate{Index: info.Index, Name: info.Name + " MIG", UUID: mig.UUID,
+					Visible: mig.UUID, Free: mig.MemoryFreeBytes, Total: mig.MemoryTotalBytes, MIG: true})
+			}
+			continue
+		}
+		out = append(out, Candidate{Index: info.Index, Name: info.Name, UUID: info.UUID,
+			Visible: strconv.Itoa(info.Index), Free: info.MemoryFreeBytes, Total: info.MemoryTotalBytes})
+	}
+	return out, nil
+}
+
+// pick returns the candidate with the most free memory among those on GPU index
+// (any GPU for AnyGPU).
+func pick(cands []Candidate, index int) (Candidate, bool) {
+	var best Candidate
+	found := false
+	for _, c := range cands {
+		if index != AnyGPU && c.Index != index {
+			continue
+		}
+		if !found || c.Free > best.Free {
+			best, found = c, true
+		}
+	}
+	return best, found
+}
+
+// Run picks the GPU for a run whose estimated peak is need bytes. It returns a
+// CPU decision on a machine without GPUs (unless a GPU was asked for), a decision
+// for the chosen GPU when the run fits (or Force is set), and otherwise, after
+// waiting when asked to, an exit-3 error wrapping *NoFitError.
+func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decision, error) {
+	poll := opts.Poll
+	if poll <= 0 {
+		poll = 5 * time.Second
+	}
+	start := time.Now()
+	var deadline time.Time
+	if opts.Wait > 0 {
+		deadline = start.Add(opts.Wait)
+	}
+	status := newStatusLine(opts.Status, opts.StatusTTY)
+	defer status.done()
+	for {
+		cands, err := Candidates(m)
+		if err != nil {
+			return nil, err
+		}
+		if len(cands) == 0 {
+			if opts.GPU != AnyGPU {
+				return nil, cmdutil.Invalidf("GPU %d was requested but this machine has no usable NVIDIA GPU", opts.GPU)
+			}
+			return &Decision{CPU: true, Need: need, Fits: true}, nil
+		}
+		best, ok := pick(cands, opts.GPU)
+		if !ok {
+			return nil, cmdutil.Invalidf("GPU %d was requested but this machine has GPUs 0-%d", opts.GPU, cands[len(cands)-1].Index)
+		}
+		waited := time.Since(start)
+		if need <= best.Free {
+			return &Decision{Candidate: best, Need: need, Fits: true, Waited: waitedOrZero(opts, waited)}, nil
+		}
+		if opts.Force {
+			return &Decision{Candidate: best, Need: need, Forced: true}, nil
+		}
+		if deadline.IsZero() || !time.Now().Before(deadline) {
+			return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
+				Err: &NoFitError{Need: need, Best: best, Waited: waitedOrZero(opts, waited)}}
+		}
+		status.show(fmt.Sprintf("waiting for GPU memory: need %s, GPU %d (%s) has %s free; %s of %s",
+			gpu.FormatBytes(need), best.Index, best.Name, gpu.FormatBytes(best.Free),
+			waited.Round(time.Second), opts.Wait.Round(time.Second)))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(poll, time.Until(deadline))):
+		}
+	}
+}
+
+func waitedOrZero(opts Options, waited time.Duration) time.Duration {
+	if opts.Wait <= 0 {
+		return 0
+	}
+	return waited
+}
+
+// statusLine prints the waiting status: rewritten in place on a terminal, and only
+// when it changes elsewhere (a log file should not fill with identical lines).
+type statusLine struct {
+	w     io.Writer
+	tty   bool
+	last  string
+	shown bool
+}
+
+func newStatusLine(w io.Writer, tty bool) *statusLine { return &statusLine{w: w, tty: tty} }
+
+func (s *statusLine) show(line string) {
+	if s.w == nil {
+		return
+	}
+	if s.tty {
+		fmt.Fprintf(s.w, "\r\033[K%s", line)
+		s.shown = true
+		return
+	}
+	// The elapsed time changes every poll; compare without it.
+	key := line
+	if i := strings.LastIndex(line, ";"); i >= 0 {
+		key = line[:i]
+	}
+	if key != s.last {
+		fmt.Fprintln(s.w, line)
+		s.last = key
+	}
+}
+
+func (s *statusLine) done() {
+	if s.w != nil && s.tty && s.shown {
+		fmt.Fprintln(s.w)
+	}
+}
