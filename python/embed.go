@@ -10,7 +10,7 @@ import (
 	"io/fs"
 )
 
-//go:embed *.py
+//go:embed *.py requirements.txt
 var files embed.FS
 
 // FS is the embedded Python scripts (train_lora.py and its helpers), at the root.
@@ -27,4 +27,34 @@ func Hash(name string) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// RequirementsHash is the short hash that keys the trainer's virtualenv
+// (scripts/setup-python.sh computes the same from python/requirements.txt).
+func RequirementsHash() string {
+	b, _ := files.ReadFile("requirements.txt")
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// TrainerFiles are the scripts a run needs beside it: the trainer and the module it
+// imports. The controller copies them into every run dir.
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py"}
+
+// TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
+// the manifest so a run names the exact trainer code it ran.
+func TrainerHash() (string, int64, error) {
+	h := sha256.New()
+	var n int64
+	for _, name := range TrainerFiles {
+		b, err := files.ReadFile(name)
+		if err != nil {
+			return "", 0, err
+		}
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write(b)
+		n += int64(len(b))
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

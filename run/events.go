@@ -129,6 +129,20 @@ type Follower struct {
 	partial []byte
 }
 
+// StartAt makes the follower begin at byte offset off: a resumed run's file still
+// holds the earlier attempts' events, which the live view must not replay as new.
+// (An offset, not a timestamp: a Slurm node's clock may differ from ours.)
+func (f *Follower) StartAt(off int64) { f.off = off }
+
+// Size returns the current size of the file at path, 0 when it does not exist.
+func Size(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // NewFollower follows path from its beginning.
 func NewFollower(path string) *Follower {
 	return &Follower{Path: path, Interval: 200 * time.Millisecond}

@@ -1,9 +1,13 @@
 package cmdutil
 
 import (
+	"encoding/json"
+
 	"github.com/rs/zerolog"
 
+	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/run"
 )
 
 // Factory carries the dependencies commands share. main builds one; tests build their
@@ -16,4 +20,12 @@ type Factory struct {
 	// RunsDir returns the base directory of the run store (--runs-dir,
 	// LORACTL_RUNS_DIR, default ./runs).
 	RunsDir func() string
+	// Driver returns the driver registered under name: a built-in, or an external
+	// loractl-driver-<name> plugin.
+	Driver func(name string) (driver.Driver, error)
+	// ValidateDriverOptions checks a driver's config section (nil raw: none given).
+	ValidateDriverOptions func(name string, raw json.RawMessage) error
 }
+
+// Store opens the run store.
+func (f *Factory) Store() (*run.Store, error) { return run.NewStore(f.RunsDir()) }

@@ -1,0 +1,53 @@
+// Package app wires loractl's real dependencies into the command tree and maps the
+// outcome to an exit code.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/loractl/loractl/internal/cmd/root"
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/run"
+)
+
+// Main runs loractl with args and returns the process exit code.
+func Main(args []string) int {
+	f := NewFactory(iostreams.System())
+	cmd := root.NewCmdRoot(f)
+	cmd.SetArgs(args)
+	cmd.SetOut(f.IO.Out)
+	cmd.SetErr(f.IO.ErrOut)
+	// Commands that must react to signals themselves (train forwards them to the
+	// trainer) install their own handlers; this context only stops waiting commands.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGPIPE)
+	defer stop()
+	err := cmd.ExecuteContext(ctx)
+	if err != nil {
+		var ee *cmdutil.ExitError
+		if !errors.As(err, &ee) || ee.Err != nil {
+			fmt.Fprintln(f.IO.ErrOut, "loractl:", err)
+		}
+	}
+	return cmdutil.ExitCode(err)
+}
+
+// NewFactory builds the production dependencies.
+func NewFactory(io *iostreams.IOStreams) *cmdutil.Factory {
+	l := zerolog.New(zerolog.ConsoleWriter{Out: io.ErrOut, NoColor: true}).With().Timestamp().Logger()
+	f := &cmdutil.Factory{
+		IO:      io,
+		Log:     &l,
+		RunsDir: run.DefaultBase,
+	}
+	wireDrivers(f)
+	_ = os.Getenv
+	return f
+}

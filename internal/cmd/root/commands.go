@@ -1,0 +1,24 @@
+package root
+
+import (
+	"github.com/spf13/cobra"
+
+	initcmd "github.com/loractl/loractl/internal/cmd/init"
+	"github.com/loractl/loractl/internal/cmd/logs"
+	"github.com/loractl/loractl/internal/cmd/render"
+	"github.com/loractl/loractl/internal/cmd/runs"
+	"github.com/loractl/loractl/internal/cmd/stop"
+	"github.com/loractl/loractl/internal/cmd/train"
+	"github.com/loractl/loractl/internal/cmdutil"
+)
+
+// commands lists every top-level command, in help order. One line per command keeps
+// additions from colliding.
+var commands = []func(*cmdutil.Factory) *cobra.Command{
+	func(f *cmdutil.Factory) *cobra.Command { return initcmd.NewCmdInit(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
+}

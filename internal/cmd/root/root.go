@@ -1,0 +1,98 @@
+// Package root assembles the loractl command tree.
+package root
+
+import (
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/loractl/loractl/internal/cmdutil"
+)
+
+// NewCmdRoot builds the root command. Global flags are applied to f before any
+// subcommand runs.
+func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
+	var (
+		runsDir   string
+		logFormat string
+		logLevel  string
+	)
+	cmd := &cobra.Command{
+		Use:   "loractl <command>",
+		Short: "Local LoRA fine-tuning of open LLMs, from data check to adopted adapter",
+		Long: `loractl checks your chat data, plans GPU memory, and runs the PEFT/TRL trainer
+locally, in a container or on Slurm, with live progress, verified resume and a
+before/after evaluation that tells you whether to adopt the adapter.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if runsDir != "" {
+				f.RunsDir = func() string { return runsDir }
+			}
+			return configureLog(f, logFormat, logLevel)
+		},
+	}
+	cmd.PersistentFlags().StringVar(&runsDir, "runs-dir", "", "base directory of the run store (default $LORACTL_RUNS_DIR or ./runs)")
+	cmd.PersistentFlags().StringVar(&logFormat, "log-format", "console", "controller log format: console or json")
+	cmd.PersistentFlags().StringVar(&logLevel, "log-level", "info", "controller log level: debug, info, warn, error")
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return cmdutil.Invalid(err)
+	})
+
+	for _, add := range commands {
+		cmd.AddCommand(add(f))
+	}
+	cmd.AddCommand(newHelpTopic("exit-codes", "Exit codes of loractl commands", exitCodesHelp))
+	cmd.AddCommand(newHelpTopic("environment", "Environment variables loractl reads", environmentHelp))
+	return cmd
+}
+
+// configureLog points the controller's own log at stderr: a human console by
+// default, JSON lines with --log-format json.
+func configureLog(f *cmdutil.Factory, format, level string) error {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return cmdutil.Invalidf("--log-level: %v", err)
+	}
+	var l zerolog.Logger
+	switch format {
+	case "json":
+		l = zerolog.New(f.IO.ErrOut).With().Timestamp().Logger()
+	case "console":
+		l = zerolog.New(zerolog.ConsoleWriter{Out: f.IO.ErrOut, NoColor: !f.IO.IsStderrTTY() || os.Getenv("NO_COLOR") != "", TimeFormat: "15:04:05"}).With().Timestamp().Logger()
+	default:
+		return cmdutil.Invalidf("--log-format: want console or json, got %q", format)
+	}
+	l = l.Level(lvl)
+	*f.Log = l
+	return nil
+}
+
+func newHelpTopic(name, short, long string) *cobra.Command {
+	return &cobra.Command{
+		Use:   name,
+		Short: short,
+		Long:  long,
+	}
+}
+
+const exitCodesHelp = `loractl exit codes:
+
+  0    success
+  1    the run failed (or: data check found errors)
+  2    invalid input: config, data, flags (the message names file, line and key)
+  3    GPU pre-flight refused: the run would not fit in free GPU memory (override: --force)
+  130  interrupted by SIGINT/SIGTERM; the trainer saved a checkpoint (continue: --resume RUN)
+`
+
+const environmentHelp = `Environment variables:
+
+  LORACTL_RUNS_DIR     base directory of the run store (default ./runs)
+  LORACTL_PYTHON       interpreter that runs the trainer (default: the setup venv)
+  LORACTL_CACHE        where scripts/setup-python.sh keeps venvs (default ~/.cache/loractl)
+  LORACTL_PLUGINS_DIR  where external drivers (loractl-driver-<name>) are looked up
+  HF_HOME, HF_HUB_OFFLINE, HF_TOKEN
+                       passed to the trainer; HF_TOKEN only by name, never written down
+  NO_COLOR             plain console output
+`

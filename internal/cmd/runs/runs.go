@@ -1,0 +1,115 @@
+// Package runs implements `loractl runs`: the run store at a glance.
+package runs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/run"
+)
+
+// Options are runs' flags and dependencies.
+type Options struct {
+	Factory *cmdutil.Factory
+	JSON    bool
+}
+
+// NewCmdRuns builds the runs command.
+func NewCmdRuns(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "runs",
+		Short: "List runs with their state, progress and eval loss",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runsRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the manifests as a JSON array")
+	return cmd
+}
+
+func runsRun(ctx context.Context, o *Options) error {
+	store, err := o.Factory.Store()
+	if err != nil {
+		return err
+	}
+	ms, err := store.List()
+	if err != nil {
+		return err
+	}
+	for i, m := range ms {
+		ms[i] = cmdutil.RefreshRun(ctx, o.Factory, store, m)
+	}
+	out := o.Factory.IO.Out
+	if o.JSON {
+		if ms == nil {
+			ms = []*run.Manifest{}
+		}
+		b, err := json.MarshalIndent(ms, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s\n", b)
+		return nil
+	}
+	if len(ms) == 0 {
+		fmt.Fprintf(out, "no runs in %s\n", store.Base)
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tSTARTED\tDURATION")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.RunID, m.State, m.Driver, step(m), evalLoss(m), started(m), duration(m))
+	}
+	return tw.Flush()
+}
+
+func step(m *run.Manifest) string {
+	if m.Result != nil {
+		return fmt.Sprint(m.Result.Step)
+	}
+	return "-"
+}
+
+func evalLoss(m *run.Manifest) string {
+	r := m.Result
+	if r == nil || r.EvalLossBefore == nil {
+		return "-"
+	}
+	if r.EvalLossAfter == nil {
+		return fmt.Sprintf("%.4f -> ?", *r.EvalLossBefore)
+	}
+	s := fmt.Sprintf("%.4f -> %.4f", *r.EvalLossBefore, *r.EvalLossAfter)
+	if r.Improved != nil && !*r.Improved {
+		s += " (no gain)"
+	}
+	return s
+}
+
+func started(m *run.Manifest) string {
+	if m.StartedAt.IsZero() {
+		return "-"
+	}
+	return m.StartedAt.Local().Format("2006-01-02 15:04")
+}
+
+func duration(m *run.Manifest) string {
+	if m.StartedAt.IsZero() {
+		return "-"
+	}
+	end := m.EndedAt
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return end.Sub(m.StartedAt).Round(time.Second).String()
+}

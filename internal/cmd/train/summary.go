@@ -1,0 +1,90 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/run"
+)
+
+// Result is the final object `train --json` prints after the events.
+type Result struct {
+	Type           string    `json:"type"`
+	RunID          string    `json:"run_id"`
+	State          run.State `json:"state"`
+	ExitCode       int       `json:"exit_code"`
+	Step           int       `json:"step"`
+	EvalLossBefore *float64  `json:"eval_loss_before,omitempty"`
+	EvalLossAfter  *float64  `json:"eval_loss_after,omitempty"`
+	Improved       *bool     `json:"improved,omitempty"`
+	AdapterPath    string    `json:"adapter_path,omitempty"`
+	WallSeconds    float64   `json:"wall_seconds"`
+	Error          string    `json:"error,omitempty"`
+}
+
+// summarise prints the outcome and returns the exit code as an error.
+func (o *Options) summarise(a *runner.Active, out *runner.Outcome, signalled bool) error {
+	m := a.Manifest
+	code := cmdutil.ExitOK
+	switch out.State {
+	case run.StateInterrupted:
+		code = cmdutil.ExitInterrupted
+	case run.StateFailed:
+		code = cmdutil.ExitFailed
+		if out.Exit != nil && out.Exit.ExitCode == 2 {
+			code = cmdutil.ExitInvalid // the trainer refused its config (e.g. 4-bit on a CPU)
+		}
+	}
+	wall := time.Since(a.Started)
+	res := Result{Type: "result", RunID: m.RunID, State: out.State, ExitCode: code, Error: m.Error, WallSeconds: wall.Seconds()}
+	if r := m.Result; r != nil {
+		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = r.Step, r.EvalLossBefore, r.EvalLossAfter, r.Improved, r.AdapterPath
+	}
+	w := o.Factory.IO.Out
+	if o.JSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(w, "%s\n", b)
+		return exit(code)
+	}
+	fmt.Fprintf(w, "\nrun %s %s in %s (step %d)\n", m.RunID, out.State, wall.Round(time.Second), res.Step)
+	if res.EvalLossBefore != nil && res.EvalLossAfter != nil {
+		before, after := *res.EvalLossBefore, *res.EvalLossAfter
+		change := (after - before) / before * 100
+		fmt.Fprintf(w, "  eval loss  %.4f -> %.4f (%+.1f%%)\n", before, after, change)
+		if after < before {
+			fmt.Fprintf(w, "  verdict    adopt: the adapter beats the base model on the eval set\n")
+		} else {
+			fmt.Fprintf(w, "  verdict    do not adopt: the adapter does not beat the base model on the eval set\n")
+		}
+	}
+	if res.AdapterPath != "" {
+		fmt.Fprintf(w, "  adapter    %s\n", res.AdapterPath)
+	}
+	switch out.State {
+	case run.StateInterrupted:
+		if cp, ok, _ := run.LatestComplete(a.Dir); ok {
+			fmt.Fprintf(w, "  checkpoint %s (step %d)\n", cp.Path, cp.Step)
+		}
+		fmt.Fprintf(w, "  continue   loractl train --resume %s\n", m.RunID)
+	case run.StateFailed:
+		if m.Error != "" {
+			fmt.Fprintf(w, "  error      %s\n", m.Error)
+		}
+		if out.Err != nil && out.Err.Hint != "" {
+			fmt.Fprintf(w, "  hint       %s\n", out.Err.Hint)
+		}
+		fmt.Fprintf(w, "  log        %s/%s\n", a.Dir, run.LogFile)
+	}
+	_ = signalled
+	return exit(code)
+}
+
+func exit(code int) error {
+	if code == cmdutil.ExitOK {
+		return nil
+	}
+	return cmdutil.SilentExit(code)
+}

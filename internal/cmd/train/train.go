@@ -1,0 +1,192 @@
+// Package train implements `loractl train`: validate, launch, follow, summarise.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/progress"
+	"github.com/loractl/loractl/internal/pyenv"
+	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/run"
+)
+
+// Options are train's flags and dependencies.
+type Options struct {
+	Factory       *cmdutil.Factory
+	Config        string
+	Sets          []string
+	Resume        string
+	Force         bool
+	Detach        bool
+	JSON          bool
+	SkipDataCheck bool
+	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
+	Signals chan os.Signal
+}
+
+// NewCmdTrain builds the train command.
+func NewCmdTrain(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "train [CONFIG]",
+		Short: "Validate a config, launch the trainer, stream progress, summarise the result",
+		Long: `Validate the config and data, launch python/train_lora.py through the configured
+driver, show live progress and checkpoints, and finish with the eval loss before
+and after training: an adapter that does not beat the base model is not adopted.
+
+Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
+--resume RUN. The same config and data always map to the same run id.`,
+		Example: `  loractl train my.yaml
+  loractl train my.yaml --set train.learning_rate=1e-4
+  loractl train --resume my-adapter-1a2b3c4d5e`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.Config = args[0]
+			}
+			if opts.Config == "" && opts.Resume == "" {
+				return cmdutil.Invalidf("give a CONFIG, or --resume RUN")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return trainRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.learning_rate=1e-4 (repeatable)")
+	fl.StringVar(&opts.Resume, "resume", "", "continue RUN from its newest complete checkpoint")
+	fl.BoolVar(&opts.Force, "force", false, "train again a run id that already exists (the old run dir is kept aside)")
+	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with `loractl logs -f`")
+	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
+	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
+	return cmd
+}
+
+func trainRun(ctx context.Context, o *Options) error {
+	f := o.Factory
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	cfg, err := o.loadConfig(store)
+	if err != nil {
+		return err
+	}
+	p, err := runner.Prepare(cfg)
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	if o.Resume != "" && p.RunID != o.Resume {
+		return cmdutil.Invalidf("cannot resume %s: %v (the config or data now give run id %s)", o.Resume, runner.ErrConfigDiff, p.RunID)
+	}
+	py, _, err := pyenv.Find(cfg.Spec.Python)
+	if err != nil {
+		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
+	}
+	d, err := f.Driver(cfg.DriverName)
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+
+	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}
+	if o.Resume != "" {
+		lo.Resume = runner.ResumeAuto
+	}
+	if err := o.preLaunch(ctx, cfg, p, &lo); err != nil {
+		return err
+	}
+
+	sigs := o.Signals
+	if sigs == nil {
+		sigs = make(chan os.Signal, 3)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+	}
+	a, err := runner.Launch(ctx, store, p, lo)
+	if err != nil {
+		return launchError(err)
+	}
+	log := f.Log.With().Str("run", p.RunID).Logger()
+	log.Info().Str("driver", d.Name()).Str("handle", a.Handle.ID).Str("dir", a.Dir).Msg(startedMsg(a))
+	if o.Detach {
+		_ = a.Release()
+		fmt.Fprintf(f.IO.Out, "%s\n", p.RunID)
+		log.Info().Msgf("detached: follow with `loractl logs -f %s`, stop with `loractl stop %s`", p.RunID, p.RunID)
+		return nil
+	}
+
+	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
+	watch := &resumeWatch{want: a.ResumeStep}
+	interrupted := forwardSignals(ctx, a, sigs, &log)
+	out, err := a.Wait(ctx, func(e *run.Event) {
+		prog.Event(e)
+		if msg := watch.check(e); msg != "" {
+			log.Error().Msg(msg)
+			_ = a.Signal(ctx, "KILL")
+		}
+	})
+	prog.Done()
+	if err != nil {
+		return cmdutil.Failed(err)
+	}
+	if watch.failed != "" {
+		return cmdutil.Failed(errors.New(watch.failed))
+	}
+	return o.summarise(a, out, interrupted())
+}
+
+// loadConfig loads the config to train: the one given, or for --resume the run's own
+// (its original file when it still exists, else the copy in the run dir).
+func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
+	f := o.Factory
+	if o.Resume == "" {
+		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
+	}
+	m, err := store.Manifest(o.Resume)
+	if err != nil {
+		return nil, cmdutil.Invalid(err)
+	}
+	if o.Config != "" {
+		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
+	}
+	sets := append(append([]string(nil), m.Overrides...), o.Sets...)
+	if _, err := os.Stat(m.ConfigPath); err == nil {
+		return cmdutil.LoadConfig(f, m.ConfigPath, sets, "")
+	}
+	src, err := os.ReadFile(store.Dir(o.Resume) + "/" + run.ConfigFile)
+	if err != nil {
+		return nil, cmdutil.Invalid(err)
+	}
+	cfg, err := config.Parse(m.ConfigPath, src, sets)
+	if err != nil {
+		return nil, cmdutil.Invalid(err)
+	}
+	return cfg, nil
+}
+
+func startedMsg(a *runner.Active) string {
+	if a.ResumeFrom != "" {
+		return fmt.Sprintf("resuming from %s (step %d)", a.ResumeFrom, a.ResumeStep)
+	}
+	return "trainer launched"
+}
+
+// launchError maps the run store's refusals to invalid input (exit 2).
+func launchError(err error) error {
+	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, run.ErrLocked, run.ErrNoRun} {
+		if errors.Is(err, target) {
+			return cmdutil.Invalid(err)
+		}
+	}
+	return cmdutil.Failed(err)
+}

@@ -1,0 +1,181 @@
+// Package progress renders run events for people: a live status line on a terminal,
+// plain lines elsewhere, or the raw JSON events.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/loractl/loractl/run"
+)
+
+// Progress renders run events for people: on a terminal one live status line that
+// rewrites itself (step/total, loss, lr, tokens/s, ETA) with notable events printed
+// above it; elsewhere one plain line per event; with JSON, the events themselves.
+type Progress struct {
+	Out  io.Writer
+	TTY  bool
+	JSON bool
+
+	total      int
+	firstStep  int
+	firstAt    time.Time
+	lastStep   int
+	lastStatus string
+	gpu        string
+	now        func() time.Time
+}
+
+// Event renders one event.
+func (p *Progress) Event(e *run.Event) {
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.JSON {
+		fmt.Fprintf(p.Out, "%s\n", e.Raw)
+		return
+	}
+	switch e.Type {
+	case run.EventStart:
+		p.total = e.TotalSteps
+		msg := fmt.Sprintf("trainer started on %s (%s): %s trainable of %s parameters, %d steps",
+			orDash(e.Device), orDash(e.Precision), humanCount(e.TrainableParams), humanCount(e.TotalParams), e.TotalSteps)
+		if e.ResumeFrom != "" {
+			msg += fmt.Sprintf(", resuming at step %d", e.ResumeStep)
+		}
+		p.line(msg)
+	case run.EventLog:
+		if e.TotalSteps > 0 {
+			p.total = e.TotalSteps
+		}
+		p.trackRate(e.Step)
+		status := p.status(e)
+		if p.TTY {
+			p.lastStatus = status
+			fmt.Fprintf(p.Out, "\r\033[K%s", status)
+		} else {
+			fmt.Fprintln(p.Out, status)
+		}
+	case run.EventEval:
+		if e.EvalLoss != nil {
+			p.line(fmt.Sprintf("eval (%s) at step %d: eval_loss %.4f", e.Phase, e.Step, *e.EvalLoss))
+		}
+	case run.EventCheckpoint:
+		p.line(fmt.Sprintf("checkpoint saved at step %d: %s", e.Step, e.Path))
+	case run.EventWarning:
+		p.line(fmt.Sprintf("warning [%s]: %s", e.Code, e.Message))
+	case run.EventError:
+		msg := fmt.Sprintf("error: %s: %s", e.ErrorType, e.Message)
+		if e.Hint != "" {
+			msg += "\n  hint: " + e.Hint
+		}
+		p.line(msg)
+	case run.EventGPU:
+		p.gpu = fmt.Sprintf("gpu%d %s", e.Index, humanBytes(e.MemoryUsedBytes))
+		if e.UtilizationPercent != nil {
+			p.gpu += fmt.Sprintf(" %.0f%%", *e.UtilizationPercent)
+		}
+	case run.EventEnd:
+		p.line(fmt.Sprintf("trainer %s at step %d", e.Status, e.Step))
+	}
+}
+
+// line prints a notable event, keeping the live status line below it on a terminal.
+func (p *Progress) line(s string) {
+	if p.TTY {
+		fmt.Fprintf(p.Out, "\r\033[K%s\n", s)
+		if p.lastStatus != "" {
+			fmt.Fprint(p.Out, p.lastStatus)
+		}
+		return
+	}
+	fmt.Fprintln(p.Out, s)
+}
+
+// Done ends the live line.
+func (p *Progress) Done() {
+	if p.TTY && p.lastStatus != "" {
+		fmt.Fprintln(p.Out)
+		p.lastStatus = ""
+	}
+}
+
+func (p *Progress) trackRate(step int) {
+	if p.firstAt.IsZero() {
+		p.firstStep, p.firstAt = step, p.now()
+	}
+	p.lastStep = step
+}
+
+func (p *Progress) status(e *run.Event) string {
+	var b strings.Builder
+	if p.total > 0 {
+		fmt.Fprintf(&b, "step %d/%d %s", e.Step, p.total, bar(e.Step, p.total, 20))
+	} else {
+		fmt.Fprintf(&b, "step %d", e.Step)
+	}
+	if e.Loss != nil {
+		fmt.Fprintf(&b, " loss %.4f", *e.Loss)
+	}
+	if e.LearningRate != nil {
+		fmt.Fprintf(&b, " lr %.2e", *e.LearningRate)
+	}
+	if e.TokensPerSecond != nil {
+		fmt.Fprintf(&b, " %.0f tok/s", *e.TokensPerSecond)
+	}
+	if eta, ok := p.eta(e.Step); ok {
+		fmt.Fprintf(&b, " ETA %s", eta.Round(time.Second))
+	}
+	if p.gpu != "" {
+		b.WriteString(" | " + p.gpu)
+	}
+	return b.String()
+}
+
+// eta extrapolates from the steps seen by this controller (not from step 0: a
+// resumed run's earlier steps took no time here).
+func (p *Progress) eta(step int) (time.Duration, bool) {
+	done := step - p.firstStep
+	if p.total <= 0 || done <= 0 {
+		return 0, false
+	}
+	per := p.now().Sub(p.firstAt) / time.Duration(done)
+	return per * time.Duration(p.total-step), true
+}
+
+func bar(n, total, width int) string {
+	if total <= 0 {
+		return ""
+	}
+	filled := min(width, n*width/total)
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func humanBytes(b uint64) string {
+	const gib = 1 << 30
+	if b >= gib {
+		return fmt.Sprintf("%.1f GiB", float64(b)/gib)
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}

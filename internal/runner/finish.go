@@ -1,0 +1,175 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/run"
+)
+
+// TrainerInterrupted is the trainer's exit code after it checkpointed on a signal.
+const TrainerInterrupted = 75
+
+// Outcome is how an attempt ended, as the commands report it.
+type Outcome struct {
+	State run.State
+	Exit  *driver.ExitResult
+	// End is the trainer's end event, nil when it died without one.
+	End *run.Event
+	// Err is the trainer's error event, if any.
+	Err *run.Event
+}
+
+// Wait follows the run's events into fn until the trainer exits, then records the
+// outcome in the manifest and releases the run lock.
+func (a *Active) Wait(ctx context.Context, fn func(*run.Event)) (*Outcome, error) {
+	defer a.lock.Unlock()
+	type waitResult struct {
+		res *driver.ExitResult
+		err error
+	}
+	done := make(chan waitResult, 1)
+	go func() {
+		res, err := a.Driver.Wait(ctx, a.Handle)
+		done <- waitResult{res, err}
+	}()
+	var wr *waitResult
+	var events []*run.Event
+	f := run.NewFollower(filepath.Join(a.Dir, run.EventsFile))
+	f.StartAt(a.eventsOffset)
+	ferr := f.Follow(ctx, func() bool {
+		if wr != nil {
+			return true
+		}
+		select {
+		case r := <-done:
+			wr = &r
+			return true
+		default:
+			return false
+		}
+	}, func(e *run.Event) {
+		events = append(events, e)
+		a.observe(e)
+		if fn != nil {
+			fn(e)
+		}
+	})
+	if ferr != nil && !errors.Is(ferr, context.Canceled) {
+		return nil, ferr
+	}
+	if wr == nil {
+		return nil, ctx.Err()
+	}
+	if wr.err != nil {
+		return nil, fmt.Errorf("wait for trainer: %w", wr.err)
+	}
+	out := outcome(wr.res, events)
+	return out, a.record(out)
+}
+
+// observe folds live events into the manifest (versions and device arrive with start;
+// the manifest then shows them while the run is still going).
+func (a *Active) observe(e *run.Event) {
+	m := a.Manifest
+	if e.Type == run.EventStart {
+		m.Versions, m.Device = e.Versions, e.Device
+		_ = run.WriteManifest(a.Dir, m)
+	}
+}
+
+// outcome decides the attempt's state from the exit status and the trainer's own
+// account in its events. The events win where the exit status is unknown (a trainer
+// started by another controller).
+func outcome(res *driver.ExitResult, events []*run.Event) *Outcome {
+	o := &Outcome{Exit: res}
+	for _, e := range events {
+		switch e.Type {
+		case run.EventEnd:
+			o.End = e
+		case run.EventError:
+			o.Err = e
+		}
+	}
+	switch {
+	case res != nil && res.ExitCode == 0 && res.Signal == 0:
+		o.State = run.StateCompleted
+	case res != nil && res.ExitCode == TrainerInterrupted:
+		o.State = run.StateInterrupted
+	case (res == nil || res.ExitCode < 0) && o.End != nil:
+		o.State = stateFromEnd(o.End.Status)
+	default:
+		o.State = run.StateFailed
+	}
+	if o.State == run.StateCompleted && (o.End == nil || o.End.Status != "completed") {
+		// Exit 0 without the trainer saying it completed is not a success.
+		o.State = run.StateFailed
+	}
+	return o
+}
+
+func stateFromEnd(status string) run.State {
+	switch status {
+	case "completed":
+		return run.StateCompleted
+	case "interrupted":
+		return run.StateInterrupted
+	}
+	return run.StateFailed
+}
+
+// record writes the outcome into the manifest.
+func (a *Active) record(o *Outcome) error {
+	return recordOutcome(a.Dir, a.Manifest, o, a.Started)
+}
+
+func recordOutcome(dir string, m *run.Manifest, o *Outcome, started time.Time) error {
+	now := time.Now().UTC()
+	m.State, m.EndedAt = o.State, now
+	if o.Exit != nil && o.Exit.ExitCode >= 0 {
+		code := o.Exit.ExitCode
+		m.ExitCode = &code
+	}
+	if o.Err != nil {
+		m.Error = o.Err.ErrorType + ": " + o.Err.Message
+	} else if o.State == run.StateFailed && o.Exit != nil {
+		m.Error = fmt.Sprintf("trainer exited with code %d %s", o.Exit.ExitCode, o.Exit.Reason)
+	}
+	if last := m.LastAttempt(); last != nil {
+		last.EndedAt, last.State, last.Exit = now, o.State, o.Exit
+	}
+	if o.End != nil {
+		r := &run.Result{
+			Step:           o.End.Step,
+			EvalLossBefore: o.End.EvalLossBefore,
+			EvalLossAfter:  o.End.EvalLossAfter,
+			Metrics:        o.End.Metrics,
+			WallSeconds:    now.Sub(m.StartedAt).Seconds(),
+		}
+		if o.State == run.StateCompleted {
+			r.AdapterPath = o.End.AdapterPath
+		}
+		if r.EvalLossBefore != nil && r.EvalLossAfter != nil {
+			improved := *r.EvalLossAfter < *r.EvalLossBefore
+			r.Improved = &improved
+		}
+		if o.End.PeakMemory != nil {
+			r.PeakAllocatedBytes = o.End.PeakMemory.AllocatedBytes
+			r.PeakReservedBytes = o.End.PeakMemory.ReservedBytes
+		}
+		m.Result = r
+	}
+	return run.WriteManifest(dir, m)
+}
+
+// Signal forwards a signal to the trainer.
+func (a *Active) Signal(ctx context.Context, sig string) error {
+	return a.Driver.Signal(ctx, a.Handle, sig)
+}
+
+// Release gives up the run lock without waiting (a detached launch).
+func (a *Active) Release() error { return a.lock.Unlock() }

@@ -1,0 +1,260 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/run"
+)
+
+// ResumeAuto resumes from the newest complete checkpoint.
+const ResumeAuto = "auto"
+
+// LaunchOptions say how to launch a prepared run.
+type LaunchOptions struct {
+	Driver driver.Driver
+	Python string
+	// Resume is "" for a fresh run, ResumeAuto, or a checkpoint directory.
+	Resume string
+	// Force starts over a run id that already exists (its old directory is kept
+	// aside under .superseded/, not deleted).
+	Force bool
+	// Detach marks a run whose controller returns right after the launch.
+	Detach bool
+	GPUs   []int
+	GPU    *run.GPUInfo
+	Env    map[string]string
+	// PassEnv names secrets the trainer gets from the environment, by name only.
+	PassEnv []string
+	// ReadOnly are extra host paths the trainer reads (container drivers mount them).
+	ReadOnly  []string
+	DataCheck json.RawMessage
+	Estimate  json.RawMessage
+	Sweep     string
+	// TrainerArgs are appended to the trainer's command line (tests use it).
+	TrainerArgs []string
+}
+
+// Errors Launch returns for runs that exist already.
+var (
+	ErrCompleted  = errors.New("run already completed")
+	ErrExists     = errors.New("run already exists")
+	ErrNoCheckpt  = errors.New("no complete checkpoint to resume from")
+	ErrConfigDiff = errors.New("the resolved config changed since the run started")
+	ErrActive     = errors.New("run is still active")
+)
+
+// Active is a launched run this controller drives.
+type Active struct {
+	Store    *run.Store
+	Dir      string
+	Manifest *run.Manifest
+	Handle   *driver.Handle
+	Driver   driver.Driver
+	// ResumeFrom is the checkpoint this attempt resumed from, "" for a fresh start;
+	// ResumeStep its step.
+	ResumeFrom string
+	ResumeStep int
+	Started    time.Time
+	// eventsOffset is where this attempt's events begin in events.jsonl.
+	eventsOffset int64
+	lock         *run.Lock
+}
+
+// Launch creates (or, when resuming, reopens) the run directory, records a new attempt
+// in the manifest and starts the trainer through the driver.
+func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions) (*Active, error) {
+	dir := store.Dir(p.RunID)
+	old, err := run.ReadManifest(dir)
+	exists := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+
+	if exists && o.Resume == "" {
+		switch {
+		case old.State == run.StateCompleted && !o.Force:
+			return nil, fmt.Errorf("%s: %w (use --force to train it again)", p.RunID, ErrCompleted)
+		case !old.State.Terminal() && stillActive(ctx, o.Driver, old):
+			return nil, fmt.Errorf("%s: %w (state %s)", p.RunID, ErrActive, old.State)
+		case !o.Force:
+			return nil, fmt.Errorf("%s: %w (state %s): continue it with --resume %s, or start over with --force", p.RunID, ErrExists, old.State, p.RunID)
+		}
+		if err := supersede(store, p.RunID); err != nil {
+			return nil, err
+		}
+		exists = false
+	}
+	if !exists && o.Resume != "" {
+		return nil, fmt.Errorf("%s: %w", p.RunID, run.ErrNoRun)
+	}
+	if exists {
+		if old.State == run.StateCompleted {
+			return nil, fmt.Errorf("%s: %w", p.RunID, ErrCompleted)
+		}
+		if old.ConfigHash != p.ConfigHash {
+			return nil, fmt.Errorf("%s: %w (resolved.json hash %.12s, now %.12s): start a new run instead", p.RunID, ErrConfigDiff, old.ConfigHash, p.ConfigHash)
+		}
+	}
+
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := run.LockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Active{Store: store, Dir: dir, Driver: o.Driver, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Unlock()
+		}
+	}()
+
+	var m *run.Manifest
+	if exists {
+		m = old
+		if err := a.pickCheckpoint(o.Resume); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := writeRunFiles(dir, p); err != nil {
+			return nil, err
+		}
+		m = newManifest(p, o.Driver.Name())
+		m.CreatedAt = time.Now().UTC()
+	}
+	m.Driver = o.Driver.Name()
+	if o.DataCheck != nil {
+		m.DataCheck = o.DataCheck
+	}
+	if o.Estimate != nil {
+		m.Estimate = o.Estimate
+	}
+	if o.GPU != nil {
+		m.GPU = o.GPU
+	}
+	if o.Sweep != "" {
+		m.Sweep = o.Sweep
+	}
+	a.Manifest = m
+
+	task := TaskFor(dir, p, o, a.ResumeFrom)
+	a.eventsOffset = run.Size(filepath.Join(dir, run.EventsFile))
+	a.Started = time.Now().UTC()
+	m.State = run.StateRunning
+	if m.StartedAt.IsZero() {
+		m.StartedAt = a.Started
+	}
+	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
+	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom, State: run.StateRunning})
+	h, err := o.Driver.Start(ctx, task)
+	if err != nil {
+		m.State = run.StateFailed
+		m.Error = err.Error()
+		last := m.LastAttempt()
+		last.State, last.EndedAt, last.Note = run.StateFailed, time.Now().UTC(), err.Error()
+		_ = run.WriteManifest(dir, m)
+		return nil, err
+	}
+	a.Handle = h
+	m.Handle = h
+	m.LastAttempt().HandleID = h.ID
+	if st, err := o.Driver.Inspect(ctx, h); err == nil && st.State == driver.StatePending {
+		m.State = run.StatePending
+	}
+	if err := run.WriteManifest(dir, m); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// pickCheckpoint chooses the checkpoint a resumed attempt continues from.
+func (a *Active) pickCheckpoint(resume string) error {
+	if resume == ResumeAuto {
+		cp, found, err := run.LatestComplete(a.Dir)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%s: %w", a.Dir, ErrNoCheckpt)
+		}
+		a.ResumeFrom, a.ResumeStep = cp.Path, cp.Step
+		return nil
+	}
+	step, err := run.MarkerStep(resume)
+	if err != nil {
+		return fmt.Errorf("%s is not a complete checkpoint: %w", resume, err)
+	}
+	abs, _ := filepath.Abs(resume)
+	a.ResumeFrom, a.ResumeStep = abs, step
+	return nil
+}
+
+// TaskFor builds the driver task for run dir dir: the trainer as copied into the run
+// dir, reading only the run dir's resolved.json. resumeFrom is "" for a fresh start.
+func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *driver.Task {
+	cmd := []string{o.Python, filepath.Join(dir, run.TrainerFile),
+		"--config", filepath.Join(dir, run.ResolvedFile), "--run-dir", dir}
+	if resumeFrom != "" {
+		cmd = append(cmd, "--resume", resumeFrom)
+	}
+	cmd = append(cmd, o.TrainerArgs...)
+	env := map[string]string{"PYTHONUNBUFFERED": "1"}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	readOnly := []string{p.Config.Resolved.Data.Train}
+	if p.Config.Resolved.Data.Eval != "" {
+		readOnly = append(readOnly, p.Config.Resolved.Data.Eval)
+	}
+	if filepath.IsAbs(p.Config.Resolved.Model.NameOrPath) {
+		readOnly = append(readOnly, p.Config.Resolved.Model.NameOrPath)
+	}
+	readOnly = append(readOnly, o.ReadOnly...)
+	return &driver.Task{
+		RunID:    p.RunID,
+		RunDir:   dir,
+		Command:  cmd,
+		Env:      env,
+		PassEnv:  o.PassEnv,
+		ReadOnly: readOnly,
+		GPUs:     o.GPUs,
+		LogPath:  filepath.Join(dir, run.LogFile),
+		Options:  p.Config.DriverOptions,
+	}
+}
+
+// stillActive asks the driver whether an unfinished run's trainer is still there.
+func stillActive(ctx context.Context, d driver.Driver, m *run.Manifest) bool {
+	if m.Handle == nil || d == nil {
+		return false
+	}
+	if m.Handle.Driver != d.Name() {
+		return true // another driver's trainer: we cannot tell, so do not touch it
+	}
+	st, err := d.Inspect(ctx, m.Handle)
+	return err == nil && (st.State == driver.StateRunning || st.State == driver.StatePending)
+}
+
+// supersede moves an existing run dir aside, so --force never destroys a run.
+func supersede(store *run.Store, id string) error {
+	aside := filepath.Join(store.Base, ".superseded")
+	if err := os.MkdirAll(aside, 0o755); err != nil {
+		return err
+	}
+	lock, err := run.LockDir(store.Dir(id))
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	return os.Rename(store.Dir(id), filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405")))
+}
