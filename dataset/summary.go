@@ -118,7 +118,7 @@ func (c *checker) inconsistentSystem(fs *fileState) {
 		msg += fmt.Sprintf(" and %d examples without one", fs.noSys)
 	}
 	if len(byUse) == 1 {
-		msg = fmt.Sprintf("%d examples have a system prompt and %d have none", fs.valid-fs.noSys, fs.noSys)
+		msg = fmt.Sprintf("%d %s a system prompt and %d %s none", fs.valid-fs.noSys, plural(fs.valid-fs.noSys, "example has", "examples have"), fs.noSys, plural(fs.noSys, "has", "have"))
 	}
 	c.messages[CodeInconsistentSystemPrompt+fileTag(fs)] = msg + ": the model learns a mix of behaviours; use the production system prompt in every example"
 }

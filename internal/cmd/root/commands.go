@@ -3,6 +3,7 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"
 	"github.com/loractl/loractl/internal/cmd/render"
@@ -17,6 +18,7 @@ import (
 var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return initcmd.NewCmdInit(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
+	datacmd.NewCmdData,
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },

@@ -1,0 +1,145 @@
+package dataset
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/loractl/loractl/python"
+)
+
+// tokenScript is the embedded helper PythonTokenCounter runs.
+const tokenScript = "token_stats.py"
+
+// PythonTokenCounter counts tokens by running the embedded python/token_stats.py with a
+// local tokenizer directory (transformers' AutoTokenizer and apply_chat_template).
+type PythonTokenCounter struct {
+	// Python is the interpreter (see internal/pyenv); Dir the tokenizer directory.
+	Python string
+	Dir    string
+	// Stderr, when set, receives the helper's stderr as it runs.
+	Stderr io.Writer
+}
+
+// tokenLine is one line of the helper's output: a template record or an example record.
+type tokenLine struct {
+	Type string `json:"type"`
+	TemplateInfo
+	ExampleTokens
+}
+
+// CountTokens implements TokenCounter.
+func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, each func(ExampleTokens) error) (*TemplateInfo, error) {
+	if st, err := os.Stat(p.Dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%w: tokenizer %s: not a directory", ErrInput, p.Dir)
+	}
+	script, err := writeScript()
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(script)
+
+	args := []string{script, "--tokenizer", p.Dir,
+		"--max-length", strconv.Itoa(req.MaxLength),
+		"--max-line-bytes", strconv.Itoa(max(req.MaxLineBytes, 1)), "--"}
+	args = append(args, req.Files...)
+	cmd := exec.CommandContext(ctx, p.Python, args...)
+	// The tokenizer is local; never let a missing file turn into a download attempt.
+	cmd.Env = append(os.Environ(), "HF_HUB_OFFLINE=1", "TRANSFORMERS_VERBOSITY=error", "TOKENIZERS_PARALLELISM=false")
+	tail := &tailBuffer{max: 4096}
+	cmd.Stderr = tail
+	if p.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(tail, p.Stderr)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", p.Python, err)
+	}
+	info, perr := readTokenLines(stdout, each)
+	if perr != nil {
+		// Stop the helper rather than leave it writing into a closed pipe.
+		_ = cmd.Process.Kill()
+		_, _ = io.Copy(io.Discard, stdout)
+	}
+	werr := cmd.Wait()
+	switch {
+	case perr != nil:
+		return nil, perr
+	case werr != nil:
+		msg := bytes.TrimSpace(tail.Bytes())
+		var ee *exec.ExitError
+		if errors.As(werr, &ee) && ee.ExitCode() == 2 {
+			return nil, fmt.Errorf("%w: %s", ErrInput, msg)
+		}
+		return nil, fmt.Errorf("%s %s: %v: %s", p.Python, tokenScript, werr, msg)
+	case info == nil:
+		return nil, fmt.Errorf("%s printed no template record", tokenScript)
+	}
+	return info, nil
+}
+
+func readTokenLines(r io.Reader, each func(ExampleTokens) error) (*TemplateInfo, error) {
+	var info *TemplateInfo
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var tl tokenLine
+		if err := json.Unmarshal(sc.Bytes(), &tl); err != nil {
+			return nil, fmt.Errorf("%s: bad output line %q: %v", tokenScript, clip(sc.Bytes()), err)
+		}
+		switch tl.Type {
+		case "template":
+			t := tl.TemplateInfo
+			info = &t
+		case "example":
+			if err := each(tl.ExampleTokens); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return info, sc.Err()
+}
+
+// writeScript writes the embedded helper to a temp file and returns its path.
+func writeScript() (string, error) {
+	src, err := python.Read(tokenScript)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "loractl-token_stats-*.py")
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(src); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), f.Close()
+}
+
+// tailBuffer keeps the last max bytes written to it: a failing helper's last words.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) Bytes() []byte { return t.buf }

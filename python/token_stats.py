@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Count the tokens of chat JSONL examples with a real tokenizer and its chat template.
+
+    python token_stats.py --tokenizer DIR [--max-length N] [--max-line-bytes B] FILE...
+
+`loractl data check --tokenizer DIR` runs this (the Go side has already checked the
+structure; it only needs the numbers a tokenizer alone can give). It prints JSON lines on
+stdout:
+
+    {"type": "template", "tokenizer", "generation_markers", "eos_token",
+     "ends_assistant_with_eos", "problem"}
+    {"type": "example", "file": I, "line": N, "total", "assistant", "assistant_kept"}
+    {"type": "example", "file": I, "line": N, "error": "..."}   # the template raised
+
+`file` is the index of FILE on the command line, `line` the 1-based line number. `total` is
+the templated length before truncation, `assistant` the tokens that carry loss (assistant
+turns, their end token included when the template puts it there), `assistant_kept` those
+left after truncation to --max-length (keep-start truncation, as TRL does). Lines that are
+not chat rows are skipped silently: the Go check reports them. Exit status 2 on bad
+arguments or a tokenizer that cannot be loaded.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+BOM = b"\xef\xbb\xbf"
+BATCH = 64
+PROBE_ANSWER = "loractl probe answer"
+MARKER_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokenizer", required=True, help="local tokenizer directory")
+    p.add_argument("--max-length", type=int, default=0, help="training sequence length (0: no truncation)")
+    p.add_argument("--max-line-bytes", type=int, default=16 << 20, help="skip longer lines unread")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    args = p.parse_args(argv)
+    if args.max_length < 0 or args.max_line_bytes <= 0:
+        p.error("--max-length must be >= 0 and --max-line-bytes > 0")
+    if not os.path.isdir(args.tokenizer):
+        p.error(f"--tokenizer {args.tokenizer}: not a directory")
+    return args
+
+
+def load_tokenizer(path):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def records(path, max_line_bytes):
+    """Yield (line number, messages) for every chat row, reading at most max_line_bytes of
+    any line, numbering lines exactly as the Go check does."""
+    with open(path, "rb") as f:
+        lineno = 0
+        while True:
+            line = f.readline(max_line_bytes + 2)
+            if not line:
+                return
+            lineno += 1
+            if not line.endswith(b"\n") and len(line) == max_line_bytes + 2:
+                while True:  # too long: skip the rest of the line without keeping it
+                    rest = f.readline(1 << 20)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                continue
+            if lineno == 1 and line.startswith(BOM):
+                line = line[len(BOM):]
+            if not line.strip():
+                continue
+            try:
+                messages = json.loads(line)["messages"]
+                if not isinstance(messages, list) or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in messages
+                ):
+                    continue
+            except (ValueError, KeyError, TypeError):
+                continue
+            yield lineno, messages
+
+
+def end_tokens(tok, tokenizer_dir):
+    """The tokens that may end an assistant turn: EOS and generation_config's eos ids."""
+    ends = {tok.eos_token} if tok.eos_token else set()
+    try:
+        with open(os.path.join(tokenizer_dir, "generation_config.json"), encoding="utf-8") as f:
+            ids = json.load(f).get("eos_token_id")
+        ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+        ends.update(t for t in tok.convert_ids_to_tokens(ids) if t)
+    except (OSError, ValueError, TypeError):
+        pass
+    return ends
+
+
+def template_info(tok, tokenizer_dir):
+    """Render a probe conversation and check that the answer is followed by an end token,
+    inside the loss-carrying part when the template has generation markers."""
+    template = tok.chat_template if isinstance(tok.chat_template, str) else ""
+    markers = bool(MARKER_RE.search(template))
+    ends = end_tokens(tok, tokenizer_dir)
+    info = {
+        "type": "template",
+        "tokenizer": tokenizer_dir,
+        "generation_markers": markers,
+        "eos_token": tok.eos_token or "",
+        "ends_assistant_with_eos": False,
+        "problem": "",
+    }
+    probe = [{"role": "user", "content": "Ping?"}, {"role": "assistant", "content": PROBE_ANSWER}]
+    try:
+        text = tok.apply_chat_template(probe, tokenize=False)
+    except Exception as e:  # a template may raise anything (jinja2 errors, its own raise_exception)
+        info["problem"] = f"the chat template cannot render a user/assistant pair: {first_line(e)}"
+        return info
+    at = text.rfind(PROBE_ANSWER)
+    after = text[at + len(PROBE_ANSWER):].lstrip() if at >= 0 else ""
+    if not ends:
+        info["problem"] = "the tokenizer has no end-of-sequence token: the model will not learn to stop"
+    elif not any(after.startswith(t) for t in ends):
+        info["problem"] = (
+            f"the chat template does not end assistant turns with an end token ({', '.join(sorted(ends))}); "
+            f"after the answer it renders {after[:30]!r}: the model will not learn to stop"
+        )
+    elif markers:
+        enc = tok.apply_chat_template(probe, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        end_ids = set(tok.convert_tokens_to_ids(sorted(ends)))
+        if not any(i in end_ids for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m):
+            info["problem"] = (
+                "the chat template's {% generation %} block closes before the end token: with "
+                "assistant-only loss the model never learns to stop"
+            )
+        else:
+            info["ends_assistant_with_eos"] = True
+    else:
+        info["ends_assistant_with_eos"] = True
+    return info
+
+
+def first_line(e):
+    text = str(e).strip().splitlines()
+    return (text[0] if text else e.__class__.__name__)[:200]
+
+
+def strip_weights(messages):
+    # The weight key is loractl's; templates do not need it.
+    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+
+
+def masks_by_markers(tok, batch):
+    enc = tok.apply_chat_template(batch, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    return list(zip(enc["input_ids"], enc["assistant_masks"]))
+
+
+def mask_by_prefix(tok, messages):
+    """Without generation markers: an assistant turn's tokens are those its rendering adds
+    to the conversation before it (with the generation prompt)."""
+    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    mask = [0] * len(ids)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = 0
+        if i > 0:
+            before = len(tok.apply_chat_template(messages[:i], tokenize=True, return_dict=True,
+                                                 add_generation_prompt=True)["input_ids"])
+        upto = len(tok.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+        for j in range(before, min(upto, len(ids))):
+            mask[j] = 1
+    return ids, mask
+
+
+def counts(ids, mask, max_length):
+    kept = mask[:max_length] if max_length > 0 else mask
+    return {"total": len(ids), "assistant": int(sum(mask)), "assistant_kept": int(sum(kept))}
+
+
+def count_batch(tok, markers, batch, max_length, emit):
+    """Count one batch of (file, line, messages); on a template error retry one by one so
+    only the failing examples are reported."""
+    convs = [strip_weights(m) for _, _, m in batch]
+    if markers and len(batch) > 1:
+        try:
+            for (fi, line, _), (ids, mask) in zip(batch, masks_by_markers(tok, convs)):
+                emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
+            return
+        except Exception:
+            pass
+    for (fi, line, _), conv in zip(batch, convs):
+        try:
+            ids, mask = masks_by_markers(tok, [conv])[0] if markers else mask_by_prefix(tok, conv)
+            emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
+        except Exception as e:
+            emit({"type": "example", "file": fi, "line": line, "error": first_line(e)})
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        tok = load_tokenizer(args.tokenizer)
+    except Exception as e:
+        print(f"token_stats: cannot load the tokenizer in {args.tokenizer}: {first_line(e)}", file=sys.stderr)
+        return 2
+    if not getattr(tok, "chat_template", None):
+        print(f"token_stats: the tokenizer in {args.tokenizer} has no chat template", file=sys.stderr)
+        return 2
+    out = sys.stdout
+
+    def emit(obj):
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+    info = template_info(tok, args.tokenizer)
+    emit(info)
+    for fi, path in enumerate(args.files):
+        batch = []
+        for line, messages in records(path, args.max_line_bytes):
+            batch.append((fi, line, messages))
+            if len(batch) == BATCH:
+                count_batch(tok, info["generation_markers"], batch, args.max_length, emit)
+                batch = []
+        if batch:
+            count_batch(tok, info["generation_markers"], batch, args.max_length, emit)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
