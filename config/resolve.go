@@ -93,7 +93,7 @@ func (c *Config) resolve() Errors {
 		}
 	}
 	if s.Data.EvalSplit != nil {
-		r.Data.EvalSplit = *s.Data.EvalSplit
+		r.Data.EvalSplit = float64(*s.Data.EvalSplit)
 		switch {
 		case r.Data.EvalSplit <= 0 || r.Data.EvalSplit >= 1:
 			bad("data.eval_split", "must be between 0 and 1 (exclusive), got %v", r.Data.EvalSplit)
@@ -117,11 +117,11 @@ func (c *Config) resolve() Errors {
 	if r.LoRA.R <= 0 {
 		bad("lora.r", "must be > 0, got %d", r.LoRA.R)
 	}
-	r.LoRA.Alpha = deref(l.Alpha, DefaultAlpha)
+	r.LoRA.Alpha = fl(l.Alpha, DefaultAlpha)
 	if r.LoRA.Alpha <= 0 {
 		bad("lora.alpha", "must be > 0, got %v", r.LoRA.Alpha)
 	}
-	r.LoRA.Dropout = deref(l.Dropout, DefaultDropout)
+	r.LoRA.Dropout = fl(l.Dropout, DefaultDropout)
 	if r.LoRA.Dropout < 0 || r.LoRA.Dropout >= 1 {
 		bad("lora.dropout", "must be in [0, 1), got %v", r.LoRA.Dropout)
 	}
@@ -199,7 +199,7 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 		}
 	}
 
-	t.Epochs = deref(s.Epochs, DefaultEpochs)
+	t.Epochs = fl(s.Epochs, DefaultEpochs)
 	if t.Epochs <= 0 {
 		bad("train.epochs", "must be > 0, got %v", t.Epochs)
 	}
@@ -207,7 +207,7 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	if s.MaxSteps != nil && t.MaxSteps <= 0 {
 		bad("train.max_steps", "must be > 0 when set, got %d", t.MaxSteps)
 	}
-	t.LearningRate = deref(s.LearningRate, DefaultLearningRate)
+	t.LearningRate = fl(s.LearningRate, DefaultLearningRate)
 	if t.LearningRate <= 0 {
 		bad("train.learning_rate", "must be > 0, got %v", t.LearningRate)
 	} else if t.LearningRate >= 1 {
@@ -221,7 +221,7 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	positive("train.grad_accum", t.GradAccum)
 	t.MaxLength = deref(s.MaxLength, DefaultMaxLength)
 	positive("train.max_length", t.MaxLength)
-	t.Warmup = deref(s.Warmup, 0.03)
+	t.Warmup = fl(s.Warmup, 0.03)
 	if t.Warmup < 0 {
 		bad("train.warmup", "must be >= 0 (a ratio below 1, a step count from 1), got %v", t.Warmup)
 	}
@@ -257,11 +257,11 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	if !slices.Contains([]string{"auto", "bf16", "fp16", "fp32"}, t.Precision) {
 		bad("train.precision", "must be auto, bf16, fp16 or fp32, got %q", t.Precision)
 	}
-	t.WeightDecay = deref(s.WeightDecay, 0)
+	t.WeightDecay = fl(s.WeightDecay, 0)
 	if t.WeightDecay < 0 {
 		bad("train.weight_decay", "must be >= 0, got %v", t.WeightDecay)
 	}
-	t.MaxGradNorm = deref(s.MaxGradNorm, 1.0)
+	t.MaxGradNorm = fl(s.MaxGradNorm, 1.0)
 	if t.MaxGradNorm < 0 {
 		bad("train.max_grad_norm", "must be >= 0, got %v", t.MaxGradNorm)
 	}

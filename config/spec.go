@@ -29,9 +29,9 @@ type EnvSpec struct {
 
 // DataSpec names the chat JSONL files.
 type DataSpec struct {
-	Train     string   `json:"train"`
-	Eval      string   `json:"eval,omitempty"`
-	EvalSplit *float64 `json:"eval_split,omitempty"`
+	Train     string `json:"train"`
+	Eval      string `json:"eval,omitempty"`
+	EvalSplit *Float `json:"eval_split,omitempty"`
 	// SystemPrompt is the system prompt used in production (text, or @FILE); the data
 	// check warns when the training data's differs.
 	SystemPrompt string `json:"system_prompt,omitempty"`
@@ -39,13 +39,13 @@ type DataSpec struct {
 
 // LoRASpec is the adapter configuration.
 type LoRASpec struct {
-	R             *int     `json:"r,omitempty"`
-	Alpha         *float64 `json:"alpha,omitempty"`
-	Dropout       *float64 `json:"dropout,omitempty"`
-	TargetModules any      `json:"target_modules,omitempty"` // []string or "all-linear"
-	Bias          string   `json:"bias,omitempty"`
-	UseRSLoRA     *bool    `json:"use_rslora,omitempty"`
-	UseDoRA       *bool    `json:"use_dora,omitempty"`
+	R             *int   `json:"r,omitempty"`
+	Alpha         *Float `json:"alpha,omitempty"`
+	Dropout       *Float `json:"dropout,omitempty"`
+	TargetModules any    `json:"target_modules,omitempty"` // []string or "all-linear"
+	Bias          string `json:"bias,omitempty"`
+	UseRSLoRA     *bool  `json:"use_rslora,omitempty"`
+	UseDoRA       *bool  `json:"use_dora,omitempty"`
 }
 
 // QuantSpec chooses the base model's precision: none, 4bit (QLoRA, NF4) or 8bit. In
@@ -58,28 +58,28 @@ type QuantSpec struct {
 
 // TrainSpec holds the trainer's hyperparameters.
 type TrainSpec struct {
-	Epochs                *float64 `json:"epochs,omitempty"`
-	MaxSteps              *int     `json:"max_steps,omitempty"`
-	LearningRate          *float64 `json:"learning_rate,omitempty"`
-	BatchSize             *int     `json:"batch_size,omitempty"`
-	EvalBatchSize         *int     `json:"eval_batch_size,omitempty"`
-	GradAccum             *int     `json:"grad_accum,omitempty"`
-	MaxLength             *int     `json:"max_length,omitempty"`
-	Warmup                *float64 `json:"warmup,omitempty"`
-	Scheduler             string   `json:"scheduler,omitempty"`
-	Seed                  *int     `json:"seed,omitempty"`
-	GradientCheckpointing *bool    `json:"gradient_checkpointing,omitempty"`
-	Packing               *bool    `json:"packing,omitempty"`
-	AssistantOnlyLoss     any      `json:"assistant_only_loss,omitempty"` // "auto", true, false
-	LoggingSteps          *int     `json:"logging_steps,omitempty"`
-	EvalSteps             *int     `json:"eval_steps,omitempty"`
-	SaveSteps             *int     `json:"save_steps,omitempty"`
-	SaveTotalLimit        *int     `json:"save_total_limit,omitempty"`
-	Precision             string   `json:"precision,omitempty"`
-	WeightDecay           *float64 `json:"weight_decay,omitempty"`
-	MaxGradNorm           *float64 `json:"max_grad_norm,omitempty"`
-	Optim                 string   `json:"optim,omitempty"`
-	LossType              string   `json:"loss_type,omitempty"`
+	Epochs                *Float `json:"epochs,omitempty"`
+	MaxSteps              *int   `json:"max_steps,omitempty"`
+	LearningRate          *Float `json:"learning_rate,omitempty"`
+	BatchSize             *int   `json:"batch_size,omitempty"`
+	EvalBatchSize         *int   `json:"eval_batch_size,omitempty"`
+	GradAccum             *int   `json:"grad_accum,omitempty"`
+	MaxLength             *int   `json:"max_length,omitempty"`
+	Warmup                *Float `json:"warmup,omitempty"`
+	Scheduler             string `json:"scheduler,omitempty"`
+	Seed                  *int   `json:"seed,omitempty"`
+	GradientCheckpointing *bool  `json:"gradient_checkpointing,omitempty"`
+	Packing               *bool  `json:"packing,omitempty"`
+	AssistantOnlyLoss     any    `json:"assistant_only_loss,omitempty"` // "auto", true, false
+	LoggingSteps          *int   `json:"logging_steps,omitempty"`
+	EvalSteps             *int   `json:"eval_steps,omitempty"`
+	SaveSteps             *int   `json:"save_steps,omitempty"`
+	SaveTotalLimit        *int   `json:"save_total_limit,omitempty"`
+	Precision             string `json:"precision,omitempty"`
+	WeightDecay           *Float `json:"weight_decay,omitempty"`
+	MaxGradNorm           *Float `json:"max_grad_norm,omitempty"`
+	Optim                 string `json:"optim,omitempty"`
+	LossType              string `json:"loss_type,omitempty"`
 }
 
 // DriverSpec picks where the trainer runs. Each driver's own options live in a section

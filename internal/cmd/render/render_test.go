@@ -1,0 +1,81 @@
+package render
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/iostreams"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func factory(t *testing.T) *cmdutil.Factory {
+	io, _, _, _ := iostreams.Test()
+	l := zerolog.Nop()
+	runs := filepath.Join(t.TempDir(), "runs")
+	return &cmdutil.Factory{IO: io, Log: &l, RunsDir: func() string { return runs }}
+}
+
+// The resolved config for each example is pinned by a golden file; the temp dir is
+// written as $DIR so the files are stable.
+func TestRenderGolden(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		sets       []string
+	}{
+		{"defaults", "name: demo\nmodel: ./model\ndata:\n  train: train.jsonl\n  eval: eval.jsonl\n", nil},
+		{"qlora-all-linear", "name: q\nmodel: org/base-model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\nquantization: 4bit\nlora:\n  r: 64\n  alpha: 16\n  target_modules: all-linear\n  use_rslora: true\ntrain:\n  max_steps: 500\n  precision: bf16\n", []string{"train.learning_rate=1e-4", "train.grad_accum=8"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{"train.jsonl", "eval.jsonl"} {
+				os.WriteFile(filepath.Join(dir, f), []byte("{}\n"), 0o644)
+			}
+			os.Mkdir(filepath.Join(dir, "model"), 0o755)
+			cfg := filepath.Join(dir, "c.yaml")
+			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+
+			f := factory(t)
+			if err := renderRun(&Options{Factory: f, Config: cfg, Sets: tc.sets}); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.ReplaceAll(f.IO.Out.(interface{ String() string }).String(), dir, "$DIR")
+			golden := filepath.Join("testdata", tc.name+".json")
+			if *update {
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if got != string(want) {
+				t.Errorf("render differs from %s:\n%s", golden, got)
+			}
+			if _, err := os.Stat(f.RunsDir()); !os.IsNotExist(err) {
+				t.Error("render wrote to the run store")
+			}
+		})
+	}
+}
+
+func TestRenderInvalidIsExit2(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("model: x\ndata:\n  train: missing.jsonl\n"), 0o644)
+	f := factory(t)
+	err := renderRun(&Options{Factory: f, Config: cfg})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "c.yaml:3:3: data.train") {
+		t.Fatalf("got %v (exit %d)", err, cmdutil.ExitCode(err))
+	}
+	err = renderRun(&Options{Factory: f, Config: filepath.Join(dir, "absent.yaml")})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
+		t.Fatalf("missing config: %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+package run
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestIDStability(t *testing.T) {
+	resolved := []byte(`{"version":1,"name":"a","data":{"train":"/x/train.jsonl","eval":"","eval_split":0},"lora":{"r":16}}`)
+	moved := []byte(`{"lora":{"r":16},"version":1,"name":"a","data":{"train":"/elsewhere/train.jsonl","eval":"","eval_split":0}}`)
+	other := []byte(`{"version":1,"name":"a","data":{"train":"/x/train.jsonl","eval":"","eval_split":0},"lora":{"r":8}}`)
+	id := func(b []byte, data ...string) string {
+		t.Helper()
+		s, err := ID("a", b, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := id(resolved, "train:abc")
+	cases := []struct {
+		name string
+		got  string
+		same bool
+	}{
+		{"same inputs", id(resolved, "train:abc"), true},
+		{"data moved, key order differs", id(moved, "train:abc"), true},
+		{"other hyperparameter", id(other, "train:abc"), false},
+		{"other data content", id(resolved, "train:abd"), false},
+	}
+	for _, tc := range cases {
+		if (tc.got == base) != tc.same {
+			t.Errorf("%s: %s vs %s", tc.name, tc.got, base)
+		}
+	}
+	if len(base) != len("a-")+10 {
+		t.Errorf("id %q: want name-<10 hex>", base)
+	}
+}
+
+func TestFollowerHoldsPartialLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), EventsFile)
+	f := NewFollower(p)
+	if evs, err := f.Poll(); err != nil || len(evs) != 0 {
+		t.Fatalf("missing file: %v %v", evs, err)
+	}
+	appendTo(t, p, `{"type":"start","time":"2026-01-01T00:00:00Z","total_steps":4}`+"\n"+`{"type":"log","step":1,"lo`)
+	evs, _ := f.Poll()
+	if len(evs) != 1 || evs[0].Type != EventStart || evs[0].TotalSteps != 4 {
+		t.Fatalf("first poll: %+v", evs)
+	}
+	appendTo(t, p, `ss":2.5}`+"\n"+"not json\n"+`{"no":"type"}`+"\n")
+	evs, _ = f.Poll()
+	if len(evs) != 1 || evs[0].Step != 1 || *evs[0].Loss != 2.5 {
+		t.Fatalf("second poll: %+v", evs)
+	}
+	if string(evs[0].Raw) != `{"type":"log","step":1,"loss":2.5}` {
+		t.Errorf("raw %s", evs[0].Raw)
+	}
+	g := NewFollower(p)
+	g.StartAt(Size(p))
+	appendTo(t, p, `{"type":"end","status":"completed"}`+"\n")
+	if evs, _ := g.Poll(); len(evs) != 1 || evs[0].Status != "completed" {
+		t.Fatalf("StartAt: %+v", evs)
+	}
+}
+
+func TestCheckpointsNumericOrderAndCompleteness(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name     string
+		complete bool
+	}{{"checkpoint-20", true}, {"checkpoint-100", false}, {"checkpoint-3", true}, {"notes", false}} {
+		p := filepath.Join(dir, CheckpointsDir, c.name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if c.complete {
+			appendTo(t, filepath.Join(p, CompleteMarker), `{"step":1}`)
+		}
+	}
+	cps, err := Checkpoints(dir)
+	if err != nil || len(cps) != 3 || cps[0].Step != 3 || cps[1].Step != 20 || cps[2].Step != 100 {
+		t.Fatalf("%+v %v", cps, err)
+	}
+	latest, ok, _ := LatestComplete(dir)
+	if !ok || latest.Step != 20 {
+		t.Fatalf("latest complete %+v: the incomplete checkpoint-100 must be skipped", latest)
+	}
+}
+
+func TestStoreAndLock(t *testing.T) {
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Manifest("../etc"); err == nil {
+		t.Fatal("path escape accepted")
+	}
+	dir := s.Dir("r1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteManifest(dir, &Manifest{RunID: "r1", State: StateRunning}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.List()
+	if err != nil || len(ms) != 1 || ms[0].RunID != "r1" {
+		t.Fatalf("list: %+v %v", ms, err)
+	}
+	l, err := LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDir(dir); err == nil {
+		t.Fatal("second lock on one run dir succeeded")
+	}
+	_ = l.Unlock()
+	if l2, err := LockDir(dir); err != nil {
+		t.Fatal(err)
+	} else {
+		_ = l2.Unlock()
+	}
+}
+
+func appendTo(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
