@@ -200,7 +200,7 @@ func (d *Driver) Stop(ctx context.Context, h *driver.Handle, grace time.Duration
 	if grace <= 0 {
 		grace = time.Duration(st.StopGraceMS) * time.Millisecond
 	}
-	if _, err := st.run(ctx, "stop", "--time", seconds(grace), h.ID); err != nil {
+	if _, err := st.run(ctx, "stop", "-t", seconds(grace), h.ID); err != nil {
 		if errors.Is(err, driver.ErrTaskNotFound) {
 			return nil
 		}

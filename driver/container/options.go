@@ -93,14 +93,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		}
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration like 90s or 2m", s)
+			return &durationError{fmt.Sprintf("%q is not a duration like 90s or 2m", s)}
 		}
 		*d = Duration(v)
 		return nil
 	}
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("%s is not a duration like \"90s\" or a number of seconds", b)
+		return &durationError{fmt.Sprintf("%s is not a duration like \"90s\" or a number of seconds", b)}
 	}
 	*d = Duration(secs * float64(time.Second))
 	return nil
@@ -133,30 +133,27 @@ func DecodeOptions(raw json.RawMessage) (*Options, error) {
 func decodeError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
+		if te.Field == "" {
+			return &driver.OptionError{Key: "(section)", Message: fmt.Sprintf("expected an object of options, got %s", te.Value)}
+		}
 		return &driver.OptionError{Key: te.Field, Message: fmt.Sprintf("expected %s, got %s", te.Type, te.Value)}
 	}
-	msg := err.Error()
-	if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+	// encoding/json does not say which field a custom UnmarshalJSON failed in; stop_grace
+	// is the only Duration.
+	var de *durationError
+	if errors.As(err, &de) {
+		return &driver.OptionError{Key: "stop_grace", Message: de.msg}
+	}
+	if k, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		return &driver.OptionError{Key: strings.Trim(k, `"`), Message: "unknown option"}
 	}
-	// Errors from a field's own UnmarshalJSON (Duration) come wrapped with the field.
-	if i := strings.Index(msg, "Go struct field Options."); i >= 0 {
-		rest := msg[i+len("Go struct field Options."):]
-		field, detail, _ := strings.Cut(rest, " of type ")
-		_, detail, _ = strings.Cut(detail, ": ")
-		return &driver.OptionError{Key: jsonKey(field), Message: detail}
-	}
-	return &driver.OptionError{Key: "(section)", Message: msg}
+	return &driver.OptionError{Key: "(section)", Message: err.Error()}
 }
 
-// jsonKey maps a Go field name of Options to its JSON key.
-func jsonKey(field string) string {
-	switch field {
-	case "StopGrace":
-		return "stop_grace"
-	}
-	return strings.ToLower(field)
-}
+// durationError is a Duration that did not parse.
+type durationError struct{ msg string }
+
+func (e *durationError) Error() string { return e.msg }
 
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
