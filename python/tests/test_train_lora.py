@@ -1,0 +1,207 @@
+"""The trainer end to end on the CPU: a tiny random Llama, the bundled sample data, real
+PEFT + TRL. Each test runs train_lora.py as the controller does (a subprocess with
+--config/--run-dir) and checks events.jsonl, checkpoints, the adapter and the exit code."""
+
+import json
+import os
+import re
+import signal
+
+import pytest
+from conftest import Trainer, base_config, types
+from safetensors.numpy import load_file
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
+
+
+def checkpoints(run_dir):
+    root = os.path.join(run_dir, "checkpoints")
+    return sorted((int(n.split("-")[1]), os.path.join(root, n)) for n in os.listdir(root) if n.startswith("checkpoint-"))
+
+
+def marker(path):
+    with open(os.path.join(path, "loractl-complete.json")) as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------ a completed run
+
+def test_events_arrive_in_order(completed_run):
+    evs = completed_run.events()
+    kinds = types(evs)
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert all(RFC3339.match(e["time"]) for e in evs)
+    start = evs[0]
+    assert start["device"] == "cpu" and start["precision"] == "fp32"
+    assert set(start["versions"]) == {"python", "torch", "transformers", "peft", "trl", "accelerate", "datasets"}
+    assert start["total_steps"] == 10 and start["resume_step"] == 0 and start["resume_from"] == ""
+    assert start["train_examples"] == 300 and start["eval_examples"] == 40
+    assert start["assistant_only_loss"] is True
+    assert 0 < start["trainable_params"] < start["total_params"]
+    # before-eval precedes the first log; after-eval follows the last checkpoint.
+    phases = [(i, e["phase"]) for i, e in enumerate(evs) if e["type"] == "eval"]
+    assert phases[0][1] == "before" and phases[0][0] < kinds.index("log")
+    assert phases[-1][1] == "after" and phases[-1][0] > max(i for i, k in enumerate(kinds) if k == "checkpoint")
+    assert {"during"} <= {p for _, p in phases}
+    steps = [e["step"] for e in evs if e["type"] == "log"]
+    assert steps == sorted(set(steps)) and steps[0] == 1 and steps[-1] == 10
+    for e in evs:
+        if e["type"] == "log":
+            assert e["total_steps"] == 10 and e["tokens_per_second"] > 0 and e["num_tokens"] > 0
+            assert e["learning_rate"] is not None and e["grad_norm"] is not None
+
+
+def test_loss_falls_and_eval_improves(completed_run):
+    evs = completed_run.events()
+    losses = [e["loss"] for e in evs if e["type"] == "log"]
+    assert losses[-1] < losses[0]
+    end = evs[-1]
+    assert end["status"] == "completed" and end["step"] == 10
+    assert end["eval_loss_after"] < end["eval_loss_before"]
+    before = [e["eval_loss"] for e in evs if e["type"] == "eval" and e["phase"] == "before"]
+    assert before == [end["eval_loss_before"]]
+    assert end["metrics"]["train_runtime"] > 0 and "train_loss" in end["metrics"]
+    assert "peak_memory" not in end  # CUDA only
+
+
+def test_checkpoints_are_complete(completed_run):
+    evs = completed_run.events()
+    announced = [(e["step"], e["path"]) for e in evs if e["type"] == "checkpoint"]
+    assert [s for s, _ in announced] == [4, 8, 10]
+    assert checkpoints(completed_run.run_dir) == announced
+    before = evs[-1]["eval_loss_before"]
+    for step, path in announced:
+        assert os.path.isabs(path)
+        m = marker(path)
+        assert m["step"] == step and m["eval_loss_before"] == before and RFC3339.match(m["time"])
+        assert os.path.exists(os.path.join(path, "adapter_model.safetensors"))
+        assert os.path.exists(os.path.join(path, "trainer_state.json"))
+
+
+def test_adapter_loads_with_peft(completed_run, tiny_model):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = os.path.join(completed_run.run_dir, "adapter")
+    assert completed_run.events()[-1]["adapter_path"] == adapter
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json"):
+        assert os.path.exists(os.path.join(adapter, name)), name
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model = PeftModel.from_pretrained(base, adapter)
+    tok = AutoTokenizer.from_pretrained(adapter)
+    ids = tok.apply_chat_template([{"role": "user", "content": "How do I reset my password?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        tuned = model(ids).logits
+        with model.disable_adapter():
+            plain = model(ids).logits
+    assert not torch.allclose(tuned, plain), "the adapter changed nothing"
+
+
+def test_same_config_gives_identical_adapter(completed_run, tiny_model, tmp_path):
+    twin = Trainer(tmp_path / "twin", base_config(tiny_model))
+    assert twin.run() == 0, twin.log()[-3000:]
+    a = load_file(os.path.join(completed_run.run_dir, "adapter", "adapter_model.safetensors"))
+    b = load_file(os.path.join(twin.run_dir, "adapter", "adapter_model.safetensors"))
+    assert sorted(a) == sorted(b) and len(a) > 0
+    for name in a:
+        assert (a[name] == b[name]).all(), name
+
+
+# ------------------------------------------------------------ interrupt and resume
+
+def test_sigint_saves_checkpoint_then_resume_continues(tiny_model, tmp_path):
+    cfg = base_config(tiny_model, **{"train.max_steps": 40, "train.logging_steps": 1,
+                                     "train.save_steps": 1000, "train.eval_steps": 1000})
+    t = Trainer(tmp_path / "run", cfg)
+    proc = t.start()
+    t.wait_for(lambda evs: any(e["type"] == "log" and e["step"] >= 3 for e in evs))
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # a second Ctrl-C must not break the checkpoint
+    assert proc.wait(timeout=120) == 75, t.log()[-3000:]
+    evs = t.events()
+    end = evs[-1]
+    assert end["type"] == "end" and end["status"] == "interrupted" and end["signal"] == "SIGINT"
+    ck = [e for e in evs if e["type"] == "checkpoint"]
+    assert len(ck) == 1 and ck[0]["step"] == end["step"] and 3 <= end["step"] < 40
+    stopped = end["step"]
+    assert marker(ck[0]["path"])["step"] == stopped
+    assert not os.path.exists(os.path.join(t.run_dir, "adapter"))
+
+    # An incomplete newer checkpoint (a killed save) must be ignored by --resume auto.
+    os.makedirs(os.path.join(t.run_dir, "checkpoints", f"checkpoint-{stopped + 5}"))
+    assert t.run("--resume", "auto") == 0, t.log()[-3000:]
+    evs = t.events()
+    second = evs[max(i for i, e in enumerate(evs) if e["type"] == "start"):]
+    start = second[0]
+    assert start["resume_from"] == ck[0]["path"] and start["resume_step"] == stopped
+    assert "before" not in [e["phase"] for e in second if e["type"] == "eval"]
+    logs = [e["step"] for e in second if e["type"] == "log"]
+    assert logs[0] == stopped + 1 and logs[-1] == 40
+    end2 = second[-1]
+    assert end2["status"] == "completed" and end2["step"] == 40
+    assert end2["eval_loss_before"] == end["eval_loss_before"] is not None
+
+
+def test_resume_path_must_be_complete(tiny_model, tmp_path):
+    t = Trainer(tmp_path / "run", base_config(tiny_model))
+    incomplete = os.path.join(t.run_dir, "checkpoints", "checkpoint-4")
+    os.makedirs(incomplete)
+    assert t.run("--resume", incomplete) == 2
+    err = [e for e in t.events() if e["type"] == "error"][0]
+    assert "incomplete" in err["message"] and t.events()[-1]["status"] == "failed"
+
+
+def test_fresh_start_refuses_to_mix_with_complete_checkpoints(completed_run, tmp_path, tiny_model):
+    t = Trainer(tmp_path / "run", base_config(tiny_model))
+    ck = os.path.join(t.run_dir, "checkpoints", "checkpoint-3")
+    os.makedirs(ck)
+    with open(os.path.join(ck, "loractl-complete.json"), "w") as f:
+        json.dump({"step": 3}, f)
+    assert t.run() == 2
+    assert "--resume auto" in [e for e in t.events() if e["type"] == "error"][0]["message"]
+
+
+# ------------------------------------------------------------ refusals and warnings
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("lora", "r", 0, "lora.r: must be >= 1"),
+    ("train", "learning_rate", -1, "train.learning_rate: must be > 0"),
+    ("data", "train", "/nonexistent/train.jsonl", "data.train: /nonexistent/train.jsonl: no such file"),
+])
+def test_invalid_config_exits_2(tiny_model, tmp_path, section, key, value, needle):
+    t = Trainer(tmp_path / "run", base_config(tiny_model, **{f"{section}.{key}": value}))
+    assert t.run(timeout=60) == 2
+    evs = t.events()
+    assert types(evs) == ["error", "end"]
+    assert evs[0]["error_type"] == "ConfigError" and needle in evs[0]["message"]
+
+
+def test_qlora_on_cpu_is_refused_before_loading(tiny_model, tmp_path):
+    t = Trainer(tmp_path / "run", base_config(tiny_model, **{"quantization.mode": "4bit"}))
+    assert t.run(timeout=120) == 2
+    err = t.events()[0]
+    assert err["type"] == "error" and "quantization.mode 4bit" in err["message"] and "CUDA" in err["message"]
+    assert "Loading weights" not in t.log()
+
+
+def test_template_without_markers_warns_and_trains_whole_sequence(tiny_model_no_markers, tmp_path):
+    cfg = base_config(tiny_model_no_markers, **{"data.eval": "", "train.max_steps": 2, "train.save_steps": 0})
+    t = Trainer(tmp_path / "run", cfg)
+    assert t.run() == 0, t.log()[-3000:]
+    evs = t.events()
+    assert evs[0]["type"] == "start" and evs[0]["assistant_only_loss"] is False and evs[0]["eval_examples"] == 0
+    codes = [e["code"] for e in evs if e["type"] == "warning"]
+    assert "no_generation_markers" in codes and "no_eval_set" in codes
+    end = evs[-1]
+    assert end["status"] == "completed" and end["eval_loss_before"] is None and end["eval_loss_after"] is None
+    assert [e["step"] for e in evs if e["type"] == "checkpoint"] == [2]
+
+
+def test_assistant_only_loss_true_without_markers_exits_2(tiny_model_no_markers, tmp_path):
+    cfg = base_config(tiny_model_no_markers, **{"train.assistant_only_loss": True})
+    t = Trainer(tmp_path / "run", cfg)
+    assert t.run() == 2
+    err = [e for e in t.events() if e["type"] == "error"][0]
+    assert "train.assistant_only_loss" in err["message"] and "generation" in err["message"]

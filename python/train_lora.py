@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""loractl's trainer: LoRA / QLoRA fine-tuning of a causal LM on chat JSONL with PEFT + TRL.
+
+    python train_lora.py --config RUN_DIR/resolved.json --run-dir RUN_DIR [--resume auto|PATH]
+
+docs/trainer-contract.md is the contract with the controller: what resolved.json holds, the
+events written to RUN_DIR/events.jsonl, the checkpoint layout and the exit codes
+(0 completed, 1 failed, 2 invalid config or arguments, 75 interrupted and resumable).
+train_lora_support.py (same directory) holds the parts that need no torch.
+
+Signals (SIGTERM, SIGINT, SIGUSR1) only ever set a flag once training has begun: the step
+in progress finishes, a checkpoint is saved and marked complete, and the trainer exits 75.
+Repeated signals change nothing, so a second Ctrl-C cannot corrupt the checkpoint being
+written; the controller's last resort is SIGKILL, which at worst leaves an incomplete
+checkpoint that resume ignores. Before the first training step (loading, tokenizing, the
+"before" evaluation) there is nothing new to save, so a signal stops the trainer at once
+with exit 75 and no new checkpoint; the run stays resumable from where it started.
+"""
+
+import argparse
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from train_lora_support import (  # noqa: E402
+    CHECKPOINT_PREFIX, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, STOP,
+    ConfigError, Events, Interrupted, TrainerError, choose_resume, file_sha256, install_signal_handlers,
+    load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint,
+)
+
+
+def main(argv=None):
+    install_signal_handlers()
+    sys.stdout.reconfigure(line_buffering=True)
+    parser = argparse.ArgumentParser(description="loractl's LoRA/QLoRA trainer (see docs/trainer-contract.md)")
+    parser.add_argument("--config", required=True, help="RUN_DIR/resolved.json")
+    parser.add_argument("--run-dir", required=True, help="directory for events, checkpoints and the adapter")
+    parser.add_argument("--resume", help='"auto" (newest complete checkpoint, else fresh) or a checkpoint path')
+    args = parser.parse_args(argv)  # exits 2 on bad arguments
+    run_dir = os.path.abspath(args.run_dir)
+    if not os.path.isdir(run_dir):
+        print(f"train_lora: --run-dir {args.run_dir}: no such directory", file=sys.stderr)
+        return EXIT_INVALID
+    run = Run(args, run_dir, Events(os.path.join(run_dir, "events.jsonl")))
+    try:
+        return run.execute()
+    except ConfigError as e:
+        return run.fail(e, EXIT_INVALID, "ConfigError")
+    except TrainerError as e:
+        return run.fail(e, EXIT_FAILED, hint=e.hint)
+    except Interrupted as e:
+        return run.interrupted_early(str(e))
+    except Exception as e:  # noqa: BLE001 - every failure must reach events.jsonl
+        return run.fail(e, EXIT_FAILED, hint=failure_hint(e))
+
+
+def failure_hint(exc):
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if "out of memory" in text:
+        return ("CUDA out of memory: lower train.batch_size (raise train.grad_accum to keep the effective batch), "
+                "lower train.max_length, turn on train.gradient_checkpointing, use quantization.mode 4bit, "
+                "or lower train.eval_batch_size if it failed while evaluating")
+    if isinstance(exc, OSError) and any(w in text for w in ("offline", "huggingface", "connect", "repo")):
+        return ("the model was not found locally: give a local directory as model.name_or_path, or download it "
+                "into the Hugging Face cache (HF_HOME) first when HF_HUB_OFFLINE=1")
+    return ""
+
+
+class Run:
+    """One attempt of one run: set up, train, evaluate, save, report."""
+
+    def __init__(self, args, run_dir, events):
+        self.args = args
+        self.run_dir = run_dir
+        self.events = events
+        self.ckpt_root = os.path.join(run_dir, "checkpoints")
+        self.config_sha256 = None
+        self.resume_path = None
+        self.resume_step = 0
+        self.step = 0
+        self.eval_before = None
+        self.eval_after = None
+        self.saved_steps = set()  # checkpoints this attempt completed (or resumed from)
+        self.save_total_limit = 0
+
+    # ---- outcomes
+
+    def fail(self, exc, code, error_type=None, hint=""):
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+        print(f"train_lora: {exc}" if code == EXIT_INVALID else tb, file=sys.stderr, flush=True)
+        self.events.flush_pending()
+        self.events.emit("error", error_type=error_type or type(exc).__name__, message=str(exc),
+                         traceback="" if code == EXIT_INVALID else tb[-4000:], hint=hint)
+        self.events.emit("end", status="failed", step=self.step, eval_loss_before=self.eval_before,
+                         eval_loss_after=None, metrics={})
+        return code
+
+    def interrupted_early(self, signame):
+        self.events.flush_pending()
+        self.events.emit("end", status="interrupted", step=self.step, signal=signame,
+                         eval_loss_before=self.eval_before, eval_loss_after=None, metrics={})
+        print(f"train_lora: interrupted by {signame} before training began; nothing new to save", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    # ---- the run
+
+    def execute(self):
+        cfg, unknown = load_config(self.args.config)
+        self.config_sha256 = file_sha256(self.args.config)
+        for message in unknown:
+            self.events.warn("unknown_config_key", message)
+        self.resume_path, marker = choose_resume(self.run_dir, self.args.resume)
+        if marker:
+            self.resume_step = self.step = marker["step"]
+            self.eval_before = marker.get("eval_loss_before")
+            self.saved_steps.add(self.resume_step)
+            if marker.get("resolved_sha256") not in (None, self.config_sha256):
+                self.events.warn("config_changed", f"{self.args.config} differs from the config checkpoint "
+                                 f"{marker['step']} was trained with")
+        setup = Setup(self, cfg)
+        trainer = setup.build()
+        return self.train(cfg, setup, trainer)
+
+    def train(self, cfg, setup, trainer):
+        import torch
+
+        cb = setup.callback
+        self.events.start(
+            versions=setup.versions(), device=setup.device_name, precision=setup.precision,
+            trainable_params=setup.trainable, total_params=setup.total, total_steps=setup.total_steps,
+            train_examples=setup.train_examples, eval_examples=setup.eval_examples,
+            assistant_only_loss=setup.assistant_only_loss, resume_from=self.resume_path or "",
+            resume_step=self.resume_step, pid=os.getpid(),
+        )
+        if setup.has_eval and self.resume_path is None:
+            cb.phase = "before"
+            self.eval_before = trainer.evaluate()["eval_loss"]
+            cb.phase = None
+        if self.resume_path:
+            setup.restore_token_count(trainer, self.resume_path)
+        out = trainer.train(resume_from_checkpoint=self.resume_path)
+        self.step = trainer.state.global_step
+        metrics = dict(out.metrics)
+        if STOP.signame is None and setup.has_eval:
+            self.eval_after = self._evaluate_after(trainer, cb)
+        if STOP.signame is not None:
+            return self._end_interrupted(metrics)
+        adapter = self._save_adapter(trainer)
+        end = dict(status="completed", step=self.step, eval_loss_before=self.eval_before,
+                   eval_loss_after=self.eval_after, adapter_path=adapter, metrics=metrics)
+        if torch.cuda.is_available():
+            end["peak_memory"] = {"allocated_bytes": torch.cuda.max_memory_allocated(),
+                                  "reserved_bytes": torch.cuda.max_memory_reserved()}
+        self.events.emit("end", **end)
+        return EXIT_OK
+
+    def _evaluate_after(self, trainer, cb):
+        # Training often ends on an evaluation step (the last epoch, or a multiple of
+        # eval_steps): report that result as "after" instead of evaluating twice.
+        if cb.last_eval is not None and cb.last_eval[0] == trainer.state.global_step:
+            metrics = cb.last_eval[1]
+            cb.emit_eval("after", trainer.state.global_step, metrics)
+            return metrics.get("eval_loss")
+        cb.phase = "after"
+        return trainer.evaluate()["eval_loss"]
+
+    def _end_interrupted(self, metrics):
+        ckpt = os.path.join(self.ckpt_root, f"{CHECKPOINT_PREFIX}{self.step}")
+        if read_marker(ckpt) is None:
+            raise TrainerError(f"interrupted by {STOP.signame} but checkpoint {ckpt} is not complete")
+        self.events.emit("end", status="interrupted", step=self.step, signal=STOP.signame,
+                         eval_loss_before=self.eval_before, eval_loss_after=None, metrics=metrics)
+        print(f"train_lora: interrupted by {STOP.signame}; resume from {ckpt}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+    def _save_adapter(self, trainer):
+        """Write RUN_DIR/adapter via a temporary directory so it appears whole or not at all."""
+        final = os.path.join(self.run_dir, "adapter")
+        tmp = f"{final}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_model(tmp)  # adapter_config.json, adapter_model.safetensors, the tokenizer
+        old = f"{final}.old-{os.getpid()}"
+        if os.path.exists(final):
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+class Setup:
+    """Everything before training: device and precision, data, model, LoRA, the SFTTrainer."""
+
+    def __init__(self, run, cfg):
+        self.run = run
+        self.cfg = cfg
+        self.events = run.events
+
+    def versions(self):
+        import accelerate
+        import datasets
+        import peft
+        import torch
+        import transformers
+        import trl
+        return {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__,
+                "accelerate": accelerate.__version__, "datasets": datasets.__version__}
+
+    def resolve_device(self):
+        """Refuse impossible device/precision/quantization combinations before loading anything."""
+        import torch
+        t, q = self.cfg["train"], self.cfg["quantization"]
+        self.cuda = torch.cuda.is_available()
+        if q["mode"] != "none" and not self.cuda:
+            raise ConfigError(f"quantization.mode {q['mode']} (QLoRA) needs a CUDA GPU and this machine has none: "
+                              "set quantization.mode to none to train on the CPU")
+        bf16_ok = self.cuda and torch.cuda.is_bf16_supported()
+        precision = t["precision"]
+        if precision == "auto":
+            precision = ("bf16" if bf16_ok else "fp16") if self.cuda else "fp32"
+        if precision == "fp16" and not self.cuda:
+            raise ConfigError("train.precision fp16 needs a CUDA GPU: use fp32 (or auto) on the CPU")
+        if precision == "bf16" and self.cuda and not bf16_ok:
+            raise ConfigError("train.precision bf16: this GPU does not support bf16; use fp16 or auto")
+        self.precision = precision
+        self.device_name = f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}" if self.cuda else "cpu"
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        if q["mode"] != "none":
+            import importlib.util
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise TrainerError("quantization needs the bitsandbytes package, which is not installed",
+                                   hint="install the GPU extras: LORACTL_GPU_EXTRAS=1 scripts/setup-python.sh")
+
+    def load_data(self):
+        from datasets import Dataset
+        d, t = self.cfg["data"], self.cfg["train"]
+        train = Dataset.from_list(read_chat_jsonl(d["train"]))
+        evalset = Dataset.from_list(read_chat_jsonl(d["eval"])) if d["eval"] else None
+        if d["eval_split"] > 0:
+            parts = train.train_test_split(test_size=d["eval_split"], seed=t["seed"], shuffle=True)
+            train, evalset = parts["train"], parts["test"]
+        if evalset is None:
+            self.events.warn("no_eval_set", "no data.eval and no data.eval_split: the run cannot report whether "
+                             "the adapter improved the eval loss")
+        self.train_examples, self.eval_examples = len(train), len(evalset) if evalset is not None else 0
+        self.has_eval = evalset is not None
+        return train, evalset
+
+    def load_model(self):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        m, q = self.cfg["model"], self.cfg["quantization"]
+        common = {"revision": m["revision"] or None, "trust_remote_code": m["trust_remote_code"]}
+        tokenizer = AutoTokenizer.from_pretrained(m["name_or_path"], **common)
+        kwargs = dict(common, dtype=self.dtype)
+        if q["mode"] != "none":
+            compute = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            kwargs["quantization_config"] = (
+                BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q["quant_type"],
+                                   bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute)
+                if q["mode"] == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+        model = AutoModelForCausalLM.from_pretrained(m["name_or_path"], **kwargs)
+        return model, tokenizer
+
+    def decide_assistant_only(self, tokenizer):
+        """Effective assistant-only loss: on when the template has {% generation %} markers or
+        TRL ships a training template for it (Llama 3, Qwen, Gemma, Phi-3, ...)."""
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+        want = self.cfg["train"]["assistant_only_loss"]
+        name = self.cfg["model"]["name_or_path"]
+        if not tokenizer.chat_template:
+            raise TrainerError(f"the tokenizer of {name} has no chat template, which chat (messages) data needs",
+                               hint="use an instruct/chat model, or add a chat_template to its tokenizer_config")
+        if want is False:
+            return False
+        supported = has_generation_markers(tokenizer.chat_template)
+        if not supported:
+            try:
+                supported = get_training_chat_template(tokenizer) is not None
+            except ValueError:
+                supported = False
+        if supported:
+            return True
+        if want is True:
+            raise ConfigError(f"train.assistant_only_loss is true but the chat template of {name} has no "
+                              "{% generation %} markers (and TRL has no training template for it): set it to "
+                              "auto or false, or add the markers around assistant content")
+        self.events.warn("no_generation_markers", f"the chat template of {name} has no {{% generation %}} markers: "
+                         "training on the whole sequence (prompts included), not only the assistant turns")
+        return False
+
+    def check_targets(self, model):
+        """Name the missing module, with the model's own Linear names, before PEFT says less."""
+        import torch
+        targets = self.cfg["lora"]["target_modules"]
+        if targets == "all-linear":
+            return
+        names = [n for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
+            raise ConfigError(f"lora.target_modules: {', '.join(missing)} not found in {self.cfg['model']['name_or_path']}; "
+                              f"its Linear modules are: {', '.join(leaves)}")
+
+    def sft_config(self):
+        from trl import SFTConfig
+        t = self.cfg["train"]
+        eval_strategy = "no" if not self.has_eval else ("epoch" if t["eval_steps"] == 0 else "steps")
+        kwargs = dict(
+            output_dir=self.run.ckpt_root,
+            num_train_epochs=t["epochs"], max_steps=t["max_steps"] if t["max_steps"] > 0 else -1,
+            learning_rate=t["learning_rate"], lr_scheduler_type=t["scheduler"], warmup_steps=t["warmup"],
+            per_device_train_batch_size=t["batch_size"], per_device_eval_batch_size=t["eval_batch_size"],
+            gradient_accumulation_steps=t["grad_accum"], weight_decay=t["weight_decay"],
+            max_grad_norm=t["max_grad_norm"], optim=t["optim"],
+            seed=t["seed"], data_seed=t["seed"], full_determinism=not self.cuda,
+            activation_checkpointing=t["gradient_checkpointing"], gradient_checkpointing=t["gradient_checkpointing"],
+            max_length=t["max_length"], packing=t["packing"], assistant_only_loss=self.assistant_only_loss,
+            loss_type="nll" if t["loss_type"] == "chunked_nll" else t["loss_type"],
+            logging_strategy="steps", logging_steps=t["logging_steps"], logging_first_step=True,
+            eval_strategy=eval_strategy, eval_steps=t["eval_steps"] or None,
+            save_strategy="epoch" if t["save_steps"] == 0 else "steps", save_steps=t["save_steps"] or 500,
+            save_total_limit=None,  # pruned by loractl once a newer checkpoint is complete
+            bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=not self.cuda,
+            report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        )
+        try:
+            return SFTConfig(**kwargs)
+        except ValueError as e:  # unknown optimizer or scheduler names, impossible combinations
+            raise ConfigError(f"train: {e}")
+
+    def build(self):
+        self.resolve_device()  # before the heavy imports: a refusal should come fast
+        import datasets
+        import transformers
+        from peft import LoraConfig
+        from transformers import set_seed
+        from transformers.trainer_utils import enable_full_determinism
+        from trl import SFTTrainer
+
+        # train.log is for people: no progress bars redrawn with carriage returns.
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        t, lora = self.cfg["train"], self.cfg["lora"]
+        self.run.save_total_limit = t["save_total_limit"]
+        (enable_full_determinism if not self.cuda else set_seed)(t["seed"])
+        train, evalset = self.load_data()
+        model, tokenizer = self.load_model()
+        self.assistant_only_loss = self.decide_assistant_only(tokenizer)
+        self.check_targets(model)
+        peft_config = LoraConfig(
+            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],
+            use_dora=lora["use_dora"], task_type="CAUSAL_LM")
+        self.callback = make_callback(self.run)
+        trainer_cls = make_trainer_class(SFTTrainer, self.run)
+        trainer = trainer_cls(model=model, args=self.sft_config(), train_dataset=train, eval_dataset=evalset,
+                              processing_class=tokenizer, peft_config=peft_config, callbacks=[self.callback])
+        self.check_dropped(trainer)
+        self.trainable, self.total = trainer.model.get_nb_trainable_parameters()
+        self.total_steps = self.count_steps(len(trainer.train_dataset))
+        return trainer
+
+    def check_dropped(self, trainer):
+        """TRL silently drops examples left with no trainable token after truncation."""
+        t = self.cfg["train"]
+        if t["packing"]:
+            return
+        kept = len(trainer.train_dataset)
+        if kept == 0:
+            raise ConfigError(f"no training example keeps an assistant token within train.max_length "
+                              f"{t['max_length']}: raise max_length")
+        if kept < self.train_examples:
+            self.events.warn("labels_truncated_away", f"{self.train_examples - kept} of {self.train_examples} "
+                             f"training examples have no assistant token within train.max_length {t['max_length']} "
+                             "and are skipped")
+
+    def count_steps(self, rows):
+        """Optimizer steps of the whole run, as the Trainer computes them."""
+        t = self.cfg["train"]
+        if t["max_steps"] > 0:
+            return t["max_steps"]
+        batches = math.ceil(rows / t["batch_size"])
+        per_epoch = max(batches // t["grad_accum"] + int(batches % t["grad_accum"] > 0), 1)
+        return math.ceil(t["epochs"] * per_epoch)
+
+    def restore_token_count(self, trainer, ckpt):
+        """Continue SFT's cumulative num_tokens from the checkpoint instead of from zero."""
+        from transformers.trainer_callback import TrainerState
+        try:
+            state = TrainerState.load_from_json(os.path.join(ckpt, "trainer_state.json"))
+        except (OSError, ValueError):
+            return
+        tokens = [h["num_tokens"] for h in state.log_history if "num_tokens" in h and "loss" in h]
+        if tokens and hasattr(trainer, "_total_train_tokens"):
+            trainer._total_train_tokens = int(tokens[-1])
+            self.callback.tokens_at_start = int(tokens[-1])
+
+
+def make_trainer_class(base, run):
+    class LoractlSFTTrainer(base):
+        """SFTTrainer that never writes into a checkpoint dir that still claims to be complete."""
+
+        def _save_checkpoint(self, model, trial):
+            step = self.state.global_step
+            path = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
+            if step in run.saved_steps and read_marker(path) is not None:
+                return  # already saved and complete (e.g. an epoch end right after a stop)
+            if os.path.exists(path):
+                remove_checkpoint(path)  # debris or a stale copy from an abandoned attempt
+            super()._save_checkpoint(model, trial)
+
+    return LoractlSFTTrainer
+
+
+def make_callback(run):
+    from transformers import TrainerCallback
+
+    class EventsCallback(TrainerCallback):
+        """Turns the Trainer's hooks into events, checkpoint markers and graceful stops."""
+
+        def __init__(self):
+            self.phase = None  # "before" / "after" while the run evaluates outside training
+            self.last_eval = None  # (step, metrics) of the last evaluation during training
+            self.tokens_at_start = 0
+            self.last_time = self.mark = time.monotonic()
+            self.last_tokens = 0
+            self.paused = 0.0  # seconds spent evaluating and saving since the last log
+
+        def _stop_if_asked(self, control):
+            if STOP.signame is not None:
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_train_begin(self, args, state, control, **kw):
+            STOP.immediate = False  # from now on a signal means: finish the step, checkpoint, exit 75
+            self.last_time = self.mark = time.monotonic()
+            self.last_tokens = self.tokens_at_start
+            self.paused = 0.0
+
+        def on_step_end(self, args, state, control, **kw):
+            self.mark = time.monotonic()
+            run.step = state.global_step
+            self._stop_if_asked(control)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs:
+                return
+            now = time.monotonic()
+            tokens = logs.get("num_tokens")
+            elapsed = now - self.last_time - self.paused
+            tps = (tokens - self.last_tokens) / elapsed if tokens is not None and elapsed > 0 else None
+            self.last_time, self.paused = now, 0.0
+            if tokens is not None:
+                self.last_tokens = tokens
+            known = {"loss", "learning_rate", "grad_norm", "epoch", "num_tokens"}
+            run.events.emit("log", step=state.global_step, total_steps=state.max_steps, epoch=logs.get("epoch"),
+                            loss=logs["loss"], learning_rate=logs.get("learning_rate"),
+                            grad_norm=logs.get("grad_norm"), tokens_per_second=tps, num_tokens=tokens,
+                            metrics={k: v for k, v in logs.items() if k not in known})
+            self._stop_if_asked(control)
+
+        def emit_eval(self, phase, step, metrics):
+            run.events.emit("eval", step=step, phase=phase, eval_loss=metrics.get("eval_loss"),
+                            metrics={k: v for k, v in metrics.items() if k != "eval_loss"})
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            metrics = dict(metrics or {})
+            phase = self.phase or "during"
+            self.emit_eval(phase, state.global_step, metrics)
+            if phase == "during":
+                self.last_eval = (state.global_step, metrics)
+                now = time.monotonic()
+                self.paused += now - self.mark
+                self.mark = now
+                self._stop_if_asked(control)
+
+        def on_save(self, args, state, control, **kw):
+            step = state.global_step
+            if step in run.saved_steps:
+                return  # the save was skipped: see LoractlSFTTrainer._save_checkpoint
+            path = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
+            mark_complete(path, step, run.eval_before, run.config_sha256)
+            run.saved_steps.add(step)
+            run.events.emit("checkpoint", step=step, path=os.path.abspath(path))
+            prune_checkpoints(args.output_dir, step, run.save_total_limit)
+            now = time.monotonic()
+            self.paused += now - self.mark
+            self.mark = now
+
+    return EventsCallback()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

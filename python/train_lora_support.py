@@ -1,0 +1,393 @@
+"""The light half of loractl's trainer (train_lora.py): resolved.json validation, the event
+writer, signal handling and checkpoint bookkeeping. Nothing here imports torch, so a bad
+config is refused in a fraction of a second and tests can exercise these parts directly.
+"""
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from datetime import datetime, timezone
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 75
+MARKER = "loractl-complete.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class ConfigError(Exception):
+    """Invalid resolved config, arguments or environment for them: exit 2."""
+
+
+class TrainerError(Exception):
+    """A failure with advice for the user: exit 1 with the hint in the error event."""
+
+    def __init__(self, message, hint=""):
+        super().__init__(message)
+        self.hint = hint
+
+
+class Interrupted(BaseException):
+    """Raised by the signal handler before training begins (nothing to save yet).
+
+    A BaseException so that library code's `except Exception` cannot swallow it."""
+
+
+# ---------------------------------------------------------------- signals
+
+class _Stop:
+    """What the signal handler has seen. `immediate` is True until training begins."""
+
+    signame = None
+    immediate = True
+
+
+STOP = _Stop()
+
+
+def _on_signal(signum, _frame):
+    name = signal.Signals(signum).name
+    if STOP.signame is None:
+        STOP.signame = name
+        print(f"train_lora: {name} received, stopping", file=sys.stderr, flush=True)
+    else:
+        print(f"train_lora: {name} received again, already stopping", file=sys.stderr, flush=True)
+    if STOP.immediate:
+        STOP.immediate = False  # raise once; the unwinding must not be interrupted again
+        raise Interrupted(name)
+
+
+def install_signal_handlers():
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, _on_signal)
+
+
+# ---------------------------------------------------------------- events
+
+def now_rfc3339():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _json_safe(value):
+    """JSON has no NaN or Infinity (Go's decoder rejects them): write null instead."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _json_safe(value.item())
+    return str(value)
+
+
+class Events:
+    """Appends one JSON object per line to events.jsonl, unbuffered.
+
+    Each line goes out in one os.write on an O_APPEND descriptor, so a reader never sees
+    half a line from us and the controller may append its own events to the same file.
+    Warnings raised before `start` are held back so that `start` is always the first event
+    of an attempt that gets that far."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.started = False
+        self.pending = []
+
+    def emit(self, type_, **fields):
+        event = {"type": type_, "time": now_rfc3339(), **fields}
+        data = (json.dumps(_json_safe(event), ensure_ascii=False, allow_nan=False) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def warn(self, code, message):
+        print(f"train_lora: warning: {code}: {message}", file=sys.stderr, flush=True)
+        if self.started:
+            self.emit("warning", code=code, message=message)
+        else:
+            self.pending.append((code, message))
+
+    def start(self, **fields):
+        self.emit("start", **fields)
+        self.started = True
+        for code, message in self.pending:
+            self.emit("warning", code=code, message=message)
+        self.pending = []
+
+    def flush_pending(self):
+        for code, message in self.pending:
+            self.emit("warning", code=code, message=message)
+        self.pending = []
+
+
+# ---------------------------------------------------------------- resolved.json
+
+_JSON_TYPE = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+
+# section -> key -> (kind, check or None, what the check requires)
+_SCHEMA = {
+    "model": {
+        "name_or_path": (str, lambda v: v.strip() != "", "a model directory or hub id"),
+        "revision": (str, None, ""),
+        "trust_remote_code": (bool, None, ""),
+    },
+    "data": {
+        "train": (str, lambda v: v != "", "a file path"),
+        "eval": (str, None, ""),
+        "eval_split": (float, lambda v: 0 <= v < 1, "0 (none) or a fraction in (0, 1)"),
+    },
+    "lora": {
+        "r": (int, lambda v: v >= 1, ">= 1"),
+        "alpha": (float, lambda v: v > 0, "> 0"),
+        "dropout": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+        "target_modules": ((list, str), None, ""),
+        "bias": (str, lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
+        "use_rslora": (bool, None, ""),
+        "use_dora": (bool, None, ""),
+    },
+    "quantization": {
+        "mode": (str, lambda v: v in ("none", "4bit", "8bit"), "none, 4bit or 8bit"),
+        "quant_type": (str, lambda v: v in ("nf4", "fp4"), "nf4 or fp4"),
+        "double_quant": (bool, None, ""),
+    },
+    "train": {
+        "epochs": (float, lambda v: v > 0, "> 0"),
+        "max_steps": (int, None, ""),
+        "learning_rate": (float, lambda v: v > 0, "> 0"),
+        "batch_size": (int, lambda v: v >= 1, ">= 1"),
+        "eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
+        "grad_accum": (int, lambda v: v >= 1, ">= 1"),
+        "max_length": (int, lambda v: v >= 1, ">= 1"),
+        "warmup": (float, lambda v: v >= 0, ">= 0 (< 1 is a ratio of the steps, >= 1 a step count)"),
+        "scheduler": (str, lambda v: v != "", "a scheduler name"),
+        "seed": (int, lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
+        "gradient_checkpointing": (bool, None, ""),
+        "packing": (bool, None, ""),
+        "assistant_only_loss": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
+        "logging_steps": (int, lambda v: v >= 1, ">= 1"),
+        "eval_steps": (int, lambda v: v >= 0, ">= 0 (0: every epoch)"),
+        "save_steps": (int, lambda v: v >= 0, ">= 0 (0: every epoch)"),
+        "save_total_limit": (int, lambda v: v >= 0, ">= 0 (0: keep all)"),
+        "precision": (str, lambda v: v in ("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16 or fp32"),
+        "weight_decay": (float, lambda v: v >= 0, ">= 0"),
+        "max_grad_norm": (float, lambda v: v >= 0, ">= 0"),
+        "optim": (str, lambda v: v != "", "an optimizer name"),
+        "loss_type": (str, lambda v: v in ("nll", "dft", "chunked_nll"), "nll or dft"),
+    },
+}
+
+
+def _is_kind(value, kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    for k in kinds:
+        if k is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if k is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if k not in (int, float) and isinstance(value, k):
+            return True
+    return False
+
+
+def validate_config(raw):
+    """Check a parsed resolved.json. Returns (config, warnings); raises ConfigError listing
+    every problem, each named by its key (`train.learning_rate: must be > 0, got -1`)."""
+    errors, warnings = [], []
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a JSON object")
+    if raw.get("version") != 1:
+        errors.append(f"version: must be 1, got {raw.get('version')!r}")
+    if not isinstance(raw.get("name", ""), str):
+        errors.append("name: must be a string")
+    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name"}):
+        warnings.append(f"{key}: unknown key, ignored")
+    for section, fields in _SCHEMA.items():
+        block = raw.get(section)
+        if not isinstance(block, dict):
+            errors.append(f"{section}: missing or not an object")
+            continue
+        for key in sorted(set(block) - set(fields)):
+            warnings.append(f"{section}.{key}: unknown key, ignored")
+        for key, (kind, check, want) in fields.items():
+            where = f"{section}.{key}"
+            if key not in block:
+                errors.append(f"{where}: missing")
+                continue
+            value = block[key]
+            if not _is_kind(value, kind):
+                names = " or ".join(_JSON_TYPE[k] for k in (kind if isinstance(kind, tuple) else (kind,)))
+                errors.append(f"{where}: must be {names}, got {json.dumps(value)}")
+            elif check is not None and not check(value):
+                errors.append(f"{where}: must be {want}, got {json.dumps(value)}")
+    if not errors:
+        errors.extend(_cross_checks(raw))
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return raw, warnings
+
+
+def _cross_checks(cfg):
+    errors = []
+    tm = cfg["lora"]["target_modules"]
+    if isinstance(tm, str) and tm != "all-linear":
+        errors.append(f'lora.target_modules: must be a list of module names or "all-linear", got {json.dumps(tm)}')
+    if isinstance(tm, list) and (not tm or not all(isinstance(m, str) and m for m in tm)):
+        errors.append("lora.target_modules: must be a non-empty list of module names")
+    data = cfg["data"]
+    if data["eval"] and data["eval_split"] > 0:
+        errors.append("data.eval and data.eval_split: set only one (an eval file, or a split of train)")
+    for key in ("train", "eval"):
+        path = data[key]
+        if path and not os.path.isfile(path):
+            errors.append(f"data.{key}: {path}: no such file")
+    return errors
+
+
+def load_config(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}")
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}")
+    try:
+        return validate_config(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}")
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def read_marker(ckpt_dir):
+    """The completion marker of a checkpoint, or None when the checkpoint is incomplete."""
+    try:
+        with open(os.path.join(ckpt_dir, MARKER), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or not _is_kind(marker.get("step"), int):
+        return None
+    return marker
+
+
+def list_checkpoints(ckpt_root):
+    """(step, path, marker or None) for every checkpoint-<step> dir, by step."""
+    out = []
+    try:
+        names = os.listdir(ckpt_root)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        step = name[len(CHECKPOINT_PREFIX):]
+        path = os.path.join(ckpt_root, name)
+        if name.startswith(CHECKPOINT_PREFIX) and step.isdigit() and os.path.isdir(path):
+            out.append((int(step), path, read_marker(path)))
+    return sorted(out)
+
+
+def write_json_atomic(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_json_safe(obj), f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_checkpoint(path):
+    """Un-mark first: a crash half-way through rmtree leaves an incomplete dir, never a
+    complete-looking one with files missing."""
+    try:
+        os.remove(os.path.join(path, MARKER))
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def mark_complete(ckpt_dir, step, eval_loss_before, resolved_sha256):
+    """Write the marker that makes a checkpoint count: last, and atomically."""
+    write_json_atomic(os.path.join(ckpt_dir, MARKER), {
+        "step": step,
+        "time": now_rfc3339(),
+        "eval_loss_before": eval_loss_before,
+        "resolved_sha256": resolved_sha256,
+    })
+
+
+def prune_checkpoints(ckpt_root, newest_step, keep):
+    """Delete incomplete checkpoints older than newest_step (debris of a killed attempt) and,
+    when keep > 0, the oldest complete ones beyond keep. The Trainer's own rotation is off:
+    it runs before the marker exists and could leave fewer complete checkpoints than asked."""
+    entries = list_checkpoints(ckpt_root)
+    for step, path, marker in entries:
+        if marker is None and step < newest_step:
+            remove_checkpoint(path)
+    complete = [(step, path) for step, path, marker in entries if marker is not None]
+    if keep > 0:
+        for step, path in complete[:-keep]:
+            if step != newest_step:
+                remove_checkpoint(path)
+
+
+def choose_resume(run_dir, resume):
+    """Pick the checkpoint to resume from: (path, marker) or (None, None) for a fresh start."""
+    ckpt_root = os.path.join(run_dir, "checkpoints")
+    complete = [(s, p, m) for s, p, m in list_checkpoints(ckpt_root) if m is not None]
+    if resume is None:
+        if complete:
+            raise ConfigError(
+                f"{ckpt_root} already holds complete checkpoints (newest {os.path.basename(complete[-1][1])}): "
+                "pass --resume auto to continue from it, or remove that directory to start over")
+        return None, None
+    if resume == "auto":
+        if not complete:
+            return None, None
+        step, path, marker = max(complete, key=lambda c: c[2]["step"])
+        return path, marker
+    path = os.path.abspath(resume)
+    if not os.path.isdir(path):
+        raise ConfigError(f"--resume {resume}: no such checkpoint directory")
+    marker = read_marker(path)
+    if marker is None:
+        raise ConfigError(f"--resume {resume}: checkpoint is incomplete (no valid {MARKER})")
+    return path, marker
+
+
+# ---------------------------------------------------------------- data
+
+def read_chat_jsonl(path):
+    """Rows as {"messages": [{"role", "content"}]}, naming file:line on bad input.
+    Only role and content are kept: the trainer's chat templates use nothing else, and a
+    uniform shape keeps the Arrow schema of the dataset stable."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise ConfigError(f"{path}:{lineno}: not valid JSON: {e}")
+            msgs = obj.get("messages") if isinstance(obj, dict) else None
+            if not isinstance(msgs, list) or not msgs:
+                raise ConfigError(f'{path}:{lineno}: want an object with a non-empty "messages" list')
+            clean = []
+            for i, m in enumerate(msgs):
+                if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                    raise ConfigError(f"{path}:{lineno}: messages[{i}] needs string role and content")
+                clean.append({"role": m["role"], "content": m["content"]})
+            rows.append({"messages": clean})
+    if not rows:
+        raise ConfigError(f"{path}: no examples")
+    return rows
