@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
+	"github.com/loractl/loractl/internal/cmd/doctor"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"
 	"github.com/loractl/loractl/internal/cmd/render"
@@ -23,4 +24,5 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return doctor.NewCmdDoctor(f, nil) },
 }
