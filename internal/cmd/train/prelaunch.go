@@ -2,14 +2,80 @@ package train
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
 
 	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/dataset"
+	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
 )
 
 // preLaunch runs the checks that must pass before anything is launched: the data
 // check and the GPU pre-flight. They fill in lo (warnings and the estimate for the
-// manifest, the chosen GPU).
+// manifest, the chosen GPU). A resumed run skips the data check: its run id proves
+// the data is the data that was checked.
 func (o *Options) preLaunch(ctx context.Context, cfg *config.Config, p *runner.Prepared, lo *runner.LaunchOptions) error {
+	if o.Resume == "" {
+		if err := o.checkData(ctx, cfg, lo); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// checkData lints the run's data with the real tokenizer when the model is a local
+// directory. Errors stop the run (exit 2); warnings are printed and recorded.
+func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
+	log := o.Factory.Log
+	if o.SkipDataCheck {
+		log.Warn().Msg("data check skipped (--skip-data-check)")
+		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
+		return nil
+	}
+	r := cfg.Resolved
+	opts := dataset.Options{
+		Train:        r.Data.Train,
+		Eval:         r.Data.Eval,
+		EvalSplit:    r.Data.EvalSplit,
+		SystemPrompt: cfg.SystemPrompt,
+		MaxLength:    r.Train.MaxLength,
+		Epochs:       r.Train.Epochs,
+	}
+	if filepath.IsAbs(r.Model.NameOrPath) {
+		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath}
+	}
+	rep, err := dataset.Check(ctx, opts)
+	if err != nil {
+		return cmdutil.Invalid(fmt.Errorf("data check: %w", err))
+	}
+	if rep.HasErrors() {
+		w := o.Factory.IO.ErrOut
+		fmt.Fprintf(w, "data check found %d error(s); nothing was launched:\n", rep.ErrorsTotal)
+		for _, e := range rep.Errors {
+			file := e.File
+			if file == "" {
+				file = rep.File
+			}
+			fmt.Fprintf(w, "  %s:%d: %s: %s (%s)\n", file, e.Line, e.Path, e.Message, e.Code)
+		}
+		if more := rep.ErrorsTotal - len(rep.Errors); more > 0 {
+			fmt.Fprintf(w, "  ... and %d more (loractl data check %s)\n", more, rep.File)
+		}
+		return cmdutil.SilentExit(cmdutil.ExitInvalid)
+	}
+	for _, wn := range rep.Warnings {
+		ev := log.Warn().Str("code", wn.Code).Int("count", wn.Count)
+		if len(wn.Lines) > 0 {
+			ev = ev.Ints("lines", wn.Lines)
+		}
+		ev.Msg(wn.Message)
+	}
+	rec := struct {
+		Warnings []dataset.Warning `json:"warnings"`
+		Stats    dataset.Stats     `json:"stats"`
+	}{rep.Warnings, rep.Stats}
+	lo.DataCheck, err = json.Marshal(rec)
+	return err
 }
