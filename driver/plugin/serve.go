@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"os"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -38,4 +39,32 @@ func NewPluginLogger(name string) hclog.Logger {
 		Output:     os.Stderr,
 		JSONFormat: true,
 	})
+}
+
+// handshakeEnv are the variables go-plugin sets for the plugin process alone.
+var handshakeEnv = map[string]bool{
+	Handshake.MagicCookieKey:    true,
+	"PLUGIN_MIN_PORT":           true,
+	"PLUGIN_MAX_PORT":           true,
+	"PLUGIN_PROTOCOL_VERSIONS":  true,
+	"PLUGIN_CLIENT_CERT":        true,
+	"PLUGIN_UNIX_SOCKET_DIR":    true,
+	"PLUGIN_UNIX_SOCKET_GROUP":  true,
+	"PLUGIN_MULTIPLEX_GRPC":     true,
+	"PLUGIN_CLIENT_CERT_CACHED": true,
+}
+
+// Environ is the plugin's environment without go-plugin's handshake variables: the
+// controller's environment, which is what a driver should hand the trainer (it holds
+// the variables Task.PassEnv names). The handshake values mean nothing to a trainer,
+// and a trainer that is itself a Go plugin host must not see them.
+func Environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !handshakeEnv[k] {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

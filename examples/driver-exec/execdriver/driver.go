@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/driver/plugin"
 )
 
 // Name is the driver's config name; the executable is loractl-driver-exec.
@@ -152,10 +153,10 @@ func awaitStart(ctx context.Context, path string, exited <-chan struct{}) (*task
 	}
 }
 
-// environ is this process's environment (which holds the PassEnv variables: the
-// controller's environment is inherited by the plugin) plus the task's values.
+// environ is the controller's environment, which this plugin process inherited and
+// which holds the PassEnv variables, plus the task's values.
 func environ(task *driver.Task) []string {
-	env := os.Environ()
+	env := plugin.Environ()
 	keys := make([]string, 0, len(task.Env))
 	for k := range task.Env {
 		keys = append(keys, k)

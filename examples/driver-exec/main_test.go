@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/driver/catalog"
+	"github.com/loractl/loractl/driver/drivertest"
+	"github.com/loractl/loractl/driver/plugin"
+)
+
+// These tests run loractl-driver-exec for real: built from this package, found by
+// the catalog in a plugins dir, launched by go-plugin over gRPC with AutoMTLS, its
+// checksum pinned.
+
+var (
+	buildOnce sync.Once
+	builtExe  string
+	buildErr  error
+)
+
+// binary builds loractl-driver-exec once per test run and returns its path.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "loractl-driver-exec-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtExe = filepath.Join(dir, "loractl-driver-exec")
+		out, err := exec.Command("go", "build", "-o", builtExe, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtExe
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtExe != "" {
+		os.RemoveAll(filepath.Dir(builtExe))
+	}
+	os.Exit(code)
+}
+
+// pluginsDir makes a plugins dir holding the built driver under the given file name.
+func pluginsDir(t *testing.T, file string) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newCatalog returns a catalog that searches only dir, closed when the test ends.
+func newCatalog(t *testing.T, dir string, logger zerolog.Logger) *catalog.Catalog {
+	c := catalog.New(catalog.Options{PluginsDir: dir, Path: t.TempDir(), Logger: logger})
+	t.Cleanup(c.Close)
+	return c
+}
+
+func sha(t *testing.T, path string) string {
+	t.Helper()
+	s, err := plugin.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestContractAsSubprocess runs the whole contract suite against the executable.
+// Every factory call is a new catalog and so a new plugin process, as a new
+// controller would start: the reattach tests cross process boundaries for real.
+func TestContractAsSubprocess(t *testing.T) {
+	dir := pluginsDir(t, "loractl-driver-exec")
+	sum := sha(t, filepath.Join(dir, "loractl-driver-exec"))
+	factory := func(t *testing.T) driver.Driver {
+		c := newCatalog(t, dir, zerolog.Nop())
+		if err := c.Pin("exec", sum); err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Lookup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	drivertest.Run(t, factory, drivertest.WithUnknownHandle(func(valid *driver.Handle) *driver.Handle {
+		u := *valid
+		u.State = []byte(`{"supervisor_pid": 999999999, "status": "/nonexistent/status.json"}`)
+		return &u
+	}))
+}
+
+// TestChecksumRefusedBeforeRun pins checksums on a wrapper that leaves a mark when it
+// runs: a wrong pin must refuse it without the mark appearing.
+func TestChecksumRefusedBeforeRun(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(t.TempDir(), "ran")
+	wrapper := filepath.Join(dir, "loractl-driver-exec")
+	script := fmt.Sprintf("#!/bin/sh\n: > '%s'\nexec '%s' \"$@\"\n", mark, binary(t))
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	right := sha(t, wrapper)
+	wrong := strings.Repeat("ab", 32)
+
+	c := newCatalog(t, dir, zerolog.Nop())
+	if err := c.Pin("exec", wrong); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Lookup("exec")
+	if !errors.Is(err, plugin.ErrChecksum) || !strings.Contains(err.Error(), right) {
+		t.Fatalf("Lookup with a wrong pin = %v, want ErrChecksum naming the actual sum", err)
+	}
+	if _, statErr := os.Stat(mark); statErr == nil {
+		t.Fatal("the executable ran although its checksum did not match")
+	}
+
+	c = newCatalog(t, dir, zerolog.Nop())
+	if err := c.Pin("exec", right); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Lookup("exec")
+	if err != nil {
+		t.Fatalf("Lookup with the right pin: %v", err)
+	}
+	if d.Name() != "exec" {
+		t.Errorf("Name() = %q", d.Name())
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Error("the pinned executable did not run")
+	}
+}
+
+// TestPluginLogsReachTheController checks that the driver's hclog lines on stderr
+// arrive in the controller's zerolog stream with their level and the plugin's name.
+func TestPluginLogsReachTheController(t *testing.T) {
+	var buf syncBuffer
+	c := newCatalog(t, pluginsDir(t, "loractl-driver-exec"), zerolog.New(&buf).Level(zerolog.DebugLevel))
+	d, err := c.Lookup("exec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := t.TempDir()
+	// The trainer records its environment: the controller's, without go-plugin's.
+	h, err := d.Start(context.Background(), &driver.Task{
+		RunID: "logs", RunDir: runDir, Command: []string{"/bin/sh", "-c", "env > env.txt"}, LogPath: filepath.Join(runDir, "train.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Wait(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // go-plugin has read all of stderr once the process is gone
+	out := buf.String()
+	for _, want := range []string{
+		`{"level":"info","plugin":"loractl-driver-exec","@module":"exec","run_id":"logs"`,
+		`"message":"task started"`,
+		// go-plugin's own line, proof that the connection uses AutoMTLS.
+		`"message":"configuring client automatic mTLS"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("controller log lacks %s:\n%s", want, out)
+		}
+	}
+	env, err := os.ReadFile(filepath.Join(runDir, "env.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"PLUGIN_CLIENT_CERT=", plugin.Handshake.MagicCookieKey + "="} {
+		if strings.Contains(string(env), leak) {
+			t.Errorf("the trainer's environment holds go-plugin's %s", leak)
+		}
+	}
+	if !strings.Contains(string(env), "PATH=") {
+		t.Errorf("the trainer did not get the controller's environment:\n%s", env)
+	}
+}
+
+func TestNameMismatchRefused(t *testing.T) {
+	c := newCatalog(t, pluginsDir(t, "loractl-driver-other"), zerolog.Nop())
+	_, err := c.Lookup("other")
+	if err == nil || !strings.Contains(err.Error(), `serves driver "exec", not "other"`) {
+		t.Fatalf("Lookup of a renamed driver = %v, want a name mismatch error", err)
+	}
+}
+
+func TestFoundOnPath(t *testing.T) {
+	bin := pluginsDir(t, "loractl-driver-exec")
+	c := catalog.New(catalog.Options{PluginsDir: t.TempDir(), Path: bin, Logger: zerolog.Nop()})
+	t.Cleanup(c.Close)
+	if _, err := c.Lookup("exec"); err != nil {
+		t.Fatalf("Lookup from PATH: %v", err)
+	}
+}
+
+func TestRunByHandRefuses(t *testing.T) {
+	out, err := exec.Command(binary(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "plugin") {
+		t.Fatalf("running the plugin by hand: %v, %q; want a refusal that says it is a plugin", err, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for go-plugin's log goroutine and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
