@@ -146,7 +146,9 @@ func TestArchFromConfigJSON(t *testing.T) {
 			"text_config":{"model_type":"gemma3_text","hidden_size":2560,"intermediate_size":10240,"num_hidden_layers":34,
 			"num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"vocab_size":262208},
 			"vision_config":{"hidden_size":1152,"intermediate_size":4304,"num_hidden_layers":27,"num_attention_heads":16}}`,
-			func(a *Arch) bool { return a.Family == "gemma3_text" && a.QKNorm && a.NormsPerLayer == 4 && a.ExtraParams > 400e6 && a.Tied }, ""},
+			func(a *Arch) bool {
+				return a.Family == "gemma3_text" && a.QKNorm && a.NormsPerLayer == 4 && a.ExtraParams > 400e6 && a.Tied
+			}, ""},
 		{"mha default kv heads", `{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
 			"num_attention_heads":4,"vocab_size":100}`,
 			func(a *Arch) bool { return a.KVHeads == 4 && a.HeadDim == 16 && !a.Tied }, ""},
