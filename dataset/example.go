@@ -2,6 +2,10 @@ package dataset
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"math/bits"
+	"slices"
 )
 
 // hashKey is a 128-bit content hash: enough that a collision among billions of examples is
@@ -40,6 +44,8 @@ type facts struct {
 type factBuilder struct {
 	norm []byte
 	sys  []byte
+	h    hash.Hash
+	sum  []byte
 	f    facts
 }
 
@@ -95,10 +101,23 @@ func (b *factBuilder) build(msgs []message, maxLength int) *facts {
 	}
 	b.norm = append(b.norm, sepSystem)
 	b.norm = append(b.norm, b.sys...)
-	f.full = sum128(b.norm)
-	if promptEnd > 0 && sawUser {
-		f.prompt = sum128(b.norm[:promptEnd])
+	// One pass over the bytes for both hashes: Sum does not disturb the running state.
+	if b.h == nil {
+		b.h = sha256.New()
+	}
+	b.h.Reset()
+	hasPrompt := promptEnd > 0 && sawUser
+	if hasPrompt {
+		b.h.Write(b.norm[:promptEnd])
+		b.sum = b.h.Sum(b.sum[:0])
+		f.prompt = hashKey(b.sum[:16])
+		b.h.Write(b.norm[promptEnd:])
 	} else {
+		b.h.Write(b.norm)
+	}
+	b.sum = b.h.Sum(b.sum[:0])
+	f.full = hashKey(b.sum[:16])
+	if !hasPrompt {
 		// No user turn before the first answer: there is no prompt to leak by, so the
 		// example stands for itself.
 		f.prompt = f.full
@@ -128,37 +147,65 @@ func sum128(b []byte) hashKey {
 	return hashKey(s[:16])
 }
 
-// spaceTable marks ASCII whitespace: the characters whitespace normalisation collapses.
-var spaceTable = func() (t [256]bool) {
-	for _, c := range []byte(" \t\n\r\v\f") {
-		t[c] = true
+// spaceBit is 1 for ASCII whitespace: the characters whitespace normalisation collapses.
+// normByte maps each of them to ' ' and every other byte to itself.
+var spaceBit, normByte = func() (sp, nb [256]byte) {
+	for c := range nb {
+		nb[c] = byte(c)
 	}
-	return t
+	for _, c := range []byte(" \t\n\r\v\f") {
+		sp[c], nb[c] = 1, ' '
+	}
+	return sp, nb
 }()
 
 // appendNormalized appends s with leading and trailing whitespace removed and every inner
 // run of whitespace replaced by one space, and returns the number of words.
+//
+// It is the hottest loop of a check. Eight bytes that need no change (no control
+// character, no two spaces in a row, including across the previous byte) are copied at
+// once; other bytes go through a branch-free step (on prose a branch per byte on "is this
+// a space?" mispredicts every few bytes and costs more than the copy itself).
 func appendNormalized(dst, s []byte) ([]byte, int) {
-	words := 0
+	n := len(dst)
+	dst = slices.Grow(dst, len(s))[:n+len(s)]
+	out := dst[n:]
+	j, words := 0, 0
+	prev := 1 // 1 after whitespace (and at the start, so leading space is dropped)
 	i := 0
-	for {
-		for i < len(s) && spaceTable[s[i]] {
-			i++
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64(s[i:])
+		ctl := ^((x & lo7s) + 0x6060606060606060 | x) & highs // bytes below 0x20
+		q := x ^ 0x2020202020202020
+		spc := ^((q & lo7s) + lo7s | q) & highs // spaces
+		if ctl == 0 && spc&(spc>>8) == 0 && (prev == 0 || spc&0x80 == 0) {
+			binary.LittleEndian.PutUint64(out[j:], x) // j ≤ i: the output never outruns the input
+			j += 8
+			// A word starts after each space but the last byte's, and at the first byte
+			// when it follows whitespace.
+			words += bits.OnesCount64(spc&^(0x80<<56)) + prev
+			prev = int(spc >> 63)
+			continue
 		}
-		if i == len(s) {
-			return dst, words
+		for _, c := range s[i : i+8] {
+			sp := int(spaceBit[c])
+			out[j] = normByte[c]
+			j += 1 - sp&prev // a space right after a space (or at the start) is overwritten
+			words += (1 - sp) & prev
+			prev = sp
 		}
-		j := i
-		for j < len(s) && !spaceTable[s[j]] {
-			j++
-		}
-		if words > 0 {
-			dst = append(dst, ' ')
-		}
-		dst = append(dst, s[i:j]...)
-		words++
-		i = j
 	}
+	for _, c := range s[i:] {
+		sp := int(spaceBit[c])
+		out[j] = normByte[c]
+		j += 1 - sp&prev
+		words += (1 - sp) & prev
+		prev = sp
+	}
+	if j > 0 && out[j-1] == ' ' {
+		j-- // one trailing space is left by the loop
+	}
+	return dst[:n+j], words
 }
 
 // normalizeString is appendNormalized for one string, for callers outside the hot path.

@@ -1,7 +1,10 @@
 package dataset
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -81,9 +84,7 @@ func (s *scanner) str() (raw []byte, esc, ok bool) {
 	start := s.i + 1
 	i := start
 	for {
-		for i < len(b) && !strSpecial[b[i]] {
-			i++
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			s.i = i
 			return nil, false, s.fail("unterminated string")
@@ -116,6 +117,33 @@ func (s *scanner) str() (raw []byte, esc, ok bool) {
 			return nil, false, s.fail("control character %s in string (escape it)", quoteByte(c))
 		}
 	}
+}
+
+// SWAR constants: eight bytes tested at once.
+const (
+	lo7s  = 0x7f7f7f7f7f7f7f7f
+	highs = 0x8080808080808080
+)
+
+// skipPlain returns the index of the first byte at or after i that ends a plain run in a
+// string ('"', '\\' or a control character), or len(b). Eight bytes are tested per step:
+// string contents are most of every line, so this loop decides the checker's speed.
+func skipPlain(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ 0x2222222222222222 // zero where '"'
+		e := x ^ 0x5c5c5c5c5c5c5c5c // zero where '\\'
+		// A byte's high bit ends up clear exactly when it is zero (for q, e) or below
+		// 0x20 (for x); no carry crosses a byte.
+		keep := ((q & lo7s) + lo7s | q) & ((e & lo7s) + lo7s | e) & ((x & lo7s) + 0x6060606060606060 | x)
+		if m := ^keep & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && !strSpecial[b[i]] {
+		i++
+	}
+	return i
 }
 
 func isHex4(b []byte) bool {
@@ -315,12 +343,12 @@ func appendUnescaped(dst, raw []byte) []byte {
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		if c != '\\' {
-			j := i + 1
-			for j < len(raw) && raw[j] != '\\' {
-				j++
+			j := bytes.IndexByte(raw[i:], '\\')
+			if j < 0 {
+				return append(dst, raw[i:]...)
 			}
-			dst = append(dst, raw[i:j]...)
-			i = j
+			dst = append(dst, raw[i:i+j]...)
+			i += j
 			continue
 		}
 		switch raw[i+1] {

@@ -470,18 +470,14 @@ func clip(b []byte) string {
 	return strconv.Quote(string(b[:cut])) + "…"
 }
 
+// isBlank reports whether b holds nothing but whitespace (as normalisation defines it).
 func isBlank(b []byte) bool {
 	for _, c := range b {
-		if !isSpace(c) {
+		if spaceBit[c] == 0 {
 			return false
 		}
 	}
 	return true
-}
-
-// isSpace is the whitespace normalisation uses: ASCII whitespace.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f'
 }
 
 func firstInvalidUTF8(b []byte) int {
