@@ -1,12 +1,15 @@
 package slurm
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/loractl/loractl/driver"
 )
 
 // Defaults applied by Options.withDefaults.
@@ -81,20 +84,11 @@ func (g *GPURequest) UnmarshalJSON(b []byte) error {
 	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("gpus: want a count or TYPE:COUNT, got %s", b)
+		return &gpuError{fmt.Sprintf("want a count or TYPE:COUNT, got %s", b)}
 	}
 	*g = GPURequest(s)
 	return nil
 }
-
-// FieldError is one invalid option; Key is the option's path inside the driver.slurm
-// section ("partition", "extra_directives[2]", "container.image").
-type FieldError struct {
-	Key string
-	Msg string
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
 
 // AllowedDirectives are the sbatch options extra_directives may set. The options loractl
 // sets itself (output, chdir, requeue, signal, export, array, job-name, open-mode) and
@@ -125,14 +119,17 @@ var (
 	directiveRE      = regexp.MustCompile(`^--?([a-z][a-z-]*)(=([A-Za-z0-9_.,:=+@/%*-]*))?$`)
 	absPathRE        = regexp.MustCompile(`^/[A-Za-z0-9_./+@:,=-]*$`)
 	setupForbiddenRE = regexp.MustCompile("[$`;|&<>(){}\\\\\n\r*?~#!]")
+	// Inside quotes only what a reader would expect to expand is refused: the word is
+	// single-quoted when rendered, so the rest is literal anyway.
+	setupQuotedForbiddenRE = regexp.MustCompile("[$`\\\\\n\r\x00]")
 )
 
-// Validate checks every option and returns all problems joined; each is a *FieldError
-// naming its key. It does not apply defaults.
+// Validate checks every option and returns all problems joined; each is a
+// *driver.OptionError naming its key. It does not apply defaults.
 func (o *Options) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
-		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
+		errs = append(errs, &driver.OptionError{Key: key, Message: fmt.Sprintf(format, a...)})
 	}
 	for _, f := range []struct{ key, val string }{
 		{"partition", o.Partition}, {"account", o.Account}, {"qos", o.QOS},
@@ -191,6 +188,15 @@ func (o *Options) Validate() error {
 	}
 	if o.SignalGrace < 0 {
 		bad("signal_grace", "must be positive seconds, got %d", o.SignalGrace)
+	} else if lim := timeSeconds(o.Time); lim > 0 && timeRE.MatchString(o.Time) {
+		grace := o.SignalGrace
+		if grace == 0 {
+			grace = DefaultSignalGrace
+		}
+		// Otherwise the warning would come at once, before any work to save.
+		if grace >= lim {
+			bad("signal_grace", "%d s must be shorter than the time limit %s (%d s)", grace, o.Time, lim)
+		}
 	}
 	if o.MaxRequeues != nil && *o.MaxRequeues < 0 {
 		bad("max_requeues", "must be 0 or more, got %d", *o.MaxRequeues)
@@ -244,8 +250,8 @@ func splitSetupLine(line string) ([]string, error) {
 				return nil, fmt.Errorf("%q: unterminated %c quote", line, c)
 			}
 			q := line[i+1 : i+1+end]
-			if setupForbiddenRE.MatchString(q) {
-				return nil, fmt.Errorf("%q: quoted text may not hold $ ` ; | & < > ( ) { } \\ * ? ~ # ! or newlines", line)
+			if setupQuotedForbiddenRE.MatchString(q) {
+				return nil, fmt.Errorf("%q: quoted text may not hold $, backticks, backslashes or newlines (nothing is expanded)", line)
 			}
 			cur.WriteString(q)
 			inWord = true
@@ -289,20 +295,44 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// ParseOptions decodes a driver.slurm section (Task.Options), refusing unknown keys,
-// and validates it.
-func ParseOptions(raw json.RawMessage) (Options, error) {
+// DecodeOptions reads a driver.slurm section (Task.Options), refusing unknown keys,
+// validates it and applies the defaults. Errors are *driver.OptionError naming the key
+// (several joined with errors.Join).
+func DecodeOptions(raw json.RawMessage) (*Options, error) {
 	var o Options
-	if len(raw) == 0 || string(raw) == "null" {
-		return o, nil
-	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o); err != nil {
-		return o, fmt.Errorf("driver.slurm: %w", err)
+	if t := bytes.TrimSpace(raw); len(t) > 0 && string(t) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o); err != nil {
+			return nil, decodeError(err)
+		}
 	}
 	if err := o.Validate(); err != nil {
-		return o, fmt.Errorf("driver.slurm: %w", err)
+		return nil, err
 	}
-	return o, nil
+	o = o.withDefaults()
+	return &o, nil
 }
+
+// decodeError turns encoding/json's errors into OptionErrors naming the key.
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var ge *gpuError
+	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return &driver.OptionError{Key: "(section)", Message: fmt.Sprintf("expected an object of options, got %s", te.Value)}
+	case errors.As(err, &te):
+		return &driver.OptionError{Key: te.Field, Message: fmt.Sprintf("expected %s, got %s", te.Type, te.Value)}
+	case errors.As(err, &ge):
+		return &driver.OptionError{Key: "gpus", Message: ge.msg}
+	}
+	if k, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &driver.OptionError{Key: strings.Trim(k, `"`), Message: "unknown option"}
+	}
+	return &driver.OptionError{Key: "(section)", Message: err.Error()}
+}
+
+// gpuError is a gpus value that is neither a number nor a string.
+type gpuError struct{ msg string }
+
+func (e *gpuError) Error() string { return e.msg }

@@ -213,15 +213,11 @@ func prepare(t *driver.Task) (Options, error) {
 	if err := checkTask(t); err != nil {
 		return Options{}, fmt.Errorf("slurm: %w", err)
 	}
-	o, err := ParseOptions(t.Options)
+	op, err := DecodeOptions(t.Options)
 	if err != nil {
-		return Options{}, err
+		return Options{}, fmt.Errorf("driver.slurm: %w", err)
 	}
-	o = o.withDefaults()
-	if lim := timeSeconds(o.Time); lim > 0 && o.SignalGrace >= lim {
-		return Options{}, fmt.Errorf("driver.slurm: %w", &FieldError{Key: "signal_grace",
-			Msg: fmt.Sprintf("%d s must be shorter than the time limit %s (%d s)", o.SignalGrace, o.Time, lim)})
-	}
+	o := *op
 	if o.Container != nil {
 		for _, p := range t.ReadOnly {
 			if !bindPathRE.MatchString(p) {

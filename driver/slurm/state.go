@@ -92,9 +92,6 @@ func infoFromScontrol(r map[string]string) jobInfo {
 		Start:       parseSlurmTime(r["StartTime"]),
 		End:         parseSlurmTime(r["EndTime"]),
 	}
-	if ji.Reason == "None" || ji.Reason == "(null)" {
-		ji.Reason = ""
-	}
 	ji.ExitCode, ji.ExitSignal = parseExitCode(r["ExitCode"])
 	ji.Restarts, _ = strconv.Atoi(r["Restarts"])
 	return ji
@@ -154,6 +151,9 @@ const (
 // trainer's own exit code where Slurm reports the scheduler's (0:0 for CANCELLED and
 // TIMEOUT in the completion log, 0:15 when scancel ended the script).
 func toStatus(ji jobInfo, last *Attempt) *driver.Status {
+	if ji.Reason == "None" || ji.Reason == "(null)" {
+		ji.Reason = ""
+	}
 	st := &driver.Status{StartedAt: ji.Start, FinishedAt: ji.End}
 	attemptNote := ""
 	if ji.Restarts > 0 {
@@ -161,6 +161,7 @@ func toStatus(ji jobInfo, last *Attempt) *driver.Status {
 	}
 	switch ji.State {
 	case "PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD":
+		st.State = driver.StatePending
 		// Slurm shows the expected start of a pending job; the job has not started.
 		st.StartedAt, st.FinishedAt = time.Time{}, time.Time{}
 		reason := ji.Reason
