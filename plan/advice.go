@@ -125,9 +125,13 @@ func estimateAdvice(a *Advice, available uint64) error {
 	return nil
 }
 
-// Advise lists, for each kind of change that applies, the gentlest variant that
-// fits (or the strongest one when none does), each with its new estimate.
+// Advise lists, for each kind of change that lowers the peak, the gentlest variant
+// that fits (or the strongest one when none does), each with its new estimate.
 func Advise(r Run, available uint64) ([]Advice, error) {
+	base, err := r.Estimate()
+	if err != nil {
+		return nil, err
+	}
 	var out []Advice
 	for _, o := range options {
 		vs := o.variants(r)
@@ -146,6 +150,9 @@ func Advise(r Run, available uint64) ([]Advice, error) {
 		}
 		if chosen < 0 {
 			chosen = len(vs) - 1
+		}
+		if vs[chosen].PeakBytes >= base.PeakBytes {
+			continue // no help: the peak is elsewhere (e.g. a smaller eval batch when training peaks)
 		}
 		out = append(out, vs[chosen])
 	}

@@ -61,6 +61,10 @@ type Estimate struct {
 	PeakBytes uint64 `json:"peak_bytes"`
 	// Phase is where the peak falls: "train" or "eval".
 	Phase string `json:"phase"`
+	// AllocatedBytes is the part PyTorch allocates at the peak (what
+	// torch.cuda.max_memory_allocated measures): the peak less allocator slack and
+	// the CUDA context.
+	AllocatedBytes uint64 `json:"allocated_bytes"`
 	// TrainPeakBytes and EvalPeakBytes are the peaks of each phase.
 	TrainPeakBytes uint64 `json:"train_peak_bytes"`
 	EvalPeakBytes  uint64 `json:"eval_peak_bytes"`
@@ -377,7 +381,7 @@ func (r *Run) layerSeqBytes(b, s int) int64 {
 func (r *Run) backwardWorkBytes(n int64) int64 {
 	a := r.Arch
 	wb := r.wordBytes()
-	w := n * (3*int64(a.Intermediate) + int64(a.Hidden)) * wb
+	w := n * 2 * (int64(a.Intermediate) + int64(a.Hidden)) * wb
 	if r.quantized() {
 		var big int64
 		for _, l := range a.Linears() {
@@ -499,7 +503,7 @@ func (r *Run) Estimate() (*Estimate, error) {
 		{"allocator_slack", slack, fmt.Sprintf("%.0f%% of what PyTorch allocates", allocatorSlack*100)},
 		{"cuda_context", cudaContext, "CUDA context, kernels, library handles"},
 	}
-	e.PeakBytes, e.Phase = e.TrainPeakBytes, "train"
+	e.PeakBytes, e.Phase, e.AllocatedBytes = e.TrainPeakBytes, "train", torch
 
 	if r.Eval {
 		eb := r.EvalBatchSize
@@ -521,7 +525,7 @@ func (r *Run) Estimate() (*Estimate, error) {
 		slackEval := uint64(float64(torchEval) * allocatorSlack)
 		e.EvalPeakBytes = torchEval + slackEval + cudaContext
 		if e.EvalPeakBytes > e.TrainPeakBytes {
-			e.PeakBytes, e.Phase = e.EvalPeakBytes, "eval"
+			e.PeakBytes, e.Phase, e.AllocatedBytes = e.EvalPeakBytes, "eval", torchEval
 			e.Terms = []Term{
 				e.Terms[0], e.Terms[1],
 				{"lora_gradients", 0, "none during evaluation"},

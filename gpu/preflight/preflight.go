@@ -114,9 +114,9 @@ func Candidates(m gpu.Manager) ([]Candidate, error) {
 	return out, nil
 }
 
-// pick returns the candidate with the most free memory among those on GPU index
+// Pick returns the candidate with the most free memory among those on GPU index
 // (any GPU for AnyGPU).
-func pick(cands []Candidate, index int) (Candidate, bool) {
+func Pick(cands []Candidate, index int) (Candidate, bool) {
 	var best Candidate
 	found := false
 	for _, c := range cands {
@@ -157,7 +157,7 @@ func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decisi
 			}
 			return &Decision{CPU: true, Need: need, Fits: true}, nil
 		}
-		best, ok := pick(cands, opts.GPU)
+		best, ok := Pick(cands, opts.GPU)
 		if !ok {
 			return nil, cmdutil.Invalidf("GPU %d was requested but this machine has GPUs 0-%d", opts.GPU, cands[len(cands)-1].Index)
 		}

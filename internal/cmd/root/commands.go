@@ -5,8 +5,10 @@ import (
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	"github.com/loractl/loractl/internal/cmd/doctor"
+	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"
+	plancmd "github.com/loractl/loractl/internal/cmd/plan"
 	"github.com/loractl/loractl/internal/cmd/render"
 	"github.com/loractl/loractl/internal/cmd/runs"
 	"github.com/loractl/loractl/internal/cmd/stop"
@@ -20,9 +22,11 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return initcmd.NewCmdInit(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
 	datacmd.NewCmdData,
+	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return gpucmd.NewCmdGPU(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return doctor.NewCmdDoctor(f, nil) },
 }

@@ -1,0 +1,280 @@
+// Package plan implements `loractl plan`: the estimated peak GPU memory of a run,
+// term by term, whether it fits the GPU it would use, and what would make it fit.
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/gpu"
+	"github.com/loractl/loractl/gpu/preflight"
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/plan"
+)
+
+// Options are plan's flags and dependencies.
+type Options struct {
+	Factory *cmdutil.Factory
+	Config  string
+	Sets    []string
+	JSON    bool
+	// GPUMemory, when set, is the memory to judge the fit against instead of a
+	// GPU's free memory ("24GiB").
+	GPUMemory string
+	// GPU is the device to judge against, or -1 for the config's or the most free.
+	GPU     int
+	AutoFit bool
+	// Manager builds the GPU manager (NVML in the binary, fakes in tests).
+	Manager func() gpu.Manager
+}
+
+// NewCmdPlan builds the plan command; runF replaces the work in tests.
+func NewCmdPlan(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{Factory: f, Manager: func() gpu.Manager { return gpu.NewNVML() }}
+	cmd := &cobra.Command{
+		Use:   "plan CONFIG",
+		Short: "Estimate a run's peak GPU memory, judge the fit, and say what would make it fit",
+		Long: `Estimate the peak GPU memory of the training run CONFIG describes (a YAML run
+config, or a resolved.json), as a breakdown: base weights, LoRA parameters with their
+gradients and optimizer states, activations, logits and loss, the backward pass's
+working memory, allocator slack and the CUDA context. The model's shape comes from its
+config.json (a local directory or the Hugging Face cache) or a built-in table.
+
+The estimate is compared with the free memory of the GPU the run would use (or with
+--gpu-memory) and judged fits, tight (within 10%) or does not fit, followed by the
+changes that would make it fit, each with its new estimate. --auto-fit applies them,
+gentlest first, and prints the adjusted resolved config with --json.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Config = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return planRun(opts)
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.batch_size=2 (repeatable)")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the estimate as JSON (estimate.peak_bytes, estimate.breakdown in bytes)")
+	cmd.Flags().StringVar(&opts.GPUMemory, "gpu-memory", "", "judge the fit against this much memory (24GiB, 80GB) instead of a GPU's free memory")
+	cmd.Flags().IntVar(&opts.GPU, "gpu", preflight.AnyGPU, "judge the fit on this GPU index (default: the config's gpu, else the one with most free memory)")
+	cmd.Flags().BoolVar(&opts.AutoFit, "auto-fit", false, "apply the changes that make the run fit and show the adjusted config")
+	return cmd
+}
+
+// report is plan's JSON output.
+type report struct {
+	Model    string        `json:"model"`
+	Arch     *plan.Arch    `json:"arch"`
+	Estimate *estimateJSON `json:"estimate"`
+	// GPU is the device judged against; nil with --gpu-memory or without a GPU.
+	GPU             *preflight.Candidate `json:"gpu"`
+	AvailableBytes  uint64               `json:"available_bytes"`
+	AvailableSource string               `json:"available_source"`
+	Verdict         plan.Verdict         `json:"verdict,omitempty"`
+	Advice          []plan.Advice        `json:"advice,omitempty"`
+	AutoFit         *autoFitJSON         `json:"auto_fit,omitempty"`
+}
+
+type estimateJSON struct {
+	*plan.Estimate
+	Breakdown map[string]uint64 `json:"breakdown"`
+}
+
+type autoFitJSON struct {
+	Changes  []plan.Change    `json:"changes"`
+	Estimate *estimateJSON    `json:"estimate"`
+	Verdict  plan.Verdict     `json:"verdict"`
+	Resolved *config.Resolved `json:"resolved"`
+	Error    string           `json:"error,omitempty"`
+}
+
+func wrap(e *plan.Estimate) *estimateJSON { return &estimateJSON{Estimate: e, Breakdown: e.Breakdown()} }
+
+// load returns the resolved config and the GPU index the config asks for.
+func (o *Options) load() (*config.Resolved, int, error) {
+	r, isJSON, err := readFileIfJSON(o.Config)
+	if isJSON {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, 0, cmdutil.Invalidf("config %s does not exist", o.Config)
+			}
+			return nil, 0, cmdutil.Invalid(err)
+		}
+		if len(o.Sets) > 0 {
+			return nil, 0, cmdutil.Invalidf("--set applies to YAML run configs, not to a resolved.json")
+		}
+		return r, preflight.AnyGPU, nil
+	}
+	cfg, err := cmdutil.LoadConfig(o.Factory, o.Config, o.Sets, "")
+	if err != nil {
+		return nil, 0, err
+	}
+	return &cfg.Resolved, cfg.GPU, nil
+}
+
+func planRun(o *Options) error {
+	resolved, cfgGPU, err := o.load()
+	if err != nil {
+		return err
+	}
+	run, err := RunFromResolved(resolved)
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	est, err := run.Estimate()
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	rep := &report{Model: run.Model, Arch: run.Arch, Estimate: wrap(est)}
+	if err := o.available(rep, cfgGPU); err != nil {
+		return err
+	}
+	if rep.AvailableBytes > 0 {
+		rep.Verdict = plan.Judge(est.PeakBytes, rep.AvailableBytes)
+		if rep.Verdict != plan.Fits {
+			if rep.Advice, err = plan.Advise(run, rep.AvailableBytes); err != nil {
+				return cmdutil.Invalid(err)
+			}
+		}
+	}
+	if o.AutoFit {
+		if rep.AvailableBytes == 0 {
+			return cmdutil.Invalidf("--auto-fit needs a GPU to fit to: none was found, so give --gpu-memory (e.g. 24GiB)")
+		}
+		_, changes, fe, ferr := plan.AutoFit(run, rep.AvailableBytes)
+		if fe != nil {
+			adj := *resolved
+			if err := ApplyChanges(&adj, changes); err != nil {
+				return cmdutil.Failed(err)
+			}
+			rep.AutoFit = &autoFitJSON{Changes: changes, Estimate: wrap(fe), Verdict: plan.Judge(fe.PeakBytes, rep.AvailableBytes), Resolved: &adj}
+			if rep.AutoFit.Changes == nil {
+				rep.AutoFit.Changes = []plan.Change{}
+			}
+			if ferr != nil {
+				rep.AutoFit.Error = ferr.Error()
+			}
+		} else if ferr != nil {
+			return cmdutil.Invalid(ferr)
+		}
+	}
+	out := o.Factory.IO.Out
+	if o.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printReport(out, &run, rep)
+	return nil
+}
+
+// available fills in the memory to judge against: --gpu-memory, else the free
+// memory of the GPU the run would get (the same choice `loractl train` makes).
+func (o *Options) available(rep *report, cfgGPU int) error {
+	if o.GPUMemory != "" {
+		n, err := ParseBytes(o.GPUMemory)
+		if err != nil {
+			return cmdutil.Invalidf("--gpu-memory: %v", err)
+		}
+		rep.AvailableBytes, rep.AvailableSource = n, "--gpu-memory "+o.GPUMemory
+		return nil
+	}
+	m, err := gpu.Open(o.Manager())
+	if err != nil {
+		return cmdutil.Failed(err)
+	}
+	defer func() { _ = m.Shutdown() }()
+	cands, err := preflight.Candidates(m)
+	if err != nil {
+		return cmdutil.Failed(err)
+	}
+	if len(cands) == 0 {
+		rep.AvailableSource = "no GPU found; give --gpu-memory to judge a fit"
+		return nil
+	}
+	index := o.GPU
+	if index == preflight.AnyGPU {
+		index = cfgGPU
+	}
+	c, ok := preflight.Pick(cands, index)
+	if !ok {
+		return cmdutil.Invalidf("GPU %d does not exist (this machine has GPUs 0-%d)", index, cands[len(cands)-1].Index)
+	}
+	rep.GPU, rep.AvailableBytes = &c, c.Free
+	rep.AvailableSource = fmt.Sprintf("GPU %d (%s) free memory", c.Index, c.Name)
+	return nil
+}
+
+func gib(n uint64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }
+
+func printReport(w io.Writer, r *plan.Run, rep *report) {
+	e := rep.Estimate
+	a := r.Arch
+	fmt.Fprintf(w, "Model   %s: %s, %d layers, hidden %d (%s)\n", r.Model, a.Family, a.Layers, a.Hidden, a.Source)
+	fmt.Fprintf(w, "        %s parameters, %s trainable (%.2f%%)\n", count(e.TotalParams), count(e.TrainableParams),
+		100*float64(e.TrainableParams)/float64(e.TotalParams))
+	gc := "off"
+	if r.GradientCheckpointing {
+		gc = "on"
+	}
+	quant := r.Quantization
+	if quant == "" || quant == "none" {
+		quant = "16-bit"
+	}
+	fmt.Fprintf(w, "Run     micro-batch %d × %d tokens, gradient checkpointing %s, base %s\n\n", r.BatchSize, r.MaxLength, gc, quant)
+	printEstimate(w, "Estimated peak GPU memory", e.Estimate)
+	if rep.AvailableBytes == 0 {
+		fmt.Fprintf(w, "\nFit: %s.\n", rep.AvailableSource)
+		return
+	}
+	fmt.Fprintf(w, "\nFit: %s against %s of %s → %s\n", gib(e.PeakBytes), gib(rep.AvailableBytes), rep.AvailableSource, rep.Verdict)
+	if len(rep.Advice) > 0 {
+		fmt.Fprintf(w, "\nWhat would make it fit:\n")
+		for _, a := range rep.Advice {
+			fmt.Fprintf(w, "  - %s: %s (%s)\n", a.Summary, gib(a.PeakBytes), a.Verdict)
+		}
+	}
+	if af := rep.AutoFit; af != nil {
+		fmt.Fprintf(w, "\nAuto-fit:\n")
+		if len(af.Changes) == 0 {
+			fmt.Fprintf(w, "  nothing to change\n")
+		}
+		for _, c := range af.Changes {
+			fmt.Fprintf(w, "  set %s = %v\n", c.Setting, c.Value)
+		}
+		if af.Error != "" {
+			fmt.Fprintf(w, "  %s\n", af.Error)
+		}
+		fmt.Fprintln(w)
+		printEstimate(w, fmt.Sprintf("Adjusted estimate (%s)", af.Verdict), af.Estimate.Estimate)
+	}
+}
+
+func printEstimate(w io.Writer, title string, e *plan.Estimate) {
+	fmt.Fprintf(w, "%s: %s (peak during %s)\n", title, gib(e.PeakBytes), e.Phase)
+	for _, t := range e.Terms {
+		if t.Bytes == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-18s %10s   %s\n", t.Name, gib(t.Bytes), t.Detail)
+	}
+	for _, n := range e.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+func count(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%d", n)
+}
