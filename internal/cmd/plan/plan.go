@@ -94,7 +94,9 @@ type autoFitJSON struct {
 	Error    string           `json:"error,omitempty"`
 }
 
-func wrap(e *plan.Estimate) *estimateJSON { return &estimateJSON{Estimate: e, Breakdown: e.Breakdown()} }
+func wrap(e *plan.Estimate) *estimateJSON {
+	return &estimateJSON{Estimate: e, Breakdown: e.Breakdown()}
+}
 
 // load returns the resolved config and the GPU index the config asks for.
 func (o *Options) load() (*config.Resolved, int, error) {
