@@ -48,6 +48,8 @@ type message struct {
 	weight  int8 // -1 when absent, else 0 or 1
 	// hasContent: content was present and a string (content may still be empty).
 	hasContent bool
+	// toolCalls: an assistant turn that calls tools may have empty content.
+	toolCalls bool
 }
 
 // lineIssue is an error or a per-example warning found on one line.
@@ -309,6 +311,9 @@ func (c *lineChecker) message(k int) bool {
 				}
 				m.weight = w
 			default:
+				if string(key) == "tool_calls" {
+					m.toolCalls = true
+				}
 				if !allowedMessageKeys[string(key)] {
 					valid = false
 					c.add(CodeMessageUnrecognizedKey, msgPath(k, string(key)), fmt.Sprintf("unrecognized key %s in message (expected role, content, and optionally weight)", clip(key)))
@@ -379,7 +384,7 @@ func (c *lineChecker) semantics() {
 	}
 	msgs := c.res.msgs
 	for k, m := range msgs {
-		if m.role == roleAssistant && m.hasContent && isBlank(m.content) {
+		if m.role == roleAssistant && m.hasContent && !m.toolCalls && isBlank(m.content) {
 			c.add(CodeEmptyAssistantContent, msgPath(k, "content"), "assistant content is empty: the model would learn to answer with nothing")
 		}
 	}
