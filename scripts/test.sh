@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every loractl test for real: Go unit tests, the end-to-end runs of the real
+# trainer on a tiny CPU model (locally, through a real single-node Slurm cluster and in a
+# real Docker engine), and the trainer's pytest suite.
+#
+#   scripts/test.sh            # what CI runs (.ci/run)
+#
+# It installs what is missing (system packages, the trainer's venv, the test image),
+# starts the Slurm daemons and a private dockerd, and stops them by PID on exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$PATH:/usr/local/go/bin"
+work=$(mktemp -d /tmp/loractl-test.XXXXXX)
+
+scripts/install-deps.sh
+
+echo "== python environment" >&2
+LORACTL_PYTHON=$(scripts/setup-python.sh | tail -n 1)
+export LORACTL_PYTHON
+# A missing trainer environment must fail the end-to-end tests here, not skip them.
+export LORACTL_REQUIRE_E2E=1
+
+cleanup() {
+  set +e
+  scripts/ci/slurm-down.sh "$work/slurm" >/dev/null 2>&1
+  [ -n "${LORACTL_DOCKERD_DIR:-}" ] && scripts/ci/dockerd-down.sh "$LORACTL_DOCKERD_DIR" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== slurm cluster" >&2
+scripts/ci/slurm-up.sh "$work/slurm" >&2
+# shellcheck disable=SC1091
+. "$work/slurm/env"
+
+echo "== docker engine and test image" >&2
+eval "$(scripts/ci/dockerd-up.sh "$work/dockerd")"
+LORACTL_TEST_IMAGE=$(scripts/ci/build-test-image.sh | tail -n 1)
+export LORACTL_TEST_IMAGE LORACTL_DOCKER_TEST=1
+
+echo "== go vet, gofmt" >&2
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed: $unformatted" >&2
+  exit 1
+fi
+
+echo "== go test" >&2
+go test -count=1 -timeout 30m ./...
+
+echo "== pytest" >&2
+"$LORACTL_PYTHON" -m pytest -q python/tests
