@@ -180,8 +180,14 @@ func (d *Driver) query(ctx context.Context, s *handleState) (jobInfo, error) {
 	if err != nil && !isInvalidJob(err) {
 		return jobInfo{}, fmt.Errorf("slurm: %w", err)
 	}
-	// Aged out. An array task's completion record is filed under its own job id, which
-	// the batch script wrote into attempts.jsonl.
+	return d.accounting(ctx, s)
+}
+
+// accounting asks sacct for a job the controller no longer knows: the accounting
+// database where there is one, else the job-completion log (sacct -c).
+func (d *Driver) accounting(ctx context.Context, s *handleState) (jobInfo, error) {
+	// An array task's completion record is filed under its own job id, which the batch
+	// script wrote into attempts.jsonl.
 	id := s.slurmID()
 	if s.ArrayTaskID != nil {
 		if a := lastAttempt(s.RunDir, ""); a != nil && jobIDRE.MatchString(a.JobID) {
