@@ -1,0 +1,199 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/run"
+)
+
+// fakeDriver "runs" a trainer by writing the events the test scripts into the run dir
+// and exiting with the scripted code.
+type fakeDriver struct {
+	mu     sync.Mutex
+	events []string
+	exit   int
+	tasks  []*driver.Task
+}
+
+func (d *fakeDriver) Name() string { return "fake" }
+
+func (d *fakeDriver) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tasks = append(d.tasks, t)
+	for _, e := range d.events {
+		if err := run.AppendEvent(filepath.Join(t.RunDir, run.EventsFile), json.RawMessage(e)); err != nil {
+			return nil, err
+		}
+	}
+	return &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, nil
+}
+
+func (d *fakeDriver) Wait(ctx context.Context, h *driver.Handle) (*driver.ExitResult, error) {
+	return &driver.ExitResult{ExitCode: d.exit}, nil
+}
+func (d *fakeDriver) Signal(context.Context, *driver.Handle, string) error { return nil }
+func (d *fakeDriver) Stop(context.Context, *driver.Handle, time.Duration) error {
+	return nil
+}
+func (d *fakeDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
+	return &driver.Status{State: driver.StateExited, Exit: &driver.ExitResult{ExitCode: d.exit}}, nil
+}
+
+func prepared(t *testing.T, dir, yaml string) *Prepared {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "model"), 0o755)
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte(yaml), 0o644)
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr
+}
+
+const cfgYAML = "name: t\nmodel: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\n"
+
+var completedEvents = []string{
+	`{"type":"start","time":"2026-01-01T00:00:00Z","versions":{"peft":"0.21"},"device":"cpu"}`,
+	`{"type":"log","time":"2026-01-01T00:00:01Z","step":1,"loss":2}`,
+	`{"type":"end","time":"2026-01-01T00:00:02Z","status":"completed","step":1,"eval_loss_before":2.0,"eval_loss_after":2.5,"adapter_path":"/x/adapter"}`,
+}
+
+func launchAndWait(t *testing.T, store *run.Store, p *Prepared, d *fakeDriver, o LaunchOptions) (*Outcome, error) {
+	t.Helper()
+	o.Driver, o.Python = d, "python3"
+	a, err := Launch(context.Background(), store, p, o)
+	if err != nil {
+		return nil, err
+	}
+	return a.Wait(context.Background(), nil)
+}
+
+func TestOutcomeAndRefusals(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+
+	out, err := launchAndWait(t, store, p, &fakeDriver{events: completedEvents}, LaunchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := store.Manifest(p.RunID)
+	if out.State != run.StateCompleted || m.State != run.StateCompleted || m.Versions["peft"] != "0.21" {
+		t.Fatalf("outcome %s, manifest %+v", out.State, m)
+	}
+	// Eval loss rose: the run completed, but the adapter is not adopted.
+	if m.Result == nil || m.Result.Improved == nil || *m.Result.Improved {
+		t.Fatalf("verdict: %+v", m.Result)
+	}
+	for _, f := range []string{run.ConfigFile, run.ResolvedFile, run.TrainerFile, "train_lora_support.py"} {
+		if _, err := os.Stat(filepath.Join(store.Dir(p.RunID), f)); err != nil {
+			t.Errorf("run dir lacks %s", f)
+		}
+	}
+
+	// A completed run is not trained again without --force, nor resumed.
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrCompleted) {
+		t.Fatalf("second launch: %v", err)
+	}
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrCompleted) {
+		t.Fatalf("resume of completed: %v", err)
+	}
+	// --force keeps the old run aside.
+	if _, err := launchAndWait(t, store, p, &fakeDriver{events: completedEvents}, LaunchOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	aside, _ := os.ReadDir(filepath.Join(store.Base, ".superseded"))
+	if len(aside) != 1 {
+		t.Fatalf("superseded runs: %d", len(aside))
+	}
+}
+
+func TestStateFromExit(t *testing.T) {
+	cases := []struct {
+		name   string
+		exit   int
+		events []string
+		want   run.State
+	}{
+		{"completed", 0, completedEvents, run.StateCompleted},
+		{"exit 0 without end event is a failure", 0, completedEvents[:2], run.StateFailed},
+		{"interrupted", 75, []string{`{"type":"end","time":"2026-01-01T00:00:02Z","status":"interrupted","step":3}`}, run.StateInterrupted},
+		{"failed", 1, []string{`{"type":"error","time":"2026-01-01T00:00:02Z","error_type":"OutOfMemoryError","message":"CUDA out of memory","hint":"lower batch"}`}, run.StateFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store, _ := run.NewStore(filepath.Join(dir, "runs"))
+			p := prepared(t, dir, cfgYAML)
+			out, err := launchAndWait(t, store, p, &fakeDriver{events: tc.events, exit: tc.exit}, LaunchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.State != tc.want {
+				t.Fatalf("state %s, want %s", out.State, tc.want)
+			}
+			m, _ := store.Manifest(p.RunID)
+			if m.State != tc.want || m.ExitCode == nil || *m.ExitCode != tc.exit || m.LastAttempt().State != tc.want {
+				t.Fatalf("manifest %+v", m)
+			}
+			if tc.want == run.StateFailed && tc.exit == 1 && m.Error != "OutOfMemoryError: CUDA out of memory" {
+				t.Errorf("error %q", m.Error)
+			}
+		})
+	}
+}
+
+func TestResumeRules(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+	interrupted := []string{`{"type":"end","time":"2026-01-01T00:00:02Z","status":"interrupted","step":3}`}
+	if _, err := launchAndWait(t, store, p, &fakeDriver{events: interrupted, exit: 75}, LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Fresh start over an interrupted run is refused: resume, or --force.
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("fresh over interrupted: %v", err)
+	}
+	// No complete checkpoint: nothing to resume from.
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrNoCheckpt) {
+		t.Fatalf("resume without checkpoint: %v", err)
+	}
+	cp := filepath.Join(store.Dir(p.RunID), run.CheckpointsDir, "checkpoint-3")
+	os.MkdirAll(cp, 0o755)
+	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":3}`), 0o644)
+	d := &fakeDriver{events: completedEvents}
+	if _, err := launchAndWait(t, store, p, d, LaunchOptions{Resume: ResumeAuto}); err != nil {
+		t.Fatal(err)
+	}
+	args := d.tasks[0].Command
+	if args[len(args)-2] != "--resume" || args[len(args)-1] != cp {
+		t.Fatalf("trainer not told to resume from %s: %v", cp, args)
+	}
+	m, _ := store.Manifest(p.RunID)
+	if len(m.Attempts) != 2 || m.Attempts[1].ResumeFrom != cp {
+		t.Fatalf("attempts %+v", m.Attempts)
+	}
+	// A changed config hash refuses to resume.
+	m.State, m.ConfigHash = run.StateInterrupted, "other"
+	run.WriteManifest(store.Dir(p.RunID), m)
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrConfigDiff) {
+		t.Fatalf("resume with changed config: %v", err)
+	}
+}
