@@ -20,8 +20,10 @@ func OverGRPC(factory Factory) Factory {
 		impl := factory(t)
 		client, server := goplugin.TestPluginGRPCConn(t, false, plugin.PluginSet(impl))
 		t.Cleanup(func() {
-			_ = client.Close()
+			// Server first: client.Close asks the server to stop itself, and two
+			// concurrent Stops race inside go-plugin.
 			server.Stop()
+			_ = client.Close()
 		})
 		raw, err := client.Dispense(plugin.PluginName)
 		if err != nil {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,13 +77,17 @@ func (f *fakeBoth) StartArray(ctx context.Context, ts []*driver.Task, n int) ([]
 func overGRPC(t *testing.T, impl driver.Driver) (driver.Driver, func()) {
 	t.Helper()
 	client, server := goplugin.TestPluginGRPCConn(t, false, PluginSet(impl))
+	var once sync.Once
+	stop := func() { once.Do(server.Stop) }
 	t.Cleanup(func() {
+		// Server first: client.Close asks the server to stop itself, and two
+		// concurrent Stops race inside go-plugin.
+		stop()
 		_ = client.Close()
-		server.Stop()
 	})
 	raw, err := client.Dispense(PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw.(driver.Driver), server.Stop
+	return raw.(driver.Driver), stop
 }

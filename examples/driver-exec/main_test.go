@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -175,16 +176,21 @@ func TestPluginLogsReachTheController(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close() // go-plugin has read all of stderr once the process is gone
-	out := buf.String()
-	for _, want := range []string{
-		`{"level":"info","plugin":"loractl-driver-exec","@module":"exec","run_id":"logs"`,
-		`"message":"task started"`,
-		// go-plugin's own line, proof that the connection uses AutoMTLS.
-		`"message":"configuring client automatic mTLS"`,
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("controller log lacks %s:\n%s", want, out)
+	entries := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("controller log line is not JSON: %q", line)
 		}
+		entries[fmt.Sprint(e["message"])] = e
+	}
+	started := entries["task started"]
+	if started["level"] != "info" || started["plugin"] != "loractl-driver-exec" || started["run_id"] != "logs" {
+		t.Errorf("the driver's \"task started\" line arrived as %v, want level info, plugin and run_id fields:\n%s", started, buf.String())
+	}
+	// go-plugin's own line, proof that the connection uses AutoMTLS.
+	if entries["configuring client automatic mTLS"] == nil {
+		t.Errorf("controller log does not show AutoMTLS:\n%s", buf.String())
 	}
 	env, err := os.ReadFile(filepath.Join(runDir, "env.txt"))
 	if err != nil {
