@@ -22,7 +22,7 @@ func isolated(t *testing.T) *Catalog {
 
 func TestDefaultHasTheBuiltins(t *testing.T) {
 	c := isolated(t)
-	if got, want := c.Builtins(), []string{"docker", "local", "podman"}; !reflect.DeepEqual(got, want) {
+	if got, want := c.Builtins(), []string{"docker", "local", "podman", "slurm"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Builtins() = %v, want %v", got, want)
 	}
 	for _, name := range c.Builtins() {
@@ -54,7 +54,7 @@ func TestLookupErrors(t *testing.T) {
 		is           error
 	}{
 		{"unknown lists built-ins and where it looked", "kubernetes",
-			[]string{`unknown driver "kubernetes"`, `["docker" "local" "podman"]`, "loractl-driver-kubernetes"}, plugin.ErrNotFound},
+			[]string{`unknown driver "kubernetes"`, `["docker" "local" "podman" "slurm"]`, "loractl-driver-kubernetes"}, plugin.ErrNotFound},
 		{"a name that is a path", "../../bin/sh", []string{"invalid driver name"}, nil},
 	}
 	for _, tc := range tests {
