@@ -127,10 +127,17 @@ func readEvents(t *testing.T, dir string) []map[string]any {
 		t.Fatal(err)
 	}
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		if line == "" {
+			continue
+		}
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("%s/events.jsonl: %v", dir, err)
+			if i == len(lines)-1 {
+				break // still being written
+			}
+			t.Fatalf("%s/events.jsonl:%d: %v", dir, i+1, err)
 		}
 		out = append(out, ev)
 	}
