@@ -3,6 +3,7 @@ package plugin
 import (
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -21,12 +22,27 @@ func Serve(d driver.Driver, logger hclog.Logger) {
 	if logger == nil {
 		logger = NewPluginLogger(d.Name())
 	}
+	exitWithParent(time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(d),
 		GRPCServer:      goplugin.DefaultGRPCServer,
 		Logger:          logger,
 	})
+}
+
+// exitWithParent ends the plugin once the controller that started it is gone.
+// go-plugin has no such check: a controller killed with SIGKILL would leave its
+// plugins running, idle, forever. A reparented process sees its parent pid change.
+func exitWithParent(every time.Duration) {
+	parent := os.Getppid()
+	go func() {
+		for range time.Tick(every) {
+			if os.Getppid() != parent {
+				os.Exit(0)
+			}
+		}
+	}()
 }
 
 // NewPluginLogger returns the logger a plugin should use: hclog JSON on stderr, which

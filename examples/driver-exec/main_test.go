@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -52,7 +56,20 @@ func binary(t *testing.T) string {
 	return builtExe
 }
 
+// hostEnv makes the test binary act as a controller that launches the driver found
+// in the directory it names and then waits to be killed.
+const hostEnv = "LORACTL_TEST_PLUGIN_HOST"
+
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(hostEnv); dir != "" {
+		c := catalog.New(catalog.Options{PluginsDir: dir, Path: dir, Logger: zerolog.Nop()})
+		if _, err := c.Lookup("exec"); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		select {}
+	}
 	code := m.Run()
 	if builtExe != "" {
 		os.RemoveAll(filepath.Dir(builtExe))
@@ -246,4 +263,69 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestPluginExitsWithItsController kills a controller with SIGKILL, which gives it no
+// chance to stop its plugins, and checks that the plugin notices and exits.
+func TestPluginExitsWithItsController(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := exec.Command(self)
+	host.Env = append(os.Environ(), hostEnv+"="+pluginsDir(t, "loractl-driver-exec"))
+	stdout, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Process.Kill(); _ = host.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("controller said %q, %v", line, err)
+	}
+	plugins := children(t, host.Process.Pid, "loractl-driver-exec")
+	if len(plugins) != 1 {
+		t.Fatalf("controller %d has plugin children %v, want one", host.Process.Pid, plugins)
+	}
+	pid := plugins[0]
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if err := host.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = host.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %d still runs 10s after its controller died", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// children lists the pids whose parent is ppid and whose command name is comm.
+func children(t *testing.T, ppid int, comm string) []int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var pids []int
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		// /proc truncates the command name to 15 bytes.
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && strings.HasPrefix(comm, s[open+1:close]) {
+			pid, _ := strconv.Atoi(strings.Fields(s)[0])
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
