@@ -125,9 +125,9 @@ class Run:
                                  f"{marker['step']} was trained with")
         setup = Setup(self, cfg)
         trainer = setup.build()
-        return self.train(cfg, setup, trainer)
+        return self.train(setup, trainer)
 
-    def train(self, cfg, setup, trainer):
+    def train(self, setup, trainer):
         import torch
 
         cb = setup.callback
@@ -236,6 +236,17 @@ class Setup:
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise TrainerError("quantization needs the bitsandbytes package, which is not installed",
                                    hint="install the GPU extras: LORACTL_GPU_EXTRAS=1 scripts/setup-python.sh")
+
+    def check_names(self):
+        """Optimizer and scheduler names are checked against transformers' lists before
+        the model is loaded, rather than by SFTConfig afterwards."""
+        from transformers.trainer_utils import SchedulerType
+        from transformers.training_args import OptimizerNames
+        t = self.cfg["train"]
+        for key, enum in (("optim", OptimizerNames), ("scheduler", SchedulerType)):
+            known = [e.value for e in enum]
+            if t[key] not in known:
+                raise ConfigError(f"train.{key}: unknown name {t[key]!r}; known: {', '.join(known)}")
 
     def load_data(self):
         from datasets import Dataset
@@ -350,6 +361,7 @@ class Setup:
         transformers.utils.logging.disable_progress_bar()
         t, lora = self.cfg["train"], self.cfg["lora"]
         self.run.save_total_limit = t["save_total_limit"]
+        self.check_names()
         (enable_full_determinism if not self.cuda else set_seed)(t["seed"])
         train, evalset = self.load_data()
         model, tokenizer = self.load_model()

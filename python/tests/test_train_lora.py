@@ -199,9 +199,81 @@ def test_template_without_markers_warns_and_trains_whole_sequence(tiny_model_no_
     assert [e["step"] for e in evs if e["type"] == "checkpoint"] == [2]
 
 
-def test_assistant_only_loss_true_without_markers_exits_2(tiny_model_no_markers, tmp_path):
-    cfg = base_config(tiny_model_no_markers, **{"train.assistant_only_loss": True})
+def test_signal_before_training_exits_75_without_checkpoint(tiny_model, tmp_path):
+    # A long "before" evaluation (300 rows, one at a time) is where the signal lands.
+    cfg = base_config(tiny_model, **{"data.eval": base_config(tiny_model)["data"]["train"],
+                                     "train.eval_batch_size": 1})
     t = Trainer(tmp_path / "run", cfg)
-    assert t.run() == 2
-    err = [e for e in t.events() if e["type"] == "error"][0]
-    assert "train.assistant_only_loss" in err["message"] and "generation" in err["message"]
+    proc = t.start()
+    t.wait_for(lambda evs: "start" in types(evs))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 75, t.log()[-3000:]
+    evs = t.events()
+    assert types(evs) == ["start", "end"]
+    assert evs[-1]["status"] == "interrupted" and evs[-1]["signal"] == "SIGTERM" and evs[-1]["step"] == 0
+    ckpt_root = os.path.join(t.run_dir, "checkpoints")
+    assert not os.path.exists(ckpt_root) or not os.listdir(ckpt_root)
+
+
+def test_every_knob_on_cpu(tiny_model, tmp_path):
+    """Gradient checkpointing, packing, an eval split, per-epoch eval and save, a warmup in
+    steps, rsLoRA + DoRA, gradient accumulation and a checkpoint limit, all in one run."""
+    cfg = base_config(tiny_model, **{
+        "train.gradient_checkpointing": True, "train.packing": True, "data.eval": "", "data.eval_split": 0.1,
+        "train.eval_steps": 0, "train.save_steps": 0, "train.warmup": 2, "lora.use_rslora": True,
+        "lora.use_dora": True, "train.scheduler": "linear", "train.max_steps": -1, "train.epochs": 2,
+        "train.batch_size": 8, "train.max_length": 128, "train.grad_accum": 2, "train.save_total_limit": 1})
+    t = Trainer(tmp_path / "run", cfg)
+    assert t.run() == 0, t.log()[-3000:]
+    evs = t.events()
+    start, end = evs[0], evs[-1]
+    assert start["train_examples"] == 270 and start["eval_examples"] == 30
+    assert end["step"] == start["total_steps"] and end["eval_loss_after"] < end["eval_loss_before"]
+    assert [e["phase"] for e in evs if e["type"] == "eval"] == ["before", "during", "during", "after"]
+    announced = [e["step"] for e in evs if e["type"] == "checkpoint"]
+    assert len(announced) == 2 and announced[-1] == end["step"]
+    assert [s for s, _ in checkpoints(t.run_dir)] == [end["step"]]  # save_total_limit 1
+
+
+def setup_for(cfg, tmp_path):
+    """train_lora.Setup in-process, for the checks that need a model or tokenizer but no run."""
+    import train_lora
+    from train_lora_support import Events
+    run = train_lora.Run(None, str(tmp_path), Events(str(tmp_path / "events.jsonl")))
+    return train_lora.Setup(run, cfg)
+
+
+@pytest.mark.parametrize("key,value", [("optim", "adamw_nope"), ("scheduler", "cosine_nope")])
+def test_unknown_optimizer_or_scheduler_is_refused(tiny_model, tmp_path, key, value):
+    from train_lora_support import ConfigError
+    with pytest.raises(ConfigError, match=f"train.{key}: unknown name '{value}'; known: "):
+        setup_for(base_config(tiny_model, **{f"train.{key}": value}), tmp_path).check_names()
+
+
+def test_missing_target_module_lists_the_models_modules(tiny_model, tmp_path):
+    from train_lora_support import ConfigError
+    from transformers import AutoModelForCausalLM
+    setup = setup_for(base_config(tiny_model, **{"lora.target_modules": ["q_proj", "qkv"]}), tmp_path)
+    with pytest.raises(ConfigError, match="lora.target_modules: qkv not found .*: down_proj, gate_proj, k_proj"):
+        setup.check_targets(AutoModelForCausalLM.from_pretrained(tiny_model))
+
+
+@pytest.mark.parametrize("want,markers,effective,warned", [
+    ("auto", True, True, False),
+    ("auto", False, False, True),
+    (False, True, False, False),
+    (True, True, True, False),
+    (True, False, "error", False),
+])
+def test_assistant_only_loss_decision(tiny_model, tiny_model_no_markers, tmp_path, want, markers, effective, warned):
+    from train_lora_support import ConfigError
+    from transformers import AutoTokenizer
+    model = tiny_model if markers else tiny_model_no_markers
+    setup = setup_for(base_config(model, **{"train.assistant_only_loss": want}), tmp_path)
+    tok = AutoTokenizer.from_pretrained(model)
+    if effective == "error":
+        with pytest.raises(ConfigError, match="train.assistant_only_loss is true .* no {% generation %} markers"):
+            setup.decide_assistant_only(tok)
+        return
+    assert setup.decide_assistant_only(tok) is effective
+    assert [c for c, _ in setup.events.pending] == (["no_generation_markers"] if warned else [])

@@ -1,0 +1,221 @@
+"""train_lora_support: config validation, checkpoint bookkeeping, events and signals,
+exercised in-process (no torch needed)."""
+
+import copy
+import json
+import os
+import signal
+
+import pytest
+import train_lora_support as sup
+from conftest import base_config
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return base_config(str(tmp_path))
+
+
+def with_value(cfg, path, value):
+    c = copy.deepcopy(cfg)
+    section, key = path.split(".")
+    if value is DELETE:
+        del c[section][key]
+    else:
+        c[section][key] = value
+    return c
+
+
+DELETE = object()
+
+
+def test_valid_config_passes(cfg):
+    out, warnings = sup.validate_config(cfg)
+    assert out is cfg and warnings == []
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("lora.r", 0, "lora.r: must be >= 1, got 0"),
+    ("lora.r", 1.5, "lora.r: must be an integer, got 1.5"),
+    ("lora.r", True, "lora.r: must be an integer, got true"),
+    ("lora.alpha", 0, "lora.alpha: must be > 0"),
+    ("lora.dropout", 1.0, "lora.dropout: must be in [0, 1), got 1.0"),
+    ("lora.dropout", -0.1, "lora.dropout: must be in [0, 1)"),
+    ("lora.target_modules", "q_proj", 'lora.target_modules: must be a list of module names or "all-linear"'),
+    ("lora.target_modules", [], "lora.target_modules: must be a non-empty list"),
+    ("lora.target_modules", ["q_proj", ""], "lora.target_modules: must be a non-empty list"),
+    ("lora.bias", "some", "lora.bias: must be none, all or lora_only"),
+    ("lora.use_dora", "yes", "lora.use_dora: must be a boolean"),
+    ("quantization.mode", "2bit", "quantization.mode: must be none, 4bit or 8bit"),
+    ("quantization.quant_type", "int4", "quantization.quant_type: must be nf4 or fp4"),
+    ("model.name_or_path", "", "model.name_or_path: must be a model directory or hub id"),
+    ("model.name_or_path", DELETE, "model.name_or_path: missing"),
+    ("data.train", "/nonexistent.jsonl", "data.train: /nonexistent.jsonl: no such file"),
+    ("data.eval_split", 1.0, "data.eval_split: must be 0 (none) or a fraction in (0, 1)"),
+    ("data.eval_split", 0.1, "data.eval and data.eval_split: set only one"),
+    ("train.learning_rate", 0, "train.learning_rate: must be > 0"),
+    ("train.epochs", 0, "train.epochs: must be > 0"),
+    ("train.batch_size", 0, "train.batch_size: must be >= 1"),
+    ("train.grad_accum", 0, "train.grad_accum: must be >= 1"),
+    ("train.max_length", 0, "train.max_length: must be >= 1"),
+    ("train.warmup", -0.5, "train.warmup: must be >= 0"),
+    ("train.seed", -1, "train.seed: must be in [0, 2^32)"),
+    ("train.assistant_only_loss", "yes", 'train.assistant_only_loss: must be "auto", true or false'),
+    ("train.precision", "fp8", "train.precision: must be auto, bf16, fp16 or fp32"),
+    ("train.save_total_limit", -1, "train.save_total_limit: must be >= 0"),
+    ("train.loss_type", "mse", "train.loss_type: must be nll or dft"),
+    ("train.logging_steps", 0, "train.logging_steps: must be >= 1"),
+])
+def test_invalid_values_name_the_key(cfg, path, value, message):
+    with pytest.raises(sup.ConfigError) as e:
+        sup.validate_config(with_value(cfg, path, value))
+    assert message in str(e.value)
+
+
+def test_every_error_is_reported_at_once(cfg):
+    bad = with_value(with_value(cfg, "lora.r", 0), "train.learning_rate", -1)
+    with pytest.raises(sup.ConfigError) as e:
+        sup.validate_config(bad)
+    assert "lora.r" in str(e.value) and "train.learning_rate" in str(e.value)
+
+
+def test_wrong_version_and_missing_section(cfg):
+    c = copy.deepcopy(cfg)
+    c["version"] = 2
+    del c["lora"]
+    with pytest.raises(sup.ConfigError) as e:
+        sup.validate_config(c)
+    assert "version: must be 1, got 2" in str(e.value) and "lora: missing or not an object" in str(e.value)
+
+
+def test_unknown_keys_are_warnings(cfg):
+    c = copy.deepcopy(cfg)
+    c["driver"] = {}
+    c["train"]["lora_rank"] = 4
+    _, warnings = sup.validate_config(c)
+    assert warnings == ["driver: unknown key, ignored", "train.lora_rank: unknown key, ignored"]
+
+
+def test_load_config_names_the_file(tmp_path):
+    p = tmp_path / "resolved.json"
+    p.write_text("{not json")
+    with pytest.raises(sup.ConfigError, match=r"resolved.json: not valid JSON"):
+        sup.load_config(str(p))
+    with pytest.raises(sup.ConfigError, match="cannot read"):
+        sup.load_config(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"messages": []}\n', "non-empty \"messages\" list"),
+    ('not json\n', "not valid JSON"),
+    ('{"messages": [{"role": "user"}]}\n', "messages[0] needs string role and content"),
+    ('\n\n', "no examples"),
+])
+def test_bad_chat_rows_name_file_and_line(tmp_path, content, needle):
+    p = tmp_path / "d.jsonl"
+    good = '{"messages": [{"role": "user", "content": "hi"}]}\n'
+    p.write_text(good + content if needle != "no examples" else content)
+    with pytest.raises(sup.ConfigError) as e:
+        sup.read_chat_jsonl(str(p))
+    assert needle in str(e.value)
+    if needle != "no examples":
+        assert f"{p}:2:" in str(e.value)
+
+
+def test_chat_rows_keep_only_role_and_content(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"messages": [{"role": "user", "content": "hi", "weight": 0}], "id": 7}\n')
+    assert sup.read_chat_jsonl(str(p)) == [{"messages": [{"role": "user", "content": "hi"}]}]
+
+
+# ------------------------------------------------------------ checkpoints
+
+def make_ckpt(root, step, complete=True):
+    path = os.path.join(root, "checkpoints", f"checkpoint-{step}")
+    os.makedirs(path)
+    if complete:
+        sup.mark_complete(path, step, 1.5, "abc")
+    return path
+
+
+def test_resume_auto_picks_newest_complete(tmp_path):
+    run = str(tmp_path)
+    make_ckpt(run, 4)
+    newest = make_ckpt(run, 12)
+    make_ckpt(run, 16, complete=False)
+    path, marker = sup.choose_resume(run, "auto")
+    assert path == newest and marker["step"] == 12 and marker["eval_loss_before"] == 1.5
+
+
+def test_resume_auto_without_checkpoints_starts_fresh(tmp_path):
+    make_ckpt(str(tmp_path), 3, complete=False)
+    assert sup.choose_resume(str(tmp_path), "auto") == (None, None)
+
+
+def test_resume_path_requires_complete(tmp_path):
+    run = str(tmp_path)
+    bad = make_ckpt(run, 5, complete=False)
+    with pytest.raises(sup.ConfigError, match="incomplete"):
+        sup.choose_resume(run, bad)
+    with pytest.raises(sup.ConfigError, match="no such checkpoint"):
+        sup.choose_resume(run, os.path.join(run, "nope"))
+    # A corrupt marker does not count either.
+    with open(os.path.join(bad, sup.MARKER), "w") as f:
+        f.write('{"step": "5"}')
+    with pytest.raises(sup.ConfigError, match="incomplete"):
+        sup.choose_resume(run, bad)
+
+
+def test_fresh_start_refuses_complete_checkpoints(tmp_path):
+    make_ckpt(str(tmp_path), 8)
+    with pytest.raises(sup.ConfigError, match="--resume auto"):
+        sup.choose_resume(str(tmp_path), None)
+
+
+def test_prune_keeps_limit_and_drops_debris(tmp_path):
+    run = str(tmp_path)
+    for step in (2, 4, 6):
+        make_ckpt(run, step)
+    make_ckpt(run, 5, complete=False)
+    make_ckpt(run, 9, complete=False)  # newer than the current save: maybe in progress, kept
+    make_ckpt(run, 8)
+    sup.prune_checkpoints(os.path.join(run, "checkpoints"), 8, keep=2)
+    left = [(s, m is not None) for s, _, m in sup.list_checkpoints(os.path.join(run, "checkpoints"))]
+    assert left == [(6, True), (8, True), (9, False)]
+
+
+def test_prune_zero_keeps_all(tmp_path):
+    run = str(tmp_path)
+    for step in (2, 4, 6):
+        make_ckpt(run, step)
+    sup.prune_checkpoints(os.path.join(run, "checkpoints"), 6, keep=0)
+    assert [s for s, _, _ in sup.list_checkpoints(os.path.join(run, "checkpoints"))] == [2, 4, 6]
+
+
+# ------------------------------------------------------------ events and signals
+
+def test_events_are_json_lines_without_nan(tmp_path):
+    ev = sup.Events(str(tmp_path / "events.jsonl"))
+    ev.warn("early", "held until start")
+    ev.start(pid=1)
+    ev.emit("log", loss=float("nan"), grad_norm=float("inf"), nested={"x": [float("-inf"), 1.0]})
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]  # strict JSON: no NaN tokens
+    assert [e["type"] for e in parsed] == ["start", "warning", "log"]
+    assert parsed[2]["loss"] is None and parsed[2]["nested"] == {"x": [None, 1.0]}
+    assert "NaN" not in (tmp_path / "events.jsonl").read_text()
+
+
+def test_signals_raise_before_training_then_only_flag(monkeypatch):
+    monkeypatch.setattr(sup.STOP, "signame", None)
+    monkeypatch.setattr(sup.STOP, "immediate", True)
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    try:
+        sup.install_signal_handlers()
+        with pytest.raises(sup.Interrupted, match="SIGUSR1"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)  # now training: only noted
+        assert sup.STOP.signame == "SIGUSR1"
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
