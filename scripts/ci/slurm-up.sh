@@ -11,13 +11,12 @@
 # 16 CPUs and 2 GPUs (character devices like /dev/null) whatever the machine has, so jobs
 # that ask for GPUs run and several jobs run at once.
 #
-# Ports: $LORACTL_SLURM_PORT (default 16817) for slurmctld and the next one for slurmd, so a
-# system Slurm on the default ports is not disturbed.
+# Ports: $LORACTL_SLURM_PORT for slurmctld and the next one for slurmd; by default the first
+# free pair from 16817 on, so a system Slurm on the default ports, or a second test cluster
+# under another BASE, is not disturbed.
 set -euo pipefail
 
 base=${1:-${LORACTL_SLURM_BASE:-/tmp/loractl-slurm}}
-ctld_port=${LORACTL_SLURM_PORT:-16817}
-slurmd_port=$((ctld_port + 1))
 
 die() { echo "slurm-up: $*" >&2; exit 1; }
 
@@ -37,6 +36,18 @@ if alive "$base/run/slurmctld.pid" && alive "$base/run/slurmd.pid" && alive "$ba
 fi
 # A half-started or crashed cluster: stop what is left and start clean.
 "$(dirname "$0")/slurm-down.sh" "$base" >/dev/null 2>&1 || true
+
+# listening PORT: something accepts connections on 127.0.0.1:PORT.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ctld_port=${LORACTL_SLURM_PORT:-}
+if [ -z "$ctld_port" ]; then
+  ctld_port=16817
+  while listening "$ctld_port" || listening $((ctld_port + 1)); do
+    ctld_port=$((ctld_port + 2))
+    [ "$ctld_port" -lt 16917 ] || die "no free port pair between 16817 and 16917"
+  done
+fi
+slurmd_port=$((ctld_port + 1))
 
 base=$(mkdir -p "$base" && cd "$base" && pwd)
 mkdir -p "$base"/{etc,state,spool,log,run,munge,dev}
