@@ -45,6 +45,10 @@ func (es Errors) Error() string {
 	return fmt.Sprintf("%d problems in config:\n  %s", len(lines), strings.Join(lines, "\n  "))
 }
 
+// DidYouMean returns the closest candidate to key, or "" when none is close; sweeps
+// use it for their own keys so suggestions read the same everywhere.
+func DidYouMean(key string, candidates []string) string { return didYouMean(key, candidates) }
+
 // didYouMean returns the closest candidate to key, or "" when none is close.
 func didYouMean(key string, candidates []string) string {
 	best, bestDist := "", 3

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // position is where a key's value starts in the YAML file.
@@ -48,4 +49,21 @@ func walkNode(n ast.Node, prefix string, idx map[string]position) {
 	case *ast.AnchorNode:
 		walkNode(n.Value, prefix, idx)
 	}
+}
+
+// Position is where a key or sequence item starts in a YAML file (1-based).
+type Position struct{ Line, Col int }
+
+// Positions indexes a YAML document like the config loader does ("a.b", "a.list[2]"),
+// so files that embed config keys (sweeps) can name the line of any key they report.
+func Positions(src []byte) (map[string]Position, error) {
+	file, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Position{}
+	for k, p := range indexPositions(file) {
+		out[k] = Position{p.line, p.col}
+	}
+	return out, nil
 }

@@ -25,11 +25,16 @@ func (o *Options) preLaunch(ctx context.Context, cfg *config.Config, p *runner.P
 	return nil
 }
 
-// checkData lints the run's data with the real tokenizer when the model is a local
-// directory. Errors stop the run (exit 2); warnings are printed and recorded.
 func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
-	log := o.Factory.Log
-	if o.SkipDataCheck {
+	return CheckData(ctx, o.Factory, cfg, lo, o.SkipDataCheck)
+}
+
+// CheckData lints the run's data with the real tokenizer when the model is a local
+// directory. Errors stop the run (exit 2); warnings are printed and recorded in
+// lo.DataCheck. Sweeps call it once for all their points.
+func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *runner.LaunchOptions, skip bool) error {
+	log := f.Log
+	if skip {
 		log.Warn().Msg("data check skipped (--skip-data-check)")
 		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
 		return nil
@@ -51,7 +56,7 @@ func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.
 		return cmdutil.Invalid(fmt.Errorf("data check: %w", err))
 	}
 	if rep.HasErrors() {
-		w := o.Factory.IO.ErrOut
+		w := f.IO.ErrOut
 		fmt.Fprintf(w, "data check found %d error(s); nothing was launched:\n", rep.ErrorsTotal)
 		for _, e := range rep.Errors {
 			file := e.File
