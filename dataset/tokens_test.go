@@ -1,0 +1,165 @@
+package dataset
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/loractl/loractl/internal/pyenv"
+)
+
+// fakeCounter is a TokenCounter with canned answers per (file, line).
+type fakeCounter struct {
+	info    *TemplateInfo
+	results []ExampleTokens
+	err     error
+	req     TokenRequest
+}
+
+func (f *fakeCounter) CountTokens(_ context.Context, req TokenRequest, each func(ExampleTokens) error) (*TemplateInfo, error) {
+	f.req = req
+	for _, r := range f.results {
+		if err := each(r); err != nil {
+			return nil, err
+		}
+	}
+	return f.info, f.err
+}
+
+func TestCheckWithTokenCounter(t *testing.T) {
+	train := writeLines(t, "train.jsonl", append(examples(0, 59, prod), "{broken"))
+	eval := writeLines(t, "eval.jsonl", examples(100, 3, prod))
+	okInfo := &TemplateInfo{Tokenizer: "tok", GenerationMarkers: true, EOSToken: "</s>", EndsWithEOS: true}
+	var results []ExampleTokens
+	for line := 1; line <= 59; line++ {
+		results = append(results, ExampleTokens{File: 0, Line: line, Total: 100, Assistant: 40, AssistantKept: 40})
+	}
+	results[4] = ExampleTokens{File: 0, Line: 5, Total: 300, Assistant: 40, AssistantKept: 10}            // truncated
+	results[5] = ExampleTokens{File: 0, Line: 6, Total: 400, Assistant: 40, AssistantKept: 0}             // labels gone
+	results[6] = ExampleTokens{File: 0, Line: 7, Error: "System role not supported"}                      // template raises
+	results = append(results, ExampleTokens{File: 0, Line: 60, Total: 5, Assistant: 1, AssistantKept: 1}, // a broken line: ignored
+		ExampleTokens{File: 1, Line: 2, Total: 500, Assistant: 40, AssistantKept: 40})
+
+	fc := &fakeCounter{info: okInfo, results: results}
+	r := check(t, Options{Train: train, Eval: eval, MaxLength: 256, Epochs: 2, Tokenizer: fc, MaxLineBytes: 1234})
+	if !slices.Equal(fc.req.Files, []string{train, eval}) || fc.req.MaxLength != 256 || fc.req.MaxLineBytes != 1234 {
+		t.Errorf("request %+v", fc.req)
+	}
+	if got := errorCodes(r); !slices.Equal(got, []string{"7:" + CodeChatTemplateError, "60:" + CodeInvalidJSON}) {
+		t.Errorf("errors %v", got)
+	}
+	if w := r.Warning(CodeExceedsMaxLength); w == nil || !slices.Equal(w.Lines, []int{5, 6}) || strings.Contains(w.Message, "estimated") {
+		t.Errorf("exceeds_max_length %+v", w)
+	}
+	if w := r.Warning(CodeLabelsTruncatedAway); w == nil || !slices.Equal(w.Lines, []int{6}) {
+		t.Errorf("labels_truncated_away %+v", w)
+	}
+	if !slices.Contains(warningCodes(r), CodeExceedsMaxLength+"@eval") {
+		t.Errorf("the eval file's long example is not reported: %v", warningCodes(r))
+	}
+	tk := r.Stats.Tokens
+	// 56 examples of 100 tokens, 256 + 256 after truncation.
+	if tk.Method != "tokenizer" || tk.Estimated || tk.PerEpoch != 56*100+256+256 || tk.Total != 2*tk.PerEpoch || tk.PerExample.Max != 400 || tk.PerExample.P50 != 100 {
+		t.Errorf("tokens %+v", tk)
+	}
+	if tk.AssistantPerEpoch != 56*40+10 || tk.Template != okInfo || !strings.Contains(tk.Note, "1 valid examples could not be counted") {
+		t.Errorf("tokens %+v", tk)
+	}
+
+	t.Run("missing EOS in the template", func(t *testing.T) {
+		bad := *okInfo
+		bad.EndsWithEOS, bad.Problem = false, "the chat template does not end assistant turns with an end token"
+		r := check(t, Options{Train: train, Eval: eval, Tokenizer: &fakeCounter{info: &bad}})
+		if w := r.Warning(CodeMissingEOSInTemplate); w == nil || w.Message != bad.Problem {
+			t.Errorf("missing_eos_in_template %+v", w)
+		}
+	})
+	t.Run("a failing counter fails the check", func(t *testing.T) {
+		_, err := Check(context.Background(), Options{Train: train, Tokenizer: &fakeCounter{err: errors.New("boom")}})
+		if err == nil || !strings.Contains(err.Error(), "boom") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+// testPython returns the trainer's interpreter, or skips: the Python stack is an optional
+// tool for the Go tests.
+func testPython(t *testing.T) string {
+	t.Helper()
+	py, _, err := pyenv.Find("")
+	if err != nil {
+		t.Skipf("no Python environment for the trainer (%v)", err)
+	}
+	if exec.Command(py, "-c", "import transformers").Run() != nil {
+		t.Skipf("%s cannot import transformers", py)
+	}
+	return py
+}
+
+// buildTokenizer builds a tiny word-level tokenizer with python/make_tiny_model.py.
+func buildTokenizer(t *testing.T, py string, data string, extra ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "model")
+	args := append([]string{filepath.Join("..", "python", "make_tiny_model.py"), dir, "--data", data}, extra...)
+	if out, err := exec.Command(py, args...).CombinedOutput(); err != nil {
+		t.Fatalf("make_tiny_model: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// TestPythonTokenCounter runs the embedded token_stats.py with a real tokenizer.
+func TestPythonTokenCounter(t *testing.T) {
+	py := testPython(t)
+	lines := examples(0, 60, prod)
+	lines[2] = msgs(ps, `{"role": "user", "content": "`+strings.Repeat("question ", 40)+`"}`, a) // long prompt
+	lines[3] = "not json"
+	train := writeLines(t, "train.jsonl", lines)
+	vocab := writeLines(t, "vocab.jsonl", examples(0, 60, prod))
+	tok := buildTokenizer(t, py, vocab)
+
+	r := check(t, Options{Train: train, EvalSplit: 0.1, MaxLength: 24, Tokenizer: &PythonTokenCounter{Python: py, Dir: tok}})
+	tk := r.Stats.Tokens
+	if tk.Method != "tokenizer" || tk.Template == nil || !tk.Template.GenerationMarkers || !tk.Template.EndsWithEOS || tk.Template.EOSToken != "<|end|>" {
+		t.Fatalf("tokens %+v template %+v", tk, tk.Template)
+	}
+	// "<|system|> You are the ACME support assistant . <|end|>" + user + assistant turns.
+	if tk.PerExample.P50 < 20 || tk.PerExample.Max < 40 {
+		t.Errorf("per example %+v", tk.PerExample)
+	}
+	if w := r.Warning(CodeLabelsTruncatedAway); w == nil || !slices.Equal(w.Lines, []int{3}) {
+		t.Errorf("labels_truncated_away %+v", w)
+	}
+	if got := errorCodes(r); !slices.Equal(got, []string{"4:" + CodeInvalidJSON}) {
+		t.Errorf("errors %v", got)
+	}
+
+	t.Run("template without generation markers", func(t *testing.T) {
+		tok2 := buildTokenizer(t, py, vocab, "--no-generation-markers")
+		r2 := check(t, Options{Train: train, EvalSplit: 0.1, MaxLength: 24, Tokenizer: &PythonTokenCounter{Python: py, Dir: tok2}})
+		if r2.Stats.Tokens.Template.GenerationMarkers || r2.Stats.Tokens.AssistantPerEpoch != tk.AssistantPerEpoch {
+			t.Errorf("assistant tokens by prefix %d, by markers %d", r2.Stats.Tokens.AssistantPerEpoch, tk.AssistantPerEpoch)
+		}
+	})
+	t.Run("template that never ends a turn", func(t *testing.T) {
+		tpl := filepath.Join(tok, "chat_template.jinja")
+		b, _ := os.ReadFile(tpl)
+		if err := os.WriteFile(tpl, []byte(strings.ReplaceAll(string(b), " <|end|>", "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r3 := check(t, Options{Train: train, EvalSplit: 0.1, Tokenizer: &PythonTokenCounter{Python: py, Dir: tok}})
+		if w := r3.Warning(CodeMissingEOSInTemplate); w == nil || !strings.Contains(w.Message, "<|end|>") {
+			t.Errorf("missing_eos_in_template %+v", w)
+		}
+	})
+	t.Run("not a tokenizer directory", func(t *testing.T) {
+		_, err := Check(context.Background(), Options{Train: train, Tokenizer: &PythonTokenCounter{Python: py, Dir: t.TempDir()}})
+		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "cannot load the tokenizer") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
