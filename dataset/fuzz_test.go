@@ -35,7 +35,7 @@ func FuzzCheckLine(f *testing.F) {
 				t.Fatalf("%s without a message path: %+v", e.code, e)
 			}
 		}
-		deep := bytes.Count(line, []byte("[")) + bytes.Count(line, []byte("{")) > maxDepth
+		deep := bytes.Count(line, []byte("["))+bytes.Count(line, []byte("{")) > maxDepth
 		if utf8.Valid(line) && !deep && syntaxOK != json.Valid(line) {
 			t.Fatalf("syntax verdict %v, encoding/json says %v: %+v", syntaxOK, json.Valid(line), res.errors)
 		}
