@@ -6,6 +6,7 @@ import (
 
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/driver/local"
+	"github.com/loractl/loractl/driver/slurm"
 	"github.com/loractl/loractl/internal/cmdutil"
 )
 
@@ -15,6 +16,8 @@ func wireDrivers(f *cmdutil.Factory) {
 		switch name {
 		case local.Name:
 			return local.New(), nil
+		case slurm.Name:
+			return slurm.New(), nil
 		}
 		return nil, fmt.Errorf("unknown driver %q", name)
 	}
@@ -22,6 +25,9 @@ func wireDrivers(f *cmdutil.Factory) {
 		switch name {
 		case local.Name:
 			_, err := local.DecodeOptions(raw)
+			return err
+		case slurm.Name:
+			_, err := slurm.DecodeOptions(raw)
 			return err
 		}
 		return fmt.Errorf("unknown driver %q", name)
