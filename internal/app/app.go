@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/signal"
 	"syscall"
 
@@ -20,7 +19,8 @@ import (
 
 // Main runs loractl with args and returns the process exit code.
 func Main(args []string) int {
-	f := NewFactory(iostreams.System())
+	f, drivers := NewFactory(iostreams.System())
+	defer drivers.close()
 	cmd := root.NewCmdRoot(f)
 	cmd.SetArgs(args)
 	cmd.SetOut(f.IO.Out)
@@ -39,15 +39,13 @@ func Main(args []string) int {
 	return cmdutil.ExitCode(err)
 }
 
-// NewFactory builds the production dependencies.
-func NewFactory(io *iostreams.IOStreams) *cmdutil.Factory {
+// NewFactory builds the production dependencies; close the returned catalog when done.
+func NewFactory(io *iostreams.IOStreams) (*cmdutil.Factory, *driverCatalog) {
 	l := zerolog.New(zerolog.ConsoleWriter{Out: io.ErrOut, NoColor: true}).With().Timestamp().Logger()
 	f := &cmdutil.Factory{
 		IO:      io,
 		Log:     &l,
 		RunsDir: run.DefaultBase,
 	}
-	wireDrivers(f)
-	_ = os.Getenv
-	return f
+	return f, wireDrivers(f)
 }

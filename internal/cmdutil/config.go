@@ -3,6 +3,7 @@ package cmdutil
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/loractl/loractl/config"
@@ -21,6 +22,15 @@ func LoadConfig(f *Factory, path string, sets []string, driverName string) (*con
 			return nil, Invalidf("config %s does not exist", path)
 		}
 		return nil, Invalid(err)
+	}
+	if sec := cfg.Spec.Driver.Sections["plugin"]; sec != nil && f.PinDriver != nil {
+		sum, _ := sec["sha256"].(string)
+		if sum == "" {
+			return nil, Invalidf("%s: driver.plugin.sha256: want the hex SHA-256 of loractl-driver-%s", cfg.Path, cfg.DriverName)
+		}
+		if err := f.PinDriver(cfg.DriverName, sum); err != nil {
+			return nil, Invalid(fmt.Errorf("%s: driver.plugin.sha256: %w", cfg.Path, err))
+		}
 	}
 	if f.ValidateDriverOptions != nil {
 		err := cfg.ValidateDriver(func(raw json.RawMessage) error {

@@ -23,6 +23,10 @@ type Factory struct {
 	// Driver returns the driver registered under name: a built-in, or an external
 	// loractl-driver-<name> plugin.
 	Driver func(name string) (driver.Driver, error)
+	// PinDriver pins the SHA-256 an external driver's executable must have.
+	PinDriver func(name, sha256 string) error
+	// PluginsDir is where external drivers are looked up first (--plugins-dir).
+	PluginsDir string
 	// ValidateDriverOptions checks a driver's config section (nil raw: none given).
 	ValidateDriverOptions func(name string, raw json.RawMessage) error
 }

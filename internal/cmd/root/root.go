@@ -14,9 +14,10 @@ import (
 // subcommand runs.
 func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 	var (
-		runsDir   string
-		logFormat string
-		logLevel  string
+		runsDir    string
+		pluginsDir string
+		logFormat  string
+		logLevel   string
 	)
 	cmd := &cobra.Command{
 		Use:   "loractl <command>",
@@ -30,10 +31,14 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 			if runsDir != "" {
 				f.RunsDir = func() string { return runsDir }
 			}
+			if pluginsDir != "" {
+				f.PluginsDir = pluginsDir
+			}
 			return configureLog(f, logFormat, logLevel)
 		},
 	}
 	cmd.PersistentFlags().StringVar(&runsDir, "runs-dir", "", "base directory of the run store (default $LORACTL_RUNS_DIR or ./runs)")
+	cmd.PersistentFlags().StringVar(&pluginsDir, "plugins-dir", "", "where external drivers (loractl-driver-<name>) are looked up first (default $LORACTL_PLUGINS_DIR or ~/.config/loractl/plugins)")
 	cmd.PersistentFlags().StringVar(&logFormat, "log-format", "console", "controller log format: console or json")
 	cmd.PersistentFlags().StringVar(&logLevel, "log-level", "info", "controller log level: debug, info, warn, error")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
