@@ -1,0 +1,140 @@
+"""token_stats.py: exact token counts with a real (tiny, local) tokenizer and chat template,
+the template-level end-token check, and line numbering that matches the Go check."""
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import make_tiny_model  # noqa: E402
+import token_stats  # noqa: E402
+
+
+def row(*turns, system=None):
+    msgs = [{"role": "system", "content": system}] if system else []
+    for i, text in enumerate(turns):
+        msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
+    return json.dumps({"messages": msgs})
+
+
+VOCAB_ROWS = [
+    row("hello there", "general kenobi", system="be brief"),
+    row("what is it", "it is a help", "and you", "me too"),
+]
+
+
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("vocab") / "vocab.jsonl"
+    p.write_text("\n".join(VOCAB_ROWS) + "\n")
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, vocab_file):
+    d = str(tmp_path_factory.mktemp("tok") / "markers")
+    make_tiny_model.main([d, "--data", vocab_file])
+    return d
+
+
+@pytest.fixture(scope="module")
+def tokenizer_no_markers(tmp_path_factory, vocab_file):
+    d = str(tmp_path_factory.mktemp("tok") / "plain")
+    make_tiny_model.main([d, "--data", vocab_file, "--no-generation-markers"])
+    return d
+
+
+def run(capsys, *args):
+    code = token_stats.main(list(args))
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return code, out[0], out[1:]
+
+
+def with_template(tmp_path, tokenizer, edit):
+    """A copy of the tokenizer whose chat template is edit(template)."""
+    d = tmp_path / "tok"
+    shutil.copytree(tokenizer, d)
+    tpl = d / "chat_template.jinja"
+    tpl.write_text(edit(tpl.read_text()))
+    return d
+
+
+def write(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return str(p)
+
+
+def test_counts_with_generation_markers(tmp_path, capsys, tokenizer):
+    f = write(tmp_path, "t.jsonl", row("hello there", "general kenobi") + "\n")
+    code, info, examples = run(capsys, "--tokenizer", tokenizer, "--max-length", "6", f)
+    assert code == 0
+    assert info["generation_markers"] and info["ends_assistant_with_eos"] and info["eos_token"] == "<|end|>"
+    assert info["problem"] == ""
+    # <|user|> hello there <|end|> <|assistant|> general kenobi <|end|>: the last three carry
+    # loss; truncation to 6 keeps "general" only.
+    assert examples == [{"type": "example", "file": 0, "line": 1, "total": 8, "assistant": 3, "assistant_kept": 1}]
+
+
+def test_prefix_fallback_agrees_with_markers(tmp_path, capsys, tokenizer, tokenizer_no_markers):
+    f = write(tmp_path, "t.jsonl", "\n".join(VOCAB_ROWS) + "\n")
+    _, info_m, with_markers = run(capsys, "--tokenizer", tokenizer, "--max-length", "9", f)
+    _, info_p, by_prefix = run(capsys, "--tokenizer", tokenizer_no_markers, "--max-length", "9", f)
+    assert info_m["generation_markers"] and not info_p["generation_markers"]
+    assert info_p["ends_assistant_with_eos"]
+    assert with_markers == by_prefix
+    assert with_markers[1]["assistant"] == 4 + 1 + 2 + 1  # two answers, each with its end token
+
+
+def test_line_numbers_match_the_go_check(tmp_path, capsys, tokenizer):
+    good = row("hello there", "general kenobi")
+    data = (b"\xef\xbb\xbf" + good.encode() + b"\r\n"  # BOM and CRLF
+            + b"\n"                                   # blank line: numbered, skipped
+            + b"not json\n"
+            + json.dumps({"messages": [{"role": "user", "content": 3}]}).encode() + b"\n"
+            + b'{"messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}\n'  # too long
+            + good.encode())                          # no final newline
+    f = write(tmp_path, "t.jsonl", data)
+    _, _, examples = run(capsys, "--tokenizer", tokenizer, "--max-line-bytes", "1000", f, f)
+    assert [(e["file"], e["line"]) for e in examples] == [(0, 1), (0, 6), (1, 1), (1, 6)]
+
+
+def test_template_without_end_token(tmp_path, capsys, tokenizer):
+    d = with_template(tmp_path, tokenizer, lambda tpl: tpl.replace(" <|end|>", ""))
+    f = write(tmp_path, "t.jsonl", row("hello there", "general kenobi") + "\n")
+    _, info, _ = run(capsys, "--tokenizer", str(d), f)
+    assert not info["ends_assistant_with_eos"]
+    assert "does not end assistant turns" in info["problem"] and "<|end|>" in info["problem"]
+
+
+def test_generation_block_closing_before_the_end_token(tmp_path, capsys, tokenizer):
+    d = with_template(tmp_path, tokenizer, lambda tpl: tpl.replace(
+        "{{ message['content'] }} <|end|>{% endgeneration %}", "{{ message['content'] }}{% endgeneration %} <|end|>"))
+    f = write(tmp_path, "t.jsonl", row("hello there", "general kenobi") + "\n")
+    _, info, _ = run(capsys, "--tokenizer", str(d), f)
+    assert not info["ends_assistant_with_eos"]
+    assert "closes before the end token" in info["problem"]
+
+
+def test_template_errors_are_reported_per_example(tmp_path, capsys, tokenizer):
+    d = with_template(tmp_path, tokenizer, lambda tpl: (
+        "{%- if messages[0]['role'] == 'system' -%}{{ raise_exception('System role not supported') }}{%- endif -%}" + tpl))
+    f = write(tmp_path, "t.jsonl", "\n".join([row("hello there", "general kenobi"), row("hi", "yo", system="be brief")] * 40) + "\n")
+    _, _, examples = run(capsys, "--tokenizer", str(d), f)
+    assert len(examples) == 80
+    errors = [e for e in examples if "error" in e]
+    assert [e["line"] for e in errors] == list(range(2, 81, 2))
+    assert errors[0]["error"] == "System role not supported"
+
+
+def test_bad_tokenizer_dir(tmp_path, capsys):
+    f = write(tmp_path, "t.jsonl", row("a", "b") + "\n")
+    assert token_stats.main(["--tokenizer", str(tmp_path), f]) == 2
+    assert "cannot load the tokenizer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        token_stats.main(["--tokenizer", str(tmp_path / "missing"), f])
+    assert e.value.code == 2
