@@ -88,15 +88,19 @@ func TestCheckWithTokenCounter(t *testing.T) {
 }
 
 // testPython returns the trainer's interpreter, or skips: the Python stack is an optional
-// tool for the Go tests.
+// tool for the Go tests, except where LORACTL_REQUIRE_E2E says it must be there (CI).
 func testPython(t *testing.T) string {
 	t.Helper()
+	skip := t.Skipf
+	if os.Getenv("LORACTL_REQUIRE_E2E") != "" {
+		skip = t.Fatalf
+	}
 	py, _, err := pyenv.Find("")
 	if err != nil {
-		t.Skipf("no Python environment for the trainer (%v)", err)
+		skip("no Python environment for the trainer (%v)", err)
 	}
 	if exec.Command(py, "-c", "import transformers").Run() != nil {
-		t.Skipf("%s cannot import transformers", py)
+		skip("%s cannot import transformers", py)
 	}
 	return py
 }
