@@ -401,9 +401,15 @@ func (r *Run) lossBytes(n int64, training bool) (int64, string) {
 	wb := r.wordBytes()
 	h, v := int64(a.Hidden), int64(a.Vocab)
 	if r.LossType == "full_logits" {
-		per := wb + 4 // logits, log-softmax output
-		if wb == 2 {
-			per += 4 // fp32 upcast
+		// The backward of the cross-entropy holds the saved fp32 log-softmax, the
+		// gradient coming in and the one going out: 12 bytes per logit, above the
+		// forward's 16-bit logits, fp32 copy and log-softmax (10 at 16-bit).
+		per := int64(12)
+		if !training {
+			per = wb + 4
+			if wb == 2 {
+				per += 4
+			}
 		}
 		if a.Family == "gemma2" {
 			per += 2 * wb // final logit soft-capping
