@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,6 +132,9 @@ func (d *Driver) runIn(ctx context.Context, dir, name string, args ...string) (s
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%s is not installed here: run loractl where the Slurm commands are (a login node): %w", name, err)
+		}
 		return "", &slurmError{argv: append([]string{name}, args...), err: err, stderr: stderr.String()}
 	}
 	return stdout.String(), nil
@@ -261,9 +265,9 @@ func sleep(ctx context.Context, dur time.Duration) error {
 	}
 }
 
-// signals the driver delivers; the batch script traps USR1, TERM and INT and forwards
-// them to the trainer.
-var signals = map[string]bool{"TERM": true, "INT": true, "USR1": true, "USR2": true, "HUP": true, "KILL": true}
+// signals the driver delivers: the batch script traps USR1, TERM and INT and forwards
+// them to the trainer; any other signal would end the script and orphan the trainer.
+var signals = map[string]bool{"TERM": true, "INT": true, "USR1": true, "KILL": true}
 
 // Signal delivers a signal to the batch script, which forwards it to the trainer.
 // KILL goes to every process of the job at once.
@@ -314,18 +318,21 @@ func (d *Driver) Stop(ctx context.Context, h *driver.Handle, grace time.Duration
 	case driver.StateExited:
 		return nil
 	case driver.StateRunning:
-		if err := d.Signal(ctx, h, "TERM"); err == nil {
-			deadline := time.Now().Add(grace)
-			for time.Now().Before(deadline) {
-				if err := sleep(ctx, min(d.poll(), time.Until(deadline))); err != nil {
-					return err
-				}
-				if st, err := d.Inspect(ctx, h); err == nil && st.State == driver.StateExited {
-					return nil
-				}
+		if err := d.Signal(ctx, h, "TERM"); err != nil {
+			break // it stopped running in between (requeued, ending): cancel it
+		}
+		deadline := time.Now().Add(grace)
+		for time.Now().Before(deadline) {
+			if err := sleep(ctx, min(d.poll(), time.Until(deadline))); err != nil {
+				return err
+			}
+			if st, err := d.Inspect(ctx, h); err == nil && st.State == driver.StateExited {
+				return nil
 			}
 		}
-		return d.scancel(ctx, s, "--full", "--signal=KILL")
+		if err := d.scancel(ctx, s, "--full", "--signal=KILL"); err == nil {
+			return nil
+		}
 	}
 	return d.scancel(ctx, s)
 }

@@ -56,7 +56,8 @@ type Options struct {
 	// SignalGrace is the seconds before the time limit at which Slurm sends USR1 to
 	// the batch script (sbatch --signal=B:USR1@N). 0 means DefaultSignalGrace.
 	SignalGrace int `json:"signal_grace,omitempty"`
-	// MaxRequeues is how many times the job requeues itself after a USR1 checkpoint;
+	// MaxRequeues is how many times the job requeues itself after a USR1 checkpoint,
+	// counted by Slurm's restart count (which includes requeues after preemption);
 	// nil means DefaultMaxRequeues, 0 disables the requeue.
 	MaxRequeues *int `json:"max_requeues,omitempty"`
 }

@@ -246,3 +246,19 @@ exit 0
 		t.Errorf("attempts = %+v, %v; want one attempt of job 7 that exited 0, node name stripped", as, err)
 	}
 }
+
+// TestMissingSlurmCommands: on a host without Slurm's commands the error says so.
+func TestMissingSlurmCommands(t *testing.T) {
+	runDir := t.TempDir()
+	if strings.ContainsAny(runDir, " %") {
+		t.Skipf("temp dir %q is not a valid run dir", runDir)
+	}
+	d := &Driver{Bin: t.TempDir()}
+	_, err := d.Start(t.Context(), baseTask(runDir, ""))
+	if err == nil || !strings.Contains(err.Error(), "sbatch is not installed here") {
+		t.Errorf("Start without sbatch = %v, want an error saying sbatch is not installed", err)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, ScriptName)); err != nil {
+		t.Errorf("the batch script was not written before submitting: %v", err)
+	}
+}
