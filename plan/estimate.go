@@ -424,7 +424,7 @@ func (r *Run) lossBytes(n int64, training bool) (int64, string) {
 }
 
 // Estimate computes the peak of the run.
-func (r *Run) Estimate() (*Estimate, error) {
+func (r Run) Estimate() (*Estimate, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
