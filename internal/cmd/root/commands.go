@@ -12,6 +12,7 @@ import (
 	"github.com/loractl/loractl/internal/cmd/render"
 	"github.com/loractl/loractl/internal/cmd/runs"
 	"github.com/loractl/loractl/internal/cmd/stop"
+	sweepcmd "github.com/loractl/loractl/internal/cmd/sweep"
 	"github.com/loractl/loractl/internal/cmd/train"
 	"github.com/loractl/loractl/internal/cmdutil"
 )
@@ -24,6 +25,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	datacmd.NewCmdData,
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },

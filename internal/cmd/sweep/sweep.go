@@ -1,0 +1,261 @@
+// Package sweep implements `loractl sweep`: expand a sweep file, run every point as
+// an ordinary run (locally, in parallel where the GPUs allow, or as a Slurm job
+// array), and show the sweep's progress and ranked results.
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/gpu"
+	"github.com/loractl/loractl/internal/cmd/train"
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/pyenv"
+	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/sweep"
+)
+
+// Options are sweep's flags and dependencies.
+type Options struct {
+	Factory       *cmdutil.Factory
+	File          string
+	DryRun        bool
+	JSON          bool
+	Detach        bool
+	RetryFailed   bool
+	SkipDataCheck bool
+	// SweepsDir is where sweeps/<id>/ live (--sweeps-dir; default beside the runs dir).
+	SweepsDir string
+	// Manager builds the GPU manager (NVML in the binary, fakes in tests).
+	Manager func() gpu.Manager
+	// Poll is how often points under a scheduler are checked (tests shorten it).
+	Poll time.Duration
+	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
+	Signals chan os.Signal
+}
+
+// NewCmdSweep builds the sweep command and its status and results subcommands.
+func NewCmdSweep(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{Factory: f, Manager: func() gpu.Manager { return gpu.NewNVML() }}
+	cmd := &cobra.Command{
+		Use:   "sweep SWEEP.yaml",
+		Short: "Run a reproducible sweep over LoRA and training settings",
+		Long: `Expand a sweep file (a base config and the keys to vary) into points, validate every
+point's config, check the data once, and run each point as an ordinary run: locally
+one after another, in parallel when the GPUs have room (max_parallel caps it), or
+as one Slurm job array. Failed points are retried up to retries times.
+
+The same file and seed always give the same points and run ids: running a finished
+sweep again does nothing, and a stopped one continues where it left off. The
+sweep's state lives in sweeps/<sweep-id>/ (sweep file, points.json, results.csv).`,
+		Example: `  loractl sweep configs/sweep.yaml --dry-run
+  loractl sweep configs/sweep.yaml
+  loractl sweep status quickstart-lora
+  loractl sweep results quickstart-lora --csv`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return sweepRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "list the points and their run ids; run and write nothing")
+	fl.BoolVar(&opts.JSON, "json", false, "with --dry-run: print the points as JSON")
+	fl.BoolVar(&opts.Detach, "detach", false, "return once a job array is submitted (follow it with: loractl sweep status ID)")
+	fl.BoolVar(&opts.RetryFailed, "retry-failed", false, "give points that used up their retries in an earlier run a new set")
+	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
+	cmd.PersistentFlags().StringVar(&opts.SweepsDir, "sweeps-dir", "", "where sweeps are kept (default $LORACTL_SWEEPS_DIR, else sweeps/ beside the runs dir)")
+	cmd.AddCommand(NewCmdStatus(f, opts, nil), NewCmdResults(f, opts, nil))
+	return cmd
+}
+
+// sweepsBase is the directory holding sweeps/<id>/.
+func sweepsBase(dir string, store *run.Store) string {
+	if dir != "" {
+		return dir
+	}
+	return sweep.DefaultBase(store.Base)
+}
+
+func sweepRun(ctx context.Context, o *Options) error {
+	f := o.Factory
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	file, err := sweep.Load(o.File)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return cmdutil.Invalidf("sweep file %s does not exist", o.File)
+		}
+		return cmdutil.Invalid(err)
+	}
+	pl, err := sweep.Build(file, validateDriver(f))
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	driverName, err := oneDriver(pl)
+	if err != nil {
+		return err
+	}
+	if o.DryRun {
+		return dryRun(o, store, pl, driverName)
+	}
+	d, err := f.Driver(driverName)
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	sw, err := sweep.Open(sweepsBase(o.SweepsDir, store), pl, driverName)
+	if errors.Is(err, sweep.ErrRunning) {
+		return cmdutil.Invalid(err)
+	}
+	if err != nil {
+		return err
+	}
+	defer sw.Close()
+	printHeader(o, pl, driverName, sw.Dir)
+
+	x := &sweep.Executor{
+		Store: store, Sweep: sw, Plan: pl, Driver: d,
+		RetryFailed: o.RetryFailed, Detach: o.Detach, Poll: o.Poll,
+		Out: f.IO.Out, Log: f.Log,
+	}
+	x.BeforeLaunch = func(ctx context.Context) error { return o.beforeLaunch(ctx, pl, x) }
+
+	sigs := o.Signals
+	if sigs == nil {
+		sigs = make(chan os.Signal, 3)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+	}
+	watchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go forwardSignals(watchCtx, x, sigs, f)
+
+	sum, err := x.Run(ctx)
+	if err != nil {
+		return err
+	}
+	return summarise(o, store, sw, sum)
+}
+
+// validateDriver checks each point's driver section the way `loractl train` does.
+func validateDriver(f *cmdutil.Factory) func(*config.Config) error {
+	if f.ValidateDriverOptions == nil {
+		return nil
+	}
+	return func(cfg *config.Config) error {
+		return cfg.ValidateDriver(func(raw json.RawMessage) error { return f.ValidateDriverOptions(cfg.DriverName, raw) })
+	}
+}
+
+// oneDriver returns the driver every point uses; a sweep runs on one driver.
+func oneDriver(pl *sweep.Plan) (string, error) {
+	name := ""
+	for _, p := range pl.Points {
+		n := p.Prepared.Config.DriverName
+		if name != "" && n != name {
+			return "", cmdutil.Invalidf("point %d runs on driver %q but point %d on %q: a sweep runs on one driver", p.Index, n, pl.Points[0].Index, name)
+		}
+		name = n
+	}
+	return name, nil
+}
+
+// beforeLaunch runs once, before the first point starts: the trainer's interpreter,
+// the data check (once for the whole sweep: the points share the data), and where
+// points may run at once on this machine.
+func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, x *sweep.Executor) error {
+	cfg := pl.Points[0].Prepared.Config
+	py, _, err := pyenv.Find(cfg.Spec.Python)
+	if err != nil {
+		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
+	}
+	lo := runner.LaunchOptions{Python: py}
+	if err := train.CheckData(ctx, o.Factory, cfg, &lo, o.SkipDataCheck); err != nil {
+		return err
+	}
+	x.Launch = lo
+	if _, isArray := x.Driver.(driver.ArraySubmitter); isArray {
+		return nil
+	}
+	slots, err := o.localSlots(pl)
+	if err != nil {
+		return err
+	}
+	x.Slots = slots
+	where := "the CPU"
+	if slots[0].GPU != nil {
+		where = "the GPUs"
+	}
+	fmt.Fprintf(o.Factory.IO.Out, "running %d point(s) at a time on %s\n", len(slots), where)
+	return nil
+}
+
+// forwardSignals stops the sweep on the first SIGINT/SIGTERM (running trainers save
+// a checkpoint), acknowledges the second, and kills the trainers on the third.
+func forwardSignals(ctx context.Context, x *sweep.Executor, sigs <-chan os.Signal, f *cmdutil.Factory) {
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-sigs:
+			if !ok {
+				return
+			}
+			n++
+			switch n {
+			case 1:
+				f.Log.Warn().Msg("stopping the sweep: running points save a checkpoint; run the sweep again to continue (Ctrl-C twice more kills them)")
+				x.Stop()
+			case 2:
+				f.Log.Warn().Msg("still saving checkpoints; press Ctrl-C once more to kill the trainers")
+			default:
+				f.Log.Error().Msg("killing the trainers")
+				x.Kill()
+			}
+		}
+	}
+}
+
+// summarise writes results.csv, prints the counts and the best point, and maps the
+// outcome to the exit code: 130 when stopped, 1 when a point failed, else 0.
+func summarise(o *Options, store *run.Store, sw *sweep.Sweep, sum *sweep.Summary) error {
+	w := o.Factory.IO.Out
+	t, err := sweep.Results(store, sw.State)
+	if err != nil {
+		return err
+	}
+	if err := t.Save(sw.Dir); err != nil {
+		o.Factory.Log.Warn().Err(err).Msg("cannot write the results table")
+	}
+	fmt.Fprintf(w, "\nsweep %s: %d completed, %d failed, %d interrupted, %d running\n",
+		sw.State.ID, sum.Completed, sum.Failed, sum.Interrupted, sum.Running)
+	if t.Best != nil {
+		printBest(w, t)
+	}
+	fmt.Fprintf(w, "  results    loractl sweep results %s\n", sw.State.ID)
+	switch {
+	case sum.Stopped:
+		fmt.Fprintf(w, "  continue   loractl sweep %s\n", o.File)
+		return cmdutil.SilentExit(cmdutil.ExitInterrupted)
+	case sum.Failed > 0:
+		return cmdutil.SilentExit(cmdutil.ExitFailed)
+	}
+	return nil
+}

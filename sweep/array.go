@@ -1,0 +1,111 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/loractl/loractl/driver"
+)
+
+// batch is a driver that turns the Start calls of n concurrent run launches into one
+// job array. Every point still goes through runner.Launch (run dir, manifest, lock,
+// the same refusals as `loractl train`); only the driver's Start is deferred until
+// all n launches have reached it, then StartArray submits them together and each
+// launch gets its own handle back. A launch that fails before it reaches Start
+// withdraws, so the others are never left waiting.
+type batch struct {
+	driver.Driver
+	arr         driver.ArraySubmitter
+	maxParallel int
+
+	mu      sync.Mutex
+	left    int // launches that have neither called Start nor withdrawn
+	tasks   []*driver.Task
+	waiters []chan startResult
+	called  map[string]bool
+	fresh   map[*driver.Handle]bool
+}
+
+type startResult struct {
+	h   *driver.Handle
+	err error
+}
+
+// newBatch gathers n launches for d, which must implement driver.ArraySubmitter.
+func newBatch(d driver.Driver, n, maxParallel int) *batch {
+	return &batch{
+		Driver: d, arr: d.(driver.ArraySubmitter), maxParallel: maxParallel, left: n,
+		called: map[string]bool{}, fresh: map[*driver.Handle]bool{},
+	}
+}
+
+// Start queues the task and blocks until the array holding it is submitted.
+func (b *batch) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
+	ch := make(chan startResult, 1)
+	b.mu.Lock()
+	b.called[t.RunID] = true
+	b.tasks = append(b.tasks, t)
+	b.waiters = append(b.waiters, ch)
+	b.left--
+	last := b.left == 0
+	b.mu.Unlock()
+	if last {
+		b.submit(ctx)
+	}
+	select {
+	case r := <-ch:
+		return r.h, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// withdraw is called by a launch that failed before reaching Start.
+func (b *batch) withdraw(ctx context.Context, runID string) {
+	b.mu.Lock()
+	if b.called[runID] {
+		b.mu.Unlock()
+		return
+	}
+	b.left--
+	last := b.left == 0 && len(b.tasks) > 0
+	b.mu.Unlock()
+	if last {
+		b.submit(ctx)
+	}
+}
+
+// submit sends every gathered task as one array and hands out the handles.
+func (b *batch) submit(ctx context.Context) {
+	b.mu.Lock()
+	tasks, waiters := b.tasks, b.waiters
+	b.mu.Unlock()
+	handles, err := b.arr.StartArray(ctx, tasks, b.maxParallel)
+	if err == nil && len(handles) != len(tasks) {
+		err = errors.New("the driver returned a handle count that does not match the array")
+	}
+	b.mu.Lock()
+	for i, ch := range waiters {
+		if err != nil {
+			ch <- startResult{err: err}
+			continue
+		}
+		b.fresh[handles[i]] = true
+		ch <- startResult{h: handles[i]}
+	}
+	b.mu.Unlock()
+}
+
+// Inspect answers "pending" for a task of the array just submitted: Launch asks once
+// per run, and a thousand scheduler queries for tasks submitted a moment ago would
+// cost seconds and tell nothing new. Anything else goes to the real driver.
+func (b *batch) Inspect(ctx context.Context, h *driver.Handle) (*driver.Status, error) {
+	b.mu.Lock()
+	fresh := b.fresh[h]
+	b.mu.Unlock()
+	if fresh {
+		return &driver.Status{State: driver.StatePending}, nil
+	}
+	return b.Driver.Inspect(ctx, h)
+}
