@@ -213,7 +213,7 @@ func (o *Options) available(rep *report, cfgGPU int) error {
 	return nil
 }
 
-func gib(n uint64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }
+func gibs(n uint64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }
 
 func printReport(w io.Writer, r *plan.Run, rep *report) {
 	e := rep.Estimate
@@ -235,11 +235,11 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 		fmt.Fprintf(w, "\nFit: %s.\n", rep.AvailableSource)
 		return
 	}
-	fmt.Fprintf(w, "\nFit: %s against %s of %s → %s\n", gib(e.PeakBytes), gib(rep.AvailableBytes), rep.AvailableSource, rep.Verdict)
+	fmt.Fprintf(w, "\nFit: %s against %s of %s → %s\n", gibs(e.PeakBytes), gibs(rep.AvailableBytes), rep.AvailableSource, rep.Verdict)
 	if len(rep.Advice) > 0 {
 		fmt.Fprintf(w, "\nWhat would make it fit:\n")
 		for _, a := range rep.Advice {
-			fmt.Fprintf(w, "  - %s: %s (%s)\n", a.Summary, gib(a.PeakBytes), a.Verdict)
+			fmt.Fprintf(w, "  - %s: %s (%s)\n", a.Summary, gibs(a.PeakBytes), a.Verdict)
 		}
 	}
 	if af := rep.AutoFit; af != nil {
@@ -259,12 +259,12 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 }
 
 func printEstimate(w io.Writer, title string, e *plan.Estimate) {
-	fmt.Fprintf(w, "%s: %s (peak during %s)\n", title, gib(e.PeakBytes), e.Phase)
+	fmt.Fprintf(w, "%s: %s (peak during %s)\n", title, gibs(e.PeakBytes), e.Phase)
 	for _, t := range e.Terms {
 		if t.Bytes == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "  %-18s %10s   %s\n", t.Name, gib(t.Bytes), t.Detail)
+		fmt.Fprintf(w, "  %-18s %10s   %s\n", t.Name, gibs(t.Bytes), t.Detail)
 	}
 	for _, n := range e.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
