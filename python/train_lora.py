@@ -144,9 +144,15 @@ class Run:
             cb.phase = None
         if self.resume_path:
             setup.restore_token_count(trainer, self.resume_path)
-        out = trainer.train(resume_from_checkpoint=self.resume_path)
-        self.step = trainer.state.global_step
-        metrics = dict(out.metrics)
+        if self.resume_path and self.resume_step >= setup.total_steps:
+            # Resumed at the end (say a requeue after the last save): the Trainer would take
+            # one step past max_steps, so only load the weights and go on to the evaluation.
+            trainer._load_from_checkpoint(self.resume_path)
+            metrics = {}
+        else:
+            out = trainer.train(resume_from_checkpoint=self.resume_path)
+            self.step = trainer.state.global_step
+            metrics = dict(out.metrics)
         if STOP.signame is None and setup.has_eval:
             self.eval_after = self._evaluate_after(trainer, cb)
         if STOP.signame is not None:
@@ -163,11 +169,12 @@ class Run:
     def _evaluate_after(self, trainer, cb):
         # Training often ends on an evaluation step (the last epoch, or a multiple of
         # eval_steps): report that result as "after" instead of evaluating twice.
-        if cb.last_eval is not None and cb.last_eval[0] == trainer.state.global_step:
+        if cb.last_eval is not None and cb.last_eval[0] == self.step:
             metrics = cb.last_eval[1]
-            cb.emit_eval("after", trainer.state.global_step, metrics)
+            cb.emit_eval("after", self.step, metrics)
             return metrics.get("eval_loss")
         cb.phase = "after"
+        trainer.state.global_step = self.step  # so the event carries the step when nothing was trained
         return trainer.evaluate()["eval_loss"]
 
     def _end_interrupted(self, metrics):

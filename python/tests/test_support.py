@@ -219,3 +219,15 @@ def test_signals_raise_before_training_then_only_flag(monkeypatch):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@pytest.mark.parametrize("exc,needle", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "lower train.batch_size"),
+    (OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
+             "cached files."), "HF_HOME"),
+    (ValueError("something else"), ""),
+])
+def test_failure_hints(exc, needle):
+    import train_lora
+    hint = train_lora.failure_hint(exc)
+    assert needle in hint and (needle or hint == "")

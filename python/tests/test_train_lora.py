@@ -143,6 +143,15 @@ def test_sigint_saves_checkpoint_then_resume_continues(tiny_model, tmp_path):
     assert end2["status"] == "completed" and end2["step"] == 40
     assert end2["eval_loss_before"] == end["eval_loss_before"] is not None
 
+    # Resuming a finished run (a requeue after the last save) trains nothing more.
+    assert t.run("--resume", "auto") == 0, t.log()[-3000:]
+    evs = t.events()
+    third = evs[max(i for i, e in enumerate(evs) if e["type"] == "start"):]
+    assert third[0]["resume_step"] == 40 and "log" not in types(third) and "checkpoint" not in types(third)
+    assert [(e["phase"], e["step"]) for e in third if e["type"] == "eval"] == [("after", 40)]
+    assert third[-1]["status"] == "completed" and third[-1]["step"] == 40
+    assert third[-1]["eval_loss_after"] == pytest.approx(end2["eval_loss_after"], rel=1e-5)
+
 
 def test_resume_path_must_be_complete(tiny_model, tmp_path):
     t = Trainer(tmp_path / "run", base_config(tiny_model))
