@@ -26,6 +26,8 @@ import sys
 import time
 import traceback
 
+# The support module sits beside this file; under `python -I` or -P the script directory
+# is not on sys.path by itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from train_lora_support import (  # noqa: E402
