@@ -134,6 +134,7 @@ type tailBuffer struct {
 	buf []byte
 }
 
+// Write keeps the tail of p.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if over := len(t.buf) - t.max; over > 0 {
@@ -142,4 +143,5 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Bytes returns what is kept.
 func (t *tailBuffer) Bytes() []byte { return t.buf }

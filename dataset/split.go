@@ -247,14 +247,6 @@ func (a *atomicFile) writeLine(b []byte) error {
 	return nil
 }
 
-func (a *atomicFile) Write(b []byte) (int, error) {
-	a.buf = append(a.buf, b...)
-	if len(a.buf) >= 1<<20 {
-		return len(b), a.flush()
-	}
-	return len(b), nil
-}
-
 func (a *atomicFile) flush() error {
 	_, err := a.f.Write(a.buf)
 	a.buf = a.buf[:0]

@@ -106,17 +106,19 @@ func testPython(t *testing.T) string {
 }
 
 // buildTokenizer builds a tiny word-level tokenizer with python/make_tiny_model.py.
-func buildTokenizer(t *testing.T, py string, data string, extra ...string) string {
+func buildTokenizer(t *testing.T, py string, data string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "model")
-	args := append([]string{filepath.Join("..", "python", "make_tiny_model.py"), dir, "--data", data}, extra...)
+	args := []string{filepath.Join("..", "python", "make_tiny_model.py"), dir, "--data", data}
 	if out, err := exec.Command(py, args...).CombinedOutput(); err != nil {
 		t.Fatalf("make_tiny_model: %v\n%s", err, out)
 	}
 	return dir
 }
 
-// TestPythonTokenCounter runs the embedded token_stats.py with a real tokenizer.
+// TestPythonTokenCounter runs the embedded token_stats.py with a real tokenizer, end to
+// end. The helper's own cases (templates without markers or end token, template errors)
+// are in python/tests/test_token_stats.py.
 func TestPythonTokenCounter(t *testing.T) {
 	py := testPython(t)
 	lines := examples(0, 60, prod)
@@ -141,29 +143,39 @@ func TestPythonTokenCounter(t *testing.T) {
 	if got := errorCodes(r); !slices.Equal(got, []string{"4:" + CodeInvalidJSON}) {
 		t.Errorf("errors %v", got)
 	}
+}
 
-	t.Run("template without generation markers", func(t *testing.T) {
-		tok2 := buildTokenizer(t, py, vocab, "--no-generation-markers")
-		r2 := check(t, Options{Train: train, EvalSplit: 0.1, MaxLength: 24, Tokenizer: &PythonTokenCounter{Python: py, Dir: tok2}})
-		if r2.Stats.Tokens.Template.GenerationMarkers || r2.Stats.Tokens.AssistantPerEpoch != tk.AssistantPerEpoch {
-			t.Errorf("assistant tokens by prefix %d, by markers %d", r2.Stats.Tokens.AssistantPerEpoch, tk.AssistantPerEpoch)
-		}
-	})
-	t.Run("template that never ends a turn", func(t *testing.T) {
-		tpl := filepath.Join(tok, "chat_template.jinja")
-		b, _ := os.ReadFile(tpl)
-		if err := os.WriteFile(tpl, []byte(strings.ReplaceAll(string(b), " <|end|>", "")), 0o644); err != nil {
+// TestPythonTokenCounterFailures drives PythonTokenCounter with stand-in interpreters: how
+// each way the helper can fail reaches the caller.
+func TestPythonTokenCounterFailures(t *testing.T) {
+	train := writeLines(t, "train.jsonl", examples(0, 20, prod))
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		r3 := check(t, Options{Train: train, EvalSplit: 0.1, Tokenizer: &PythonTokenCounter{Python: py, Dir: tok}})
-		if w := r3.Warning(CodeMissingEOSInTemplate); w == nil || !strings.Contains(w.Message, "<|end|>") {
-			t.Errorf("missing_eos_in_template %+v", w)
-		}
-	})
-	t.Run("not a tokenizer directory", func(t *testing.T) {
-		_, err := Check(context.Background(), Options{Train: train, Tokenizer: &PythonTokenCounter{Python: py, Dir: t.TempDir()}})
-		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "cannot load the tokenizer") {
-			t.Errorf("got %v", err)
-		}
-	})
+		return p
+	}
+	tests := []struct {
+		name, python string
+		tokDir       string
+		input        bool // wraps ErrInput (exit 2)
+		msg          string
+	}{
+		{"tokenizer cannot load", script("exit2", `echo "token_stats: cannot load the tokenizer in X" >&2; exit 2`), dir, true, "cannot load the tokenizer"},
+		{"tokenizer is not a directory", script("unused", "exit 0"), filepath.Join(dir, "nope"), true, "not a directory"},
+		{"helper crashes", script("crash", `echo "Traceback: boom" >&2; exit 1`), dir, false, "Traceback: boom"},
+		{"garbage on stdout", script("garbage", `echo "not json"`), dir, false, "bad output line"},
+		{"no template record", script("silent", "exit 0"), dir, false, "no template record"},
+		{"interpreter missing", filepath.Join(dir, "no-python"), dir, false, "starting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Check(context.Background(), Options{Train: train, Tokenizer: &PythonTokenCounter{Python: tt.python, Dir: tt.tokDir}})
+			if err == nil || errors.Is(err, ErrInput) != tt.input || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("got %v, want ErrInput=%v mentioning %q", err, tt.input, tt.msg)
+			}
+		})
+	}
 }
