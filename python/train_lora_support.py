@@ -315,8 +315,26 @@ def remove_checkpoint(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def fsync_tree(path):
+    """Flush a directory's files and entries to disk, so that the marker written after them
+    can never survive a crash or power loss that the checkpoint's own files did not."""
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def mark_complete(ckpt_dir, step, eval_loss_before, resolved_sha256):
     """Write the marker that makes a checkpoint count: last, and atomically."""
+    fsync_tree(ckpt_dir)
     write_json_atomic(os.path.join(ckpt_dir, MARKER), {
         "step": step,
         "time": now_rfc3339(),
