@@ -29,13 +29,14 @@ type SplitOptions struct {
 
 // SplitResult says what Split wrote, or (Errors non-empty) why it wrote nothing.
 type SplitResult struct {
-	Train, Eval   string
-	TrainExamples int
-	EvalExamples  int
+	Train         string `json:"train"`
+	Eval          string `json:"eval"`
+	TrainExamples int    `json:"train_examples"`
+	EvalExamples  int    `json:"eval_examples"`
 	// Groups counts the distinct prompts: examples sharing one always land together.
-	Groups      int
-	Errors      []LineError
-	ErrorsTotal int
+	Groups      int         `json:"groups"`
+	Errors      []LineError `json:"errors"`
+	ErrorsTotal int         `json:"errors_total"`
 }
 
 // Split divides a valid chat JSONL file into train and eval files. The assignment depends
@@ -51,8 +52,9 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 		opts.MaxListed = DefaultMaxListed
 	}
 	res := &SplitResult{
-		Train: filepath.Join(opts.OutDir, "train.jsonl"),
-		Eval:  filepath.Join(opts.OutDir, "eval.jsonl"),
+		Train:  filepath.Join(opts.OutDir, "train.jsonl"),
+		Eval:   filepath.Join(opts.OutDir, "eval.jsonl"),
+		Errors: []LineError{},
 	}
 	if !opts.Force {
 		for _, p := range []string{res.Train, res.Eval} {
@@ -77,8 +79,12 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 		}
 		return nil
 	})
-	if err != nil || res.ErrorsTotal > 0 {
-		return res, err
+	if err != nil {
+		return nil, err
+	}
+	if res.ErrorsTotal > 0 {
+		res.Train, res.Eval = "", "" // nothing written
+		return res, nil
 	}
 	res.Groups = len(groups)
 	if total < 2 {
