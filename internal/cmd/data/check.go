@@ -141,7 +141,7 @@ func checkRun(opts *CheckOptions) error {
 	return nil
 }
 
-// describeErrors is the one-line verdict of a report.
+// describe is the one-line verdict of a report.
 func describe(rep *dataset.Report) string {
 	s := fmt.Sprintf("%s examples", thousands(int64(rep.Examples)))
 	if rep.EvalFile != "" && rep.Stats.Eval != nil {
