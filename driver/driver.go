@@ -163,3 +163,22 @@ type OptionError struct {
 }
 
 func (e *OptionError) Error() string { return e.Key + ": " + e.Message }
+
+// Launch is one start of a task by its driver. A driver that relaunches a task under
+// one handle (a Slurm job requeued after preemption or a time-limit checkpoint)
+// reports each, so the run's history shows every attempt.
+type Launch struct {
+	ID        string    `json:"id"`
+	Node      string    `json:"node,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+	ExitCode  *int      `json:"exit_code,omitempty"`
+	Signal    string    `json:"signal,omitempty"`
+	Requeued  bool      `json:"requeued,omitempty"`
+}
+
+// HistoryReader is implemented by drivers that relaunch tasks themselves; History
+// reads the launches recorded in the run directory.
+type HistoryReader interface {
+	History(runDir string) ([]Launch, error)
+}

@@ -112,6 +112,8 @@ type Attempt struct {
 	State      State              `json:"state"`
 	Exit       *driver.ExitResult `json:"exit,omitempty"`
 	Note       string             `json:"note,omitempty"`
+	// Launches are the driver's own relaunches within this attempt (Slurm requeues).
+	Launches []driver.Launch `json:"launches,omitempty"`
 }
 
 // Result is the outcome of a completed run.

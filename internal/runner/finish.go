@@ -124,7 +124,30 @@ func stateFromEnd(status string) run.State {
 
 // record writes the outcome into the manifest.
 func (a *Active) record(o *Outcome) error {
+	foldHistory(a.Driver, a.Dir, a.Manifest)
 	return recordOutcome(a.Dir, a.Manifest, o, a.Started)
+}
+
+// foldHistory copies a relaunching driver's launches (Slurm requeues) into the
+// current attempt, so the run's history shows each of them.
+func foldHistory(d driver.Driver, dir string, m *run.Manifest) {
+	hr, ok := d.(driver.HistoryReader)
+	last := m.LastAttempt()
+	if !ok || last == nil {
+		return
+	}
+	launches, err := hr.History(dir)
+	if err != nil {
+		return
+	}
+	// attempts.jsonl spans the run; keep the launches of this attempt only.
+	var mine []driver.Launch
+	for _, l := range launches {
+		if !l.StartedAt.Before(last.StartedAt.Add(-time.Minute)) {
+			mine = append(mine, l)
+		}
+	}
+	last.Launches = mine
 }
 
 func recordOutcome(dir string, m *run.Manifest, o *Outcome, started time.Time) error {

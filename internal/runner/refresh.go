@@ -73,5 +73,6 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 			m.Versions, m.Device = e.Versions, e.Device
 		}
 	}
+	foldHistory(d, dir, m)
 	return m, recordOutcome(dir, m, o, m.StartedAt)
 }
