@@ -10,6 +10,7 @@ import (
 	"github.com/loractl/loractl/internal/cmd/logs"
 	plancmd "github.com/loractl/loractl/internal/cmd/plan"
 	"github.com/loractl/loractl/internal/cmd/render"
+	"github.com/loractl/loractl/internal/cmd/reproduce"
 	"github.com/loractl/loractl/internal/cmd/runs"
 	"github.com/loractl/loractl/internal/cmd/stop"
 	sweepcmd "github.com/loractl/loractl/internal/cmd/sweep"
@@ -26,6 +27,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
