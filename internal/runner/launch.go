@@ -256,5 +256,6 @@ func supersede(store *run.Store, id string) error {
 		return err
 	}
 	defer lock.Unlock()
-	return os.Rename(store.Dir(id), filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405")))
+	// Nanoseconds: a sweep may restart a fast-failing point twice within a second.
+	return os.Rename(store.Dir(id), filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405.000000000")))
 }
