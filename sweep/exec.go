@@ -285,7 +285,7 @@ func (x *Executor) finish(j *job, state run.State, msg string) (retry bool) {
 	case run.StateCompleted:
 		x.say(j, "completed", x.resultLine(j.id()))
 	case run.StateFailed:
-		note := fmt.Sprintf(" (failure %d of %d allowed", j.ps.Failures, retries+1)
+		note := fmt.Sprintf(" (try %d of %d", j.ps.Failures, retries+1)
 		if retry {
 			note += "; retrying)"
 		} else {
