@@ -2,6 +2,7 @@ package container
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -79,6 +80,13 @@ func TestHandleDecodeRefusesForeignAndBrokenHandles(t *testing.T) {
 }
 
 func TestEndpointEnvIsCaptured(t *testing.T) {
+	// Start from none set (the engine tests set some); t.Setenv restores them after.
+	for _, vars := range endpointVars {
+		for _, k := range vars {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
 	t.Setenv("DOCKER_HOST", "unix:///tmp/x.sock")
 	t.Setenv("CONTAINERS_STORAGE_CONF", "/tmp/storage.conf")
 	if got := endpointEnv(Docker); len(got) != 1 || got["DOCKER_HOST"] != "unix:///tmp/x.sock" {

@@ -175,8 +175,8 @@ func TestEngineTrainerEndToEnd(t *testing.T) {
 		if err != nil || !res.Successful() {
 			t.Fatalf("resumed run = %+v, %v\n%s", res, err, tail(t, task.LogPath))
 		}
-		t.Logf("%s: resumed run completed in %.1fs", e.d.engine, time.Since(began).Seconds())
 		evs := readEvents(t, runDir)
+		t.Logf("%s: resumed run completed in %.1fs (%s)", e.d.engine, time.Since(began).Seconds(), phases(evs))
 		if st := lastOf(evs, "start"); st == nil || st["resume_step"] == nil || st["resume_step"].(float64) <= 0 {
 			t.Errorf("the second start did not resume: %v", st)
 		}
@@ -258,6 +258,30 @@ func waitEvent(t *testing.T, runDir, typ string, within time.Duration) map[strin
 	}
 	t.Fatalf("no %q event within %v\n%s", typ, within, tail(t, filepath.Join(runDir, "train.log")))
 	return nil
+}
+
+// phases summarises the last attempt's timing from its events: start to first step,
+// and the steps' rate, to tell a slow start (imports) from slow training.
+func phases(evs []map[string]any) string {
+	var start, first, last time.Time
+	var steps float64
+	for _, ev := range evs {
+		ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"]))
+		switch ev["type"] {
+		case "start":
+			start, first, steps = ts, time.Time{}, 0
+		case "log":
+			if first.IsZero() {
+				first = ts
+			}
+			last = ts
+			steps++
+		}
+	}
+	if start.IsZero() || first.IsZero() || steps < 2 {
+		return "no step timing"
+	}
+	return fmt.Sprintf("start to first step %.1fs, %.0f steps at %.0f ms/step", first.Sub(start).Seconds(), steps, last.Sub(first).Seconds()*1000/(steps-1))
 }
 
 // tail is the end of a log, for failure messages.
