@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -96,17 +97,17 @@ func runArgs(engine Engine, o *Options, task *driver.Task, who invoker) ([]strin
 	// Docker's `stop` and a daemon shutdown send the image's STOPSIGNAL; pin SIGTERM (the
 	// trainer checkpoints on it) and give it the configured grace either way.
 	a = append(a, "--stop-signal", "SIGTERM", "--stop-timeout", seconds(time.Duration(o.StopGrace)))
-	gpuArgs, err := gpuArgs(engine, o.GPURequest, task.GPUs)
+	gpuFlags, gpuEnv, err := gpuArgs(engine, o.GPURequest, task.GPUs)
 	if err != nil {
 		return nil, err
 	}
-	a = append(a, gpuArgs...)
+	a = append(a, gpuFlags...)
 
 	a = append(a, "--workdir", runDir)
 	for _, m := range mounts(runDir, append(append([]string(nil), task.ReadOnly...), o.ReadOnly...)) {
 		a = append(a, "--mount", m)
 	}
-	env, err := envArgs(task, o)
+	env, err := envArgs(task, o, gpuEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +156,17 @@ func checkTask(task *driver.Task) error {
 	return nil
 }
 
-// gpuArgs requests exactly the task's GPUs. Inside the container they are renumbered
-// from 0, so the driver also overrides CUDA_VISIBLE_DEVICES (see envArgs).
-func gpuArgs(engine Engine, request string, gpus []int) ([]string, error) {
+// gpuArgs requests exactly the task's GPUs, and returns the GPU variables the trainer
+// must see. Inside the container the GPUs are numbered from 0, so CUDA_VISIBLE_DEVICES
+// is rewritten. NVIDIA_VISIBLE_DEVICES is always set: CUDA base images carry
+// NVIDIA_VISIBLE_DEVICES=all, and on hosts whose default runtime is nvidia that alone
+// would hand the container every GPU. It names the requested devices for --gpus, and
+// is "void" (no GPU from the nvidia runtime) with CDI, which injects devices itself,
+// and for CPU runs.
+func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]string, error) {
+	env := map[string]string{"NVIDIA_VISIBLE_DEVICES": "void"}
 	if len(gpus) == 0 {
-		return nil, nil
+		return nil, env, nil
 	}
 	if request == GPURequestAuto {
 		request = GPURequestFlag
@@ -168,24 +175,28 @@ func gpuArgs(engine Engine, request string, gpus []int) ([]string, error) {
 		}
 	}
 	ids := make([]string, len(gpus))
+	inside := make([]string, len(gpus))
 	for i, g := range gpus {
 		ids[i] = strconv.Itoa(g)
+		inside[i] = strconv.Itoa(i)
 	}
+	env["CUDA_VISIBLE_DEVICES"] = strings.Join(inside, ",")
 	if request == GPURequestCDI {
 		var a []string
 		for _, id := range ids {
 			a = append(a, "--device", "nvidia.com/gpu="+id)
 		}
-		return a, nil
+		return a, env, nil
 	}
 	if engine == Podman {
-		return nil, fmt.Errorf("podman has no --gpus flag: use gpu_request cdi")
+		return nil, nil, fmt.Errorf("podman has no --gpus flag: use gpu_request cdi")
 	}
+	env["NVIDIA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
 	// --gpus is parsed as CSV: several devices need the value itself quoted.
 	if len(ids) == 1 {
-		return []string{"--gpus", "device=" + ids[0]}, nil
+		return []string{"--gpus", "device=" + ids[0]}, env, nil
 	}
-	return []string{"--gpus", `"device=` + strings.Join(ids, ",") + `"`}, nil
+	return []string{"--gpus", `"device=` + strings.Join(ids, ",") + `"`}, env, nil
 }
 
 // mounts bind-mounts the run dir read-write and every read-only path read-only, each at
@@ -208,8 +219,9 @@ func mounts(runDir string, readOnly []string) []string {
 // envArgs passes the task's values as -e K=V and every secret by name only (-e NAME):
 // the engine copies the value from the controller's environment, so it appears in no
 // argv, script, manifest or log. HOME points at /tmp because the --user uid usually has
-// no home in the image, and Python libraries write caches under it.
-func envArgs(task *driver.Task, o *Options) ([]string, error) {
+// no home in the image, and Python libraries write caches under it. gpuEnv (from
+// gpuArgs) overrides the task's values: GPU visibility is the driver's to decide.
+func envArgs(task *driver.Task, o *Options, gpuEnv map[string]string) ([]string, error) {
 	vals := map[string]string{}
 	if !slices.Contains(task.PassEnv, "HOME") && !slices.Contains(o.Env, "HOME") {
 		vals["HOME"] = "/tmp"
@@ -223,15 +235,8 @@ func envArgs(task *driver.Task, o *Options) ([]string, error) {
 		}
 		vals[k] = v
 	}
-	if len(task.GPUs) > 0 {
-		ids := make([]string, len(task.GPUs))
-		for i := range task.GPUs {
-			ids[i] = strconv.Itoa(i)
-		}
-		vals["CUDA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
-	} else {
-		delete(vals, "CUDA_VISIBLE_DEVICES")
-	}
+	delete(vals, "CUDA_VISIBLE_DEVICES")
+	maps.Copy(vals, gpuEnv)
 	keys := make([]string, 0, len(vals))
 	for k := range vals {
 		keys = append(keys, k)
@@ -248,6 +253,9 @@ func envArgs(task *driver.Task, o *Options) ([]string, error) {
 		}
 		if seen[name] {
 			continue
+		}
+		if _, ok := gpuEnv[name]; ok || name == "CUDA_VISIBLE_DEVICES" {
+			return nil, fmt.Errorf("variable %s cannot be passed through: the driver sets GPU visibility", name)
 		}
 		if _, ok := vals[name]; ok {
 			return nil, fmt.Errorf("variable %s is both set and passed through by name", name)

@@ -57,7 +57,7 @@ func TestRunArgsFull(t *testing.T) {
 		"--mount", "type=bind,source=/runs/20261128-quick-ab12,target=/runs/20261128-quick-ab12",
 		"--mount", "type=bind,source=/data,target=/data,readonly",
 		"--mount", "type=bind,source=/models/tiny,target=/models/tiny,readonly",
-		"--env", "HF_HUB_OFFLINE=1", "--env", "HOME=/tmp",
+		"--env", "HF_HUB_OFFLINE=1", "--env", "HOME=/tmp", "--env", "NVIDIA_VISIBLE_DEVICES=void",
 		"--env", "HF_TOKEN", "--env", "WANDB_API_KEY",
 		"loractl-trainer:1",
 		"sh", "-c", launchScript, scriptName, "/runs/20261128-quick-ab12/train.log",
@@ -84,17 +84,17 @@ func TestRunArgsCases(t *testing.T) {
 		{
 			name: "docker one GPU", engine: Docker, who: invoker{0, 0},
 			edit: func(tk *driver.Task) { tk.GPUs = []int{3} },
-			want: [][]string{{"--gpus", "device=3"}, {"--env", "CUDA_VISIBLE_DEVICES=0"}},
+			want: [][]string{{"--gpus", "device=3"}, {"--env", "CUDA_VISIBLE_DEVICES=0"}, {"--env", "NVIDIA_VISIBLE_DEVICES=3"}},
 		},
 		{
 			name: "docker several GPUs are CSV-quoted", engine: Docker,
 			edit: func(tk *driver.Task) { tk.GPUs = []int{1, 2} },
-			want: [][]string{{"--gpus", `"device=1,2"`}, {"--env", "CUDA_VISIBLE_DEVICES=0,1"}},
+			want: [][]string{{"--gpus", `"device=1,2"`}, {"--env", "CUDA_VISIBLE_DEVICES=0,1"}, {"--env", "NVIDIA_VISIBLE_DEVICES=1,2"}},
 		},
 		{
 			name: "docker CDI on request", engine: Docker, opts: `{"gpu_request":"cdi"}`,
 			edit: func(tk *driver.Task) { tk.GPUs = []int{0, 5} },
-			want: [][]string{{"--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=5"}},
+			want: [][]string{{"--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=5"}, {"--env", "CUDA_VISIBLE_DEVICES=0,1"}, {"--env", "NVIDIA_VISIBLE_DEVICES=void"}},
 		},
 		{
 			name: "podman uses CDI", engine: Podman,
@@ -102,9 +102,10 @@ func TestRunArgsCases(t *testing.T) {
 			want: [][]string{{"--device", "nvidia.com/gpu=2"}, {"--label", "io.loractl.driver=podman"}},
 		},
 		{
-			name: "no GPUs: no device flags and the host's CUDA_VISIBLE_DEVICES is dropped", engine: Docker,
-			edit:    func(tk *driver.Task) { tk.Env["CUDA_VISIBLE_DEVICES"] = "7" },
-			notWant: []string{"--gpus", "--device", "CUDA_VISIBLE_DEVICES=7"},
+			name: "no GPUs: no device flags, no GPU from a default nvidia runtime, the host's CUDA_VISIBLE_DEVICES dropped", engine: Docker,
+			edit:    func(tk *driver.Task) { tk.Env["CUDA_VISIBLE_DEVICES"] = "7"; tk.Env["NVIDIA_VISIBLE_DEVICES"] = "all" },
+			want:    [][]string{{"--env", "NVIDIA_VISIBLE_DEVICES=void"}},
+			notWant: []string{"--gpus", "--device", "CUDA_VISIBLE_DEVICES=7", "NVIDIA_VISIBLE_DEVICES=all"},
 		},
 		{
 			name: "GPU renumbering overrides a host CUDA_VISIBLE_DEVICES", engine: Docker,
@@ -208,6 +209,8 @@ func TestRunArgsHostile(t *testing.T) {
 		{name: "NUL in an argument", edit: func(tk *driver.Task) { tk.Command = append(tk.Command, "a\x00b") }, want: "NUL"},
 		{name: "log outside the run dir", edit: func(tk *driver.Task) { tk.LogPath = "/etc/passwd" }, want: "not inside the run dir"},
 		{name: "log via ..", edit: func(tk *driver.Task) { tk.LogPath = tk.RunDir + "/../x.log" }, want: "not inside the run dir"},
+		{name: "GPU visibility passed by name", edit: func(tk *driver.Task) { tk.PassEnv = []string{"NVIDIA_VISIBLE_DEVICES"} }, want: "driver sets GPU visibility"},
+		{name: "CUDA devices passed by name", edit: func(tk *driver.Task) { tk.PassEnv = []string{"CUDA_VISIBLE_DEVICES"} }, want: "driver sets GPU visibility"},
 		{name: "negative GPU", edit: func(tk *driver.Task) { tk.GPUs = []int{-1} }, want: "negative"},
 		{name: "empty command", edit: func(tk *driver.Task) { tk.Command = nil }, want: "empty command"},
 		{name: "podman with the --gpus flag", opts: `{"gpu_request":"flag"}`, edit: func(tk *driver.Task) { tk.GPUs = []int{0} }, want: "podman has no --gpus"},
