@@ -230,13 +230,29 @@ func (d *Driver) Inspect(ctx context.Context, h *driver.Handle) (*driver.Status,
 // run manifest. It identifies the exact image bytes even for images built locally and
 // never pushed (which have no registry digest).
 func (d *Driver) ImageDigest(ctx context.Context, image string) (string, error) {
+	return d.imageID(ctx, d.binary, image)
+}
+
+// TaskImage returns the image a task would run (its image option, or DefaultImage) and
+// that image's ImageDigest, using the task's engine binary: what the run manifest
+// records about the container.
+func (d *Driver) TaskImage(ctx context.Context, task *driver.Task) (image, digest string, err error) {
+	o, err := DecodeOptions(task.Options)
+	if err != nil {
+		return "", "", err
+	}
+	digest, err = d.imageID(ctx, d.binaryFor(o), o.Image)
+	return o.Image, digest, err
+}
+
+func (d *Driver) imageID(ctx context.Context, binary, image string) (string, error) {
 	if image == "" {
 		image = DefaultImage
 	}
 	if !imageRe.MatchString(image) {
 		return "", fmt.Errorf("%q is not an image reference", image)
 	}
-	st := &handleState{Engine: d.engine, Binary: d.binary}
+	st := &handleState{Engine: d.engine, Binary: binary}
 	out, err := st.run(ctx, "image", "inspect", "--format", "{{.Id}}", image)
 	if err != nil {
 		return "", err

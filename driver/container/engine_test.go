@@ -522,6 +522,11 @@ func TestEngineImageDigest(t *testing.T) {
 		if _, err := e.d.ImageDigest(testCtx(t), "loractl-no-such-image:1"); err == nil {
 			t.Error("ImageDigest of a missing image succeeded")
 		}
+		task := shellTask(t, e, "exit 0", nil)
+		name, digest, err := e.d.TaskImage(testCtx(t), task)
+		if err != nil || name != image || digest != got {
+			t.Errorf("TaskImage = %s, %s, %v; want %s, %s", name, digest, err, image, got)
+		}
 	})
 }
 
