@@ -17,12 +17,12 @@ mkdir -p bin
 go build -o bin/loractl ./cmd/loractl
 
 echo "== tiny model from the sample data" >&2
-"$LORACTL_PYTHON" python/make_tiny_model.py .quickstart/model \
+"$LORACTL_PYTHON" python/make_tiny_model.py .quickstart/model --hidden 64 --intermediate 128 \
   --data examples/data/train.jsonl --data examples/data/eval.jsonl >&2
 
 echo "== data check" >&2
 bin/loractl data check examples/data/train.jsonl --eval examples/data/eval.jsonl \
-  --system-prompt @examples/data/system_prompt.txt --tokenizer .quickstart/model --max-length 256
+  --system-prompt @examples/data/system_prompt.txt --tokenizer .quickstart/model --max-length 128
 
 echo "== train" >&2
 # --force: running the quickstart again trains again (the previous run is kept aside).
