@@ -1,6 +1,8 @@
 package container
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/loractl/loractl/driver"
@@ -20,6 +22,14 @@ func TestContract(t *testing.T) {
 			}
 			return d
 		}
+		// The suite leaves its exited containers behind, as the driver does for runs.
+		t.Cleanup(func() {
+			st := &handleState{Engine: e.d.engine, Binary: e.d.binary}
+			out, _ := st.run(context.Background(), "ps", "--all", "--quiet", "--filter", "name=loractl-drivertest-")
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				_, _ = st.run(context.Background(), append([]string{"rm", "--force"}, ids...)...)
+			}
+		})
 		t.Run("direct", func(t *testing.T) { drivertest.Run(t, factory, opts) })
 		t.Run("grpc", func(t *testing.T) { drivertest.Run(t, drivertest.OverGRPC(factory), opts) })
 	})
