@@ -50,6 +50,9 @@ type invoker struct{ uid, gid int }
 // runArgs builds the engine argv after the binary ("run", "-d", ...) for a task.
 // It is pure: no file system or engine access, so Render shows exactly what Start runs.
 func runArgs(engine Engine, o *Options, task *driver.Task, who invoker) ([]string, error) {
+	if err := o.checkEngine(engine); err != nil {
+		return nil, err
+	}
 	if err := checkTask(task); err != nil {
 		return nil, err
 	}
@@ -187,9 +190,6 @@ func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]st
 			a = append(a, "--device", "nvidia.com/gpu="+id)
 		}
 		return a, env, nil
-	}
-	if engine == Podman {
-		return nil, nil, fmt.Errorf("podman has no --gpus flag: use gpu_request cdi")
 	}
 	env["NVIDIA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
 	// --gpus is parsed as CSV: several devices need the value itself quoted.

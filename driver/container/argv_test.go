@@ -193,10 +193,11 @@ func containsRun(s, sub []string) bool {
 // argv elements, verbatim: nothing is ever parsed by a shell on the host.
 func TestRunArgsHostile(t *testing.T) {
 	refused := []struct {
-		name string
-		edit func(*driver.Task)
-		opts string
-		want string
+		name   string
+		engine Engine
+		edit   func(*driver.Task)
+		opts   string
+		want   string
 	}{
 		{name: "run id with shell text", edit: func(tk *driver.Task) { tk.RunID = "x; rm -rf /" }, want: "cannot name a container"},
 		{name: "run id looking like a flag", edit: func(tk *driver.Task) { tk.RunID = "-rm" }, want: "cannot name a container"},
@@ -213,13 +214,20 @@ func TestRunArgsHostile(t *testing.T) {
 		{name: "CUDA devices passed by name", edit: func(tk *driver.Task) { tk.PassEnv = []string{"CUDA_VISIBLE_DEVICES"} }, want: "driver sets GPU visibility"},
 		{name: "negative GPU", edit: func(tk *driver.Task) { tk.GPUs = []int{-1} }, want: "negative"},
 		{name: "empty command", edit: func(tk *driver.Task) { tk.Command = nil }, want: "empty command"},
-		{name: "podman with the --gpus flag", opts: `{"gpu_request":"flag"}`, edit: func(tk *driver.Task) { tk.GPUs = []int{0} }, want: "podman has no --gpus"},
+		{name: "init path on docker", engine: Docker, opts: `{"init_path":"/usr/bin/tini"}`, want: "podman only"},
+		{name: "podman with the --gpus flag", opts: `{"gpu_request":"flag"}`, edit: func(tk *driver.Task) { tk.GPUs = []int{0} }, want: "podman has no --gpus flag"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			task := baseTask()
-			tt.edit(task)
-			_, err := runArgs(Podman, mustOptions(t, tt.opts), task, invoker{})
+			if tt.edit != nil {
+				tt.edit(task)
+			}
+			engine := tt.engine
+			if engine == "" {
+				engine = Podman
+			}
+			_, err := runArgs(engine, mustOptions(t, tt.opts), task, invoker{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.want)
 			}

@@ -129,6 +129,30 @@ func DecodeOptions(raw json.RawMessage) (*Options, error) {
 	return &o, nil
 }
 
+// DecodeOptionsFor is DecodeOptions plus the checks that depend on the engine: the
+// config layer validates a "docker:" or "podman:" section with it.
+func DecodeOptionsFor(engine Engine, raw json.RawMessage) (*Options, error) {
+	o, err := DecodeOptions(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkEngine(engine); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// checkEngine refuses options the engine's CLI has no flag for.
+func (o *Options) checkEngine(engine Engine) error {
+	switch {
+	case engine == Docker && o.InitPath != "":
+		return &driver.OptionError{Key: "init_path", Message: "podman only: docker's init binary is the daemon's setting (dockerd --init-path)"}
+	case engine == Podman && o.GPURequest == GPURequestFlag:
+		return &driver.OptionError{Key: "gpu_request", Message: "podman has no --gpus flag: use cdi (or auto)"}
+	}
+	return nil
+}
+
 // decodeError turns encoding/json's errors into OptionErrors naming the key.
 func decodeError(err error) error {
 	var te *json.UnmarshalTypeError

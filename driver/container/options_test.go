@@ -107,3 +107,27 @@ func TestSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeOptionsForEngine(t *testing.T) {
+	tests := []struct {
+		engine Engine
+		raw    string
+		key    string
+	}{
+		{Docker, `{"init_path": "/usr/bin/tini"}`, "init_path"},
+		{Podman, `{"gpu_request": "flag"}`, "gpu_request"},
+		{Podman, `{"init_path": "/usr/bin/tini"}`, ""},
+		{Docker, `{"gpu_request": "flag"}`, ""},
+		{Docker, `{"gpu_request": "cdi"}`, ""},
+	}
+	for _, tt := range tests {
+		_, err := DecodeOptionsFor(tt.engine, json.RawMessage(tt.raw))
+		var oe *driver.OptionError
+		switch {
+		case tt.key == "" && err != nil:
+			t.Errorf("%s %s: %v", tt.engine, tt.raw, err)
+		case tt.key != "" && (!errors.As(err, &oe) || oe.Key != tt.key):
+			t.Errorf("%s %s: error %v, want an OptionError for %s", tt.engine, tt.raw, err, tt.key)
+		}
+	}
+}
