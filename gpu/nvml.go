@@ -84,6 +84,7 @@ type nvmlDevice struct {
 	h     nvml.Device
 }
 
+// Index is the NVML index.
 func (d *nvmlDevice) Index() int { return d.index }
 
 // memory prefers the v2 query: on recent drivers v1's "used" includes memory the
@@ -105,6 +106,7 @@ func optional(ret nvml.Return) bool {
 	return ret == nvml.ERROR_NOT_SUPPORTED || ret == nvml.ERROR_NOT_FOUND
 }
 
+// Info reads identity, memory, utilisation, MIG state and processes.
 func (d *nvmlDevice) Info() (Info, error) {
 	info := Info{Index: d.index, Processes: []Process{}}
 	var ret nvml.Return
@@ -178,6 +180,7 @@ func migDevices(h nvml.Device) ([]MIGDevice, error) {
 	return out, nil
 }
 
+// Sample reads memory used, utilisation, power and temperature.
 func (d *nvmlDevice) Sample() (Sample, error) {
 	s := Sample{Index: d.index}
 	var err error

@@ -72,9 +72,7 @@ func builtin(name string) *Arch {
 	if !ok {
 		return nil
 	}
-	tied := a.Tied
 	a.familyTraits()
-	a.Tied = tied
 	a.Source = "built-in table (" + key + ")"
 	return &a
 }

@@ -79,6 +79,7 @@ type NoFitError struct {
 	Waited time.Duration
 }
 
+// Error names the need, the best GPU's free memory and the ways out.
 func (e *NoFitError) Error() string {
 	msg := fmt.Sprintf("the run needs about %s of GPU memory but GPU %d (%s) has %s free",
 		gpu.FormatBytes(e.Need), e.Best.Index, e.Best.Name, gpu.FormatBytes(e.Best.Free))
