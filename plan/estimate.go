@@ -476,7 +476,7 @@ func (r Run) Estimate() (*Estimate, error) {
 		// its recomputed activations and working memory.
 		atLoss = ckpt + fixed + loss
 		atBackward = ckpt + fixed + layer + work
-		actDetail = fmt.Sprintf("checkpointed: %d layer inputs of %s", L, human(n*h*wb))
+		actDetail = fmt.Sprintf("checkpointed: %d layer inputs of %s", L, humanBytes(n*h*wb))
 	} else {
 		atLoss = L*layer + fixed + loss
 		atBackward = L*layer + fixed + work
