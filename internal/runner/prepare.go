@@ -45,7 +45,7 @@ func Prepare(cfg *config.Config) (*Prepared, error) {
 		if f.path == "" {
 			continue
 		}
-		sum, n, err := run.HashFile(f.path)
+		sum, n, err := hashFileCached(f.path)
 		if err != nil {
 			return nil, fmt.Errorf("hash %s data: %w", f.role, err)
 		}
@@ -83,7 +83,7 @@ func newManifest(p *Prepared, driverName string) *run.Manifest {
 		Data:       p.Data,
 		Trainer:    p.Trainer,
 		Seed:       p.Config.Resolved.Train.Seed,
-		Git:        gitInfo(p.Config.Dir),
+		Git:        gitInfoCached(p.Config.Dir),
 		Host:       hostInfo(),
 		Driver:     driverName,
 	}
