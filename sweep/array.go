@@ -14,10 +14,15 @@ import (
 // all n launches have reached it, then StartArray submits them together and each
 // launch gets its own handle back. A launch that fails before it reaches Start
 // withdraws, so the others are never left waiting.
+//
+// Launches hold a slot of sem while they write their run dirs, and give it up while
+// they wait in Start: a thousand goroutines creating files in one runs directory at
+// once spend their time contending for it in the kernel.
 type batch struct {
 	driver.Driver
 	arr         driver.ArraySubmitter
 	maxParallel int
+	sem         chan struct{}
 
 	mu      sync.Mutex
 	left    int // launches that have neither called Start nor withdrawn
@@ -36,9 +41,19 @@ type startResult struct {
 func newBatch(d driver.Driver, n, maxParallel int) *batch {
 	return &batch{
 		Driver: d, arr: d.(driver.ArraySubmitter), maxParallel: maxParallel, left: n,
+		sem:    make(chan struct{}, launchConcurrency),
 		called: map[string]bool{}, fresh: map[*driver.Handle]bool{},
 	}
 }
+
+// launchConcurrency is how many launches write their run dirs at once: enough to
+// keep the disk's journal committing many fsyncs together, few enough that they do
+// not queue on the runs directory's lock (measured with bench/sweep).
+const launchConcurrency = 16
+
+// acquire and release bracket a launch's file work (see batch).
+func (b *batch) acquire() { b.sem <- struct{}{} }
+func (b *batch) release() { <-b.sem }
 
 // Start queues the task and blocks until the array holding it is submitted.
 func (b *batch) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
@@ -50,6 +65,8 @@ func (b *batch) Start(ctx context.Context, t *driver.Task) (*driver.Handle, erro
 	b.left--
 	last := b.left == 0
 	b.mu.Unlock()
+	b.release()
+	defer b.acquire()
 	if last {
 		b.submit(ctx)
 	}

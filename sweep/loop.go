@@ -151,7 +151,9 @@ func (x *Executor) submit(ctx context.Context, jobs []*job) (submitted, retry []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			b.acquire()
 			a, err := x.launch(ctx, j, b, Slot{}, false)
+			b.release()
 			if err != nil {
 				b.withdraw(ctx, j.id())
 				mu.Lock()
