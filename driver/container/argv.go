@@ -100,10 +100,7 @@ func runArgs(engine Engine, o *Options, task *driver.Task, who invoker) ([]strin
 	// Docker's `stop` and a daemon shutdown send the image's STOPSIGNAL; pin SIGTERM (the
 	// trainer checkpoints on it) and give it the configured grace either way.
 	a = append(a, "--stop-signal", "SIGTERM", "--stop-timeout", seconds(time.Duration(o.StopGrace)))
-	gpuFlags, gpuEnv, err := gpuArgs(engine, o.GPURequest, task.GPUs)
-	if err != nil {
-		return nil, err
-	}
+	gpuFlags, gpuEnv := gpuArgs(engine, o.GPURequest, task.GPUs)
 	a = append(a, gpuFlags...)
 
 	a = append(a, "--workdir", runDir)
@@ -166,10 +163,10 @@ func checkTask(task *driver.Task) error {
 // would hand the container every GPU. It names the requested devices for --gpus, and
 // is "void" (no GPU from the nvidia runtime) with CDI, which injects devices itself,
 // and for CPU runs.
-func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]string, error) {
+func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]string) {
 	env := map[string]string{"NVIDIA_VISIBLE_DEVICES": "void"}
 	if len(gpus) == 0 {
-		return nil, env, nil
+		return nil, env
 	}
 	if request == GPURequestAuto {
 		request = GPURequestFlag
@@ -189,14 +186,14 @@ func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]st
 		for _, id := range ids {
 			a = append(a, "--device", "nvidia.com/gpu="+id)
 		}
-		return a, env, nil
+		return a, env
 	}
 	env["NVIDIA_VISIBLE_DEVICES"] = strings.Join(ids, ",")
 	// --gpus is parsed as CSV: several devices need the value itself quoted.
 	if len(ids) == 1 {
-		return []string{"--gpus", "device=" + ids[0]}, env, nil
+		return []string{"--gpus", "device=" + ids[0]}, env
 	}
-	return []string{"--gpus", `"device=` + strings.Join(ids, ",") + `"`}, env, nil
+	return []string{"--gpus", `"device=` + strings.Join(ids, ",") + `"`}, env
 }
 
 // mounts bind-mounts the run dir read-write and every read-only path read-only, each at
