@@ -8,8 +8,12 @@ import (
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
+	"github.com/loractl/loractl/gpu"
+	"github.com/loractl/loractl/gpu/preflight"
+	plancmd "github.com/loractl/loractl/internal/cmd/plan"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/run"
 )
 
 // preLaunch runs the checks that must pass before anything is launched: the data
@@ -22,6 +26,58 @@ func (o *Options) preLaunch(ctx context.Context, cfg *config.Config, p *runner.P
 			return err
 		}
 	}
+	return o.preflight(ctx, cfg, lo)
+}
+
+// preflight estimates the run's peak GPU memory, picks the GPU (--gpu, the config's
+// gpu:, or the one with most free memory) and refuses with exit 3 when the run will
+// not fit, unless --force; --wait-gpu waits for memory to free up instead.
+func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
+	log := o.Factory.Log
+	index := cfg.GPU
+	if o.GPU >= 0 {
+		index = o.GPU
+	}
+	if index < 0 {
+		index = preflight.AnyGPU
+	}
+	est, dec, err := plancmd.Preflight(ctx, &cfg.Resolved, o.GPUManager(), preflight.Options{
+		GPU: index, Force: o.Force, Wait: o.WaitGPU, Poll: o.WaitPoll,
+		Status: o.Factory.IO.ErrOut, StatusTTY: o.Factory.IO.IsStderrTTY(),
+	})
+	if err != nil {
+		return err
+	}
+	if est != nil {
+		if lo.Estimate, err = json.Marshal(est); err != nil {
+			return err
+		}
+		o.estimate = est.PeakBytes
+	}
+	if dec.CPU {
+		if est != nil {
+			log.Info().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Msg("no NVIDIA GPU: training on the CPU")
+		}
+		return nil
+	}
+	if est == nil {
+		log.Warn().Msg("no memory estimate: the model's config.json is not available locally yet")
+	} else {
+		ev := log.Info().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Str("free", gpu.FormatBytes(dec.Free)).Int("gpu", dec.Index)
+		if dec.Forced {
+			ev = log.Warn().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Str("free", gpu.FormatBytes(dec.Free)).Int("gpu", dec.Index)
+		}
+		ev.Bool("fits", dec.Fits).Msg("GPU pre-flight")
+	}
+	if lo.Env == nil {
+		lo.Env = map[string]string{}
+	}
+	for k, v := range dec.Env() {
+		lo.Env[k] = v
+	}
+	lo.GPUs = []int{dec.Index}
+	lo.GPU = &run.GPUInfo{Index: dec.Index, Name: dec.Name, UUID: dec.UUID, MemoryBytes: dec.Total}
+	o.gpuIndex = dec.Index
 	return nil
 }
 

@@ -14,9 +14,8 @@ import (
 
 // forwardSignals passes the controller's SIGINT/SIGTERM to the trainer. The first asks
 // it to checkpoint and stop; a second is only acknowledged (killing the trainer while
-// it writes the checkpoint would lose the work); a third kills. The returned function
-// reports whether any signal arrived.
-func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal, log *zerolog.Logger) func() bool {
+// it writes the checkpoint would lose the work); a third kills.
+func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal, log *zerolog.Logger) {
 	var count atomic.Int32
 	go func() {
 		for {
@@ -46,7 +45,6 @@ func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal
 			}
 		}
 	}()
-	return func() bool { return count.Load() > 0 }
 }
 
 // resumeWatch checks that a resumed trainer really continues from the checkpoint's

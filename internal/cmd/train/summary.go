@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
@@ -26,7 +27,7 @@ type Result struct {
 }
 
 // summarise prints the outcome and returns the exit code as an error.
-func (o *Options) summarise(a *runner.Active, out *runner.Outcome, signalled bool) error {
+func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	m := a.Manifest
 	code := cmdutil.ExitOK
 	switch out.State {
@@ -60,6 +61,13 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome, signalled boo
 			fmt.Fprintf(w, "  verdict    do not adopt: the adapter does not beat the base model on the eval set\n")
 		}
 	}
+	if r := m.Result; r != nil && r.PeakReservedBytes > 0 {
+		line := fmt.Sprintf("  gpu memory peak %s reserved, %s allocated", gpu.FormatBytes(r.PeakReservedBytes), gpu.FormatBytes(r.PeakAllocatedBytes))
+		if o.estimate > 0 {
+			line += fmt.Sprintf(" (estimate %s, measured/estimate %.2f)", gpu.FormatBytes(o.estimate), float64(r.PeakReservedBytes)/float64(o.estimate))
+		}
+		fmt.Fprintln(w, line)
+	}
 	if res.AdapterPath != "" {
 		fmt.Fprintf(w, "  adapter    %s\n", res.AdapterPath)
 	}
@@ -78,7 +86,6 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome, signalled boo
 		}
 		fmt.Fprintf(w, "  log        %s/%s\n", a.Dir, run.LogFile)
 	}
-	_ = signalled
 	return exit(code)
 }
 

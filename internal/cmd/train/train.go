@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
@@ -29,13 +31,24 @@ type Options struct {
 	Detach        bool
 	JSON          bool
 	SkipDataCheck bool
+	// GPU is --gpu (-1: the config's gpu:, else the GPU with most free memory).
+	GPU int
+	// WaitGPU is --wait-gpu: how long to wait for enough free GPU memory.
+	WaitGPU time.Duration
+	// WaitPoll is how often --wait-gpu checks (default 5s); tests shorten it.
+	WaitPoll time.Duration
+	// GPUManager opens NVML; tests give a fake GPU.
+	GPUManager func() gpu.Manager
 	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
 	Signals chan os.Signal
+
+	estimate uint64 // the pre-flight's peak estimate, bytes (0: none)
+	gpuIndex int    // the GPU the run was placed on (-1: CPU)
 }
 
 // NewCmdTrain builds the train command.
 func NewCmdTrain(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{Factory: f}
+	opts := &Options{Factory: f, GPUManager: func() gpu.Manager { return gpu.NewNVML() }, gpuIndex: -1}
 	cmd := &cobra.Command{
 		Use:   "train [CONFIG]",
 		Short: "Validate a config, launch the trainer, stream progress, summarise the result",
@@ -65,7 +78,10 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 	fl := cmd.Flags()
 	fl.StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.learning_rate=1e-4 (repeatable)")
 	fl.StringVar(&opts.Resume, "resume", "", "continue RUN from its newest complete checkpoint")
-	fl.BoolVar(&opts.Force, "force", false, "train again a run id that already exists (the old run dir is kept aside)")
+	fl.BoolVar(&opts.Force, "force", false, "override a refusal: train again a run id that already exists (the old run dir is kept aside), or launch although the GPU pre-flight says it will not fit")
+	fl.IntVar(&opts.GPU, "gpu", -1, "GPU index to train on (default: the config's gpu:, else the one with most free memory)")
+	fl.DurationVar(&opts.WaitGPU, "wait-gpu", 0, "wait up to this long for enough free GPU memory instead of refusing (--wait-gpu alone: 24h)")
+	fl.Lookup("wait-gpu").NoOptDefVal = "24h"
 	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with `loractl logs -f`")
 	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
@@ -127,7 +143,8 @@ func trainRun(ctx context.Context, o *Options) error {
 
 	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
 	watch := &resumeWatch{want: a.ResumeStep}
-	interrupted := forwardSignals(ctx, a, sigs, &log)
+	forwardSignals(ctx, a, sigs, &log)
+	stopSampling := o.sampleGPU(ctx, a)
 	out, err := a.Wait(ctx, func(e *run.Event) {
 		prog.Event(e)
 		if msg := watch.check(e); msg != "" {
@@ -135,6 +152,7 @@ func trainRun(ctx context.Context, o *Options) error {
 			_ = a.Signal(ctx, "KILL")
 		}
 	})
+	stopSampling()
 	prog.Done()
 	if err != nil {
 		return cmdutil.Failed(err)
@@ -142,7 +160,7 @@ func trainRun(ctx context.Context, o *Options) error {
 	if watch.failed != "" {
 		return cmdutil.Failed(errors.New(watch.failed))
 	}
-	return o.summarise(a, out, interrupted())
+	return o.summarise(a, out)
 }
 
 // loadConfig loads the config to train: the one given, or for --resume the run's own

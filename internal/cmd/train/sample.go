@@ -1,0 +1,56 @@
+package train
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/loractl/loractl/gpu"
+	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/run"
+)
+
+// sampleGPU records the run's GPU (memory used, utilisation, power, temperature)
+// into events.jsonl every few seconds while the trainer runs, so the progress line,
+// `logs` and the manifest's reader see what the GPU did. It returns the stop function.
+func (o *Options) sampleGPU(ctx context.Context, a *runner.Active) func() {
+	if o.gpuIndex < 0 {
+		return func() {}
+	}
+	mgr, err := gpu.Open(o.GPUManager())
+	if err != nil || gpu.IsNone(mgr) {
+		return func() {}
+	}
+	devs, err := mgr.Devices()
+	var dev gpu.Device
+	for _, d := range devs {
+		if d.Index() == o.gpuIndex {
+			dev = d
+		}
+	}
+	if err != nil || dev == nil {
+		_ = mgr.Shutdown()
+		return func() {}
+	}
+	fh, err := os.OpenFile(filepath.Join(a.Dir, run.EventsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		_ = mgr.Shutdown()
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	s := &gpu.Sampler{Device: dev, Interval: gpu.DefaultSampleInterval, Emit: gpu.EventWriter(fh),
+		OnError: func(err error) { o.Factory.Log.Debug().Err(err).Msg("gpu sample") }}
+	go func() {
+		defer wg.Done()
+		s.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		fh.Close()
+		_ = mgr.Shutdown()
+	}
+}
