@@ -200,8 +200,11 @@ def build(args):
     write_json(os.path.join(args.out_dir, "generation_config.json"), {
         "eos_token_id": vocab[END], "pad_token_id": vocab[PAD],
     })
-    save_file(random_weights(args, len(vocab)), os.path.join(args.out_dir, "model.safetensors"),
-              metadata={"format": "pt"})
+    weights = os.path.join(args.out_dir, "model.safetensors")
+    save_file(random_weights(args, len(vocab)), weights, metadata={"format": "pt"})
+    # safetensors creates the file 0600; a trainer in a container running as another
+    # uid must be able to read the model like the rest of its files.
+    os.chmod(weights, 0o644)
     return len(vocab)
 
 

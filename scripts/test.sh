@@ -36,8 +36,11 @@ scripts/ci/slurm-up.sh "$work/slurm" >&2
 
 echo "== docker engine and test image" >&2
 eval "$(scripts/ci/dockerd-up.sh "$work/dockerd")"
-LORACTL_TEST_IMAGE=$(scripts/ci/build-test-image.sh | tail -n 1)
-export LORACTL_TEST_IMAGE LORACTL_DOCKER_TEST=1
+# The registry-free test image's rootfs (debootstrap, cached outside the clone); the
+# container tests import it into docker and podman themselves.
+LORACTL_TEST_ROOTFS=$(scripts/ci/build-test-image.sh --rootfs | tail -n 1)
+export LORACTL_TEST_ROOTFS LORACTL_TEST_PYTHON="$LORACTL_PYTHON"
+export LORACTL_DOCKER_TEST=1 LORACTL_PODMAN_TEST=1
 
 echo "== go vet, gofmt" >&2
 go vet ./...

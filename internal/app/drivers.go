@@ -38,9 +38,15 @@ func (d *driverCatalog) close() {
 // their own options when a task starts.
 var validators = map[string]func(json.RawMessage) error{
 	local.Name: func(raw json.RawMessage) error { _, err := local.DecodeOptions(raw); return err },
-	"docker":   func(raw json.RawMessage) error { _, err := container.DecodeOptions(raw); return err },
-	"podman":   func(raw json.RawMessage) error { _, err := container.DecodeOptions(raw); return err },
-	"slurm":    func(raw json.RawMessage) error { _, err := slurm.DecodeOptions(raw); return err },
+	"docker": func(raw json.RawMessage) error {
+		_, err := container.DecodeOptionsFor(container.Docker, raw)
+		return err
+	},
+	"podman": func(raw json.RawMessage) error {
+		_, err := container.DecodeOptionsFor(container.Podman, raw)
+		return err
+	},
+	"slurm": func(raw json.RawMessage) error { _, err := slurm.DecodeOptions(raw); return err },
 }
 
 // wireDrivers connects the driver catalog to the factory.

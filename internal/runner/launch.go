@@ -155,6 +155,7 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}
 	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
 	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom, State: run.StateRunning})
+	recordImage(ctx, o.Driver, task, m)
 	h, err := o.Driver.Start(ctx, task)
 	if err != nil {
 		m.State = run.StateFailed
@@ -258,4 +259,28 @@ func supersede(store *run.Store, id string) error {
 	defer lock.Unlock()
 	// Nanoseconds: a sweep may restart a fast-failing point twice within a second.
 	return os.Rename(store.Dir(id), filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405.000000000")))
+}
+
+// imageReporter is implemented by container drivers: the image a task runs in and its
+// digest, which the manifest records so the run can be repeated in the same image.
+type imageReporter interface {
+	TaskImage(ctx context.Context, task *driver.Task) (image, digest string, err error)
+}
+
+func recordImage(ctx context.Context, d driver.Driver, task *driver.Task, m *run.Manifest) {
+	ir, ok := d.(imageReporter)
+	if !ok {
+		return
+	}
+	image, digest, err := ir.TaskImage(ctx, task)
+	if image == "" && err != nil {
+		return
+	}
+	if m.DriverInfo == nil {
+		m.DriverInfo = map[string]string{}
+	}
+	m.DriverInfo["image"] = image
+	if digest != "" {
+		m.DriverInfo["image_digest"] = digest
+	}
 }
