@@ -316,7 +316,7 @@ func (x *Executor) resultLine(id string) string {
 func (x *Executor) say(j *job, what, detail string) {
 	x.outMu.Lock()
 	defer x.outMu.Unlock()
-	fmt.Fprintf(x.Out, "point %-3d %-10s %s\n", j.p.Index, what, detail)
+	fmt.Fprintf(x.Out, "point %-3d %-11s %s\n", j.p.Index, what, detail)
 }
 
 // count fills the summary from the final point states.
