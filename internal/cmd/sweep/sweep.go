@@ -119,6 +119,9 @@ func sweepRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
+	if _, isArray := d.(driver.ArraySubmitter); o.Detach && !isArray {
+		return cmdutil.Invalidf("--detach needs a driver that submits job arrays (slurm); the %s driver runs points here", driverName)
+	}
 	sw, err := sweep.Open(sweepsBase(o.SweepsDir, store), pl, driverName)
 	if errors.Is(err, sweep.ErrRunning) {
 		return cmdutil.Invalid(err)
@@ -221,7 +224,7 @@ func forwardSignals(ctx context.Context, x *sweep.Executor, sigs <-chan os.Signa
 			n++
 			switch n {
 			case 1:
-				f.Log.Warn().Msg("stopping the sweep: running points save a checkpoint; run the sweep again to continue (Ctrl-C twice more kills them)")
+				f.Log.Warn().Msg("stopping the sweep: no new point starts, running trainers save a checkpoint (jobs already with a scheduler keep running); run the sweep again to continue (Ctrl-C twice more kills local trainers)")
 				x.Stop()
 			case 2:
 				f.Log.Warn().Msg("still saving checkpoints; press Ctrl-C once more to kill the trainers")
@@ -246,10 +249,19 @@ func summarise(o *Options, store *run.Store, sw *sweep.Sweep, sum *sweep.Summary
 	}
 	fmt.Fprintf(w, "\nsweep %s: %d completed, %d failed, %d interrupted, %d running\n",
 		sw.State.ID, sum.Completed, sum.Failed, sum.Interrupted, sum.Running)
+	if sum.Launched == 0 && !sum.Stopped && sum.Running == 0 {
+		fmt.Fprintf(w, "  nothing left to run\n")
+	}
 	if t.Best != nil {
 		printBest(w, t)
 	}
 	fmt.Fprintf(w, "  results    loractl sweep results %s\n", sw.State.ID)
+	if sum.Running > 0 {
+		fmt.Fprintf(w, "  follow     loractl sweep status %s\n", sw.State.ID)
+	}
+	if sum.Failed > 0 && !sum.Stopped {
+		fmt.Fprintf(w, "  retry      loractl sweep %s --retry-failed (failed points have used their retries)\n", o.File)
+	}
 	switch {
 	case sum.Stopped:
 		fmt.Fprintf(w, "  continue   loractl sweep %s\n", o.File)

@@ -113,8 +113,16 @@ func TestInvalidSweepsExit2(t *testing.T) {
 			}
 		})
 	}
-	f, _, _ := factory(t.TempDir())
-	err := sweepRun(context.Background(), &Options{Factory: f, File: "nope.yaml"})
+	dir, path := project(t, gridYAML)
+	f, _, _ := factory(dir)
+	err := sweepRun(context.Background(), &Options{Factory: f, File: path, Detach: true})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "--detach needs a driver that submits job arrays") {
+		t.Fatalf("--detach on the local driver: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sweeps")); !os.IsNotExist(err) {
+		t.Error("a refused sweep wrote its state")
+	}
+	err = sweepRun(context.Background(), &Options{Factory: f, File: "nope.yaml"})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing file: %v", err)
 	}
