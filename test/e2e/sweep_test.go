@@ -288,12 +288,19 @@ parameters:
   lora.r: [2, 4]
 `)
 	id, runs := dryRunIDs(t, f, sw)
-	r := f.loractl(t, "sweep", sw)
-	if r.code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	// Submit and return; then a second controller follows the array to its end.
+	r := f.loractl(t, "sweep", sw, "--detach")
+	if r.code != 0 || !strings.Contains(r.stdout, "submitted 2 points as one slurm job array (at most 2 at a time)") {
+		t.Fatalf("--detach exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "submitted 2 points as one slurm job array (at most 2 at a time)") {
-		t.Errorf("output:\n%s", r.stdout)
+	r = f.loractl(t, "sweep", sw)
+	if r.code != 0 || strings.Contains(r.stdout, "submitted") {
+		t.Fatalf("following exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = f.loractl(t, "sweep", "status", id, "--json")
+	var tbl sweep.Table
+	if err := json.Unmarshal([]byte(r.stdout), &tbl); err != nil || len(tbl.Rows) != 2 || tbl.Best == nil {
+		t.Fatalf("status: %v\n%s", err, r.stdout)
 	}
 	jobs := map[string]bool{}
 	for i, rid := range runs {
