@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 
 	"github.com/loractl/loractl/driver"
@@ -24,6 +25,10 @@ type batch struct {
 	maxParallel int
 	sem         chan struct{}
 
+	// order ranks run ids: array task i is the i-th point in sweep order, whatever
+	// order the launches reached Start in.
+	order map[string]int
+
 	mu      sync.Mutex
 	left    int // launches that have neither called Start nor withdrawn
 	tasks   []*driver.Task
@@ -37,10 +42,15 @@ type startResult struct {
 	err error
 }
 
-// newBatch gathers n launches for d, which must implement driver.ArraySubmitter.
-func newBatch(d driver.Driver, n, maxParallel int) *batch {
+// newBatch gathers the launches of runIDs (in sweep order) for d, which must
+// implement driver.ArraySubmitter.
+func newBatch(d driver.Driver, runIDs []string, maxParallel int) *batch {
+	order := make(map[string]int, len(runIDs))
+	for i, id := range runIDs {
+		order[id] = i
+	}
 	return &batch{
-		Driver: d, arr: d.(driver.ArraySubmitter), maxParallel: maxParallel, left: n,
+		Driver: d, arr: d.(driver.ArraySubmitter), maxParallel: maxParallel, left: len(runIDs), order: order,
 		sem:    make(chan struct{}, launchConcurrency),
 		called: map[string]bool{}, fresh: map[*driver.Handle]bool{},
 	}
@@ -96,7 +106,16 @@ func (b *batch) withdraw(ctx context.Context, runID string) {
 // submit sends every gathered task as one array and hands out the handles.
 func (b *batch) submit(ctx context.Context) {
 	b.mu.Lock()
-	tasks, waiters := b.tasks, b.waiters
+	idx := make([]int, len(b.tasks))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(i, j int) bool { return b.order[b.tasks[idx[i]].RunID] < b.order[b.tasks[idx[j]].RunID] })
+	tasks := make([]*driver.Task, len(idx))
+	waiters := make([]chan startResult, len(idx))
+	for i, k := range idx {
+		tasks[i], waiters[i] = b.tasks[k], b.waiters[k]
+	}
 	b.mu.Unlock()
 	handles, err := b.arr.StartArray(ctx, tasks, b.maxParallel)
 	if err == nil && len(handles) != len(tasks) {

@@ -384,7 +384,7 @@ func TestArraySubmitsOnceAndFollows(t *testing.T) {
 		t.Fatalf("summary %+v\n%s", sum, h.out.String())
 	}
 	// One array of four, then the failed point again (its one retry), capped at 3.
-	if len(d.arrays) != 2 || len(d.arrays[0]) != 4 || fmt.Sprint(d.arrays[1]) != fmt.Sprint([]string{h.point(3)}) || d.arrayCap[0] != 3 {
+	if len(d.arrays) != 2 || fmt.Sprint(d.arrays[0]) != fmt.Sprint([]string{h.point(0), h.point(1), h.point(2), h.point(3)}) || fmt.Sprint(d.arrays[1]) != fmt.Sprint([]string{h.point(3)}) || d.arrayCap[0] != 3 {
 		t.Fatalf("arrays %v caps %v", d.arrays, d.arrayCap)
 	}
 	for i := range 4 {

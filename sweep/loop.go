@@ -143,7 +143,11 @@ func (x *Executor) runArray(ctx context.Context, queue, watch []*job, sum *Summa
 // failed and they have retries left). points.json is written once, at the end.
 func (x *Executor) submit(ctx context.Context, jobs []*job) (submitted, retry []*job) {
 	start := time.Now()
-	b := newBatch(x.Driver, len(jobs), x.Sweep.State.MaxParallel)
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.id()
+	}
+	b := newBatch(x.Driver, ids, x.Sweep.State.MaxParallel)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failed []outcome
