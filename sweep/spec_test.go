@@ -196,3 +196,14 @@ func TestExprEval(t *testing.T) {
 		t.Errorf("division by zero: %v", err)
 	}
 }
+
+// TestExampleSweepFile keeps configs/sweep.yaml valid and its expansion as documented.
+func TestExampleSweepFile(t *testing.T) {
+	f, err := Load(filepath.Join("..", "configs", "sweep.yaml"))
+	must(t, err)
+	points, err := Expand(f)
+	must(t, err)
+	if len(points) != 6 || points[5].Label() != "lora.r=16 lora.alpha=32 train.learning_rate=0.01 train.epochs=1" {
+		t.Fatalf("configs/sweep.yaml expands to %d points: %v", len(points), labels(points))
+	}
+}
