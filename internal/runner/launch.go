@@ -124,6 +124,9 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		if err := a.pickCheckpoint(o.Resume); err != nil {
 			return nil, err
 		}
+		if err := repairResolved(dir, p); err != nil {
+			return nil, err
+		}
 	} else {
 		if err := writeRunFiles(dir, p); err != nil {
 			return nil, err

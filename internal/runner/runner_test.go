@@ -178,9 +178,15 @@ func TestResumeRules(t *testing.T) {
 	cp := filepath.Join(store.Dir(p.RunID), run.CheckpointsDir, "checkpoint-3")
 	os.MkdirAll(cp, 0o755)
 	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":3}`), 0o644)
+	// A resolved.json lost in a crash (its write is not synced) is restored on resume.
+	resolved := filepath.Join(store.Dir(p.RunID), run.ResolvedFile)
+	os.WriteFile(resolved, nil, 0o644)
 	d := &fakeDriver{events: completedEvents}
 	if _, err := launchAndWait(t, store, p, d, LaunchOptions{Resume: ResumeAuto}); err != nil {
 		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(resolved); string(b) != string(p.ResolvedJSON) {
+		t.Fatalf("resolved.json not restored on resume: %q", b)
 	}
 	args := d.tasks[0].Command
 	if args[len(args)-2] != "--resume" || args[len(args)-1] != cp {
