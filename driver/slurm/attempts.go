@@ -35,16 +35,18 @@ type Attempt struct {
 
 // attemptLine is one line of attempts.jsonl as the batch script writes it.
 type attemptLine struct {
-	Event        string    `json:"event"`
-	Time         time.Time `json:"time"`
-	JobID        string    `json:"job_id"`
-	ArrayJobID   string    `json:"array_job_id"`
-	ArrayTaskID  string    `json:"array_task_id"`
-	RestartCount int       `json:"restart_count"`
-	Node         string    `json:"node"`
-	ExitCode     *int      `json:"exit_code"`
-	Signal       string    `json:"signal"`
-	Requeued     bool      `json:"requeued"`
+	Event string `json:"event"`
+	// Time is parsed leniently: a line written while the job was being killed may
+	// lack it, and the rest of the line is still worth keeping.
+	Time         string `json:"time"`
+	JobID        string `json:"job_id"`
+	ArrayJobID   string `json:"array_job_id"`
+	ArrayTaskID  string `json:"array_task_id"`
+	RestartCount int    `json:"restart_count"`
+	Node         string `json:"node"`
+	ExitCode     *int   `json:"exit_code"`
+	Signal       string `json:"signal"`
+	Requeued     bool   `json:"requeued"`
 }
 
 // ReadAttempts folds RUN_DIR/attempts.jsonl into attempts, oldest first. A missing file
@@ -76,10 +78,11 @@ func ReadAttempts(runDir string) ([]Attempt, error) {
 			bad = fmt.Errorf("%s:%d: %w", path, n, err)
 			continue
 		}
+		at, _ := time.Parse(time.RFC3339, l.Time)
 		switch l.Event {
 		case "start":
 			out = append(out, Attempt{JobID: l.JobID, ArrayJobID: l.ArrayJobID, ArrayTaskID: l.ArrayTaskID,
-				RestartCount: l.RestartCount, Node: l.Node, StartedAt: l.Time})
+				RestartCount: l.RestartCount, Node: l.Node, StartedAt: at})
 		case "end":
 			i := len(out) - 1
 			for ; i >= 0; i-- {
@@ -92,7 +95,7 @@ func ReadAttempts(runDir string) ([]Attempt, error) {
 					RestartCount: l.RestartCount, Node: l.Node})
 				i = len(out) - 1
 			}
-			out[i].FinishedAt, out[i].ExitCode, out[i].Signal, out[i].Requeued = l.Time, l.ExitCode, l.Signal, l.Requeued
+			out[i].FinishedAt, out[i].ExitCode, out[i].Signal, out[i].Requeued = at, l.ExitCode, l.Signal, l.Requeued
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -309,13 +309,16 @@ node=${node//[^A-Za-z0-9._-]/}
 
 # attempt start | attempt end CODE SIGNAL REQUEUED: one JSON line per event in
 # attempts.jsonl, which loractl folds into the run's history.
+# Builtins only (printf -v, %(...)T): at a time limit Slurm kills the job's processes,
+# and a forked date or subshell could die and leave an empty field behind.
 attempt() {
-  local extra=""
+  local extra="" now
+  TZ=UTC0 printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
   if [ "$1" = end ]; then
-    extra=$(printf ',"exit_code":%d,"signal":"%s","requeued":%s' "$2" "$3" "$4")
+    printf -v extra ',"exit_code":%d,"signal":"%s","requeued":%s' "$2" "$3" "$4"
   fi
   printf '{"event":"%s","time":"%s","job_id":"%s","array_job_id":"%s","array_task_id":"%s","restart_count":%d,"node":"%s"%s}\n' \
-    "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$job_id" "$array_job_id" "$array_task_id" "$restarts" "$node" "$extra" \
+    "$1" "$now" "$job_id" "$array_job_id" "$array_task_id" "$restarts" "$node" "$extra" \
     >>"$run_dir/attempts.jsonl"
 }
 
