@@ -50,8 +50,12 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 
+# Both suites run even when the first fails, so one CI run reports every failure.
+status=0
 echo "== go test" >&2
-go test -count=1 -timeout 30m ./...
+go test -count=1 -timeout 30m ./... || status=1
 
 echo "== pytest" >&2
-"$LORACTL_PYTHON" -m pytest -q python/tests
+"$LORACTL_PYTHON" -m pytest -q python/tests || status=1
+
+exit $status
