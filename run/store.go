@@ -23,6 +23,12 @@ const (
 	lockFile       = ".lock"
 )
 
+// TrainerDir is where the trainer scripts whose content hash is sum live, once per
+// run store: every run executes the trainer from there instead of from a copy of its
+// own (a 1,000-point sweep would otherwise write 2,000 identical files). The directory
+// is named by content, so a run's manifest hash still names the exact code it ran.
+func TrainerDir(base, sum string) string { return filepath.Join(base, ".trainer", sum[:16]) }
+
 // EnvRunsDir overrides the default run store location.
 const EnvRunsDir = "LORACTL_RUNS_DIR"
 

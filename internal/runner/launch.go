@@ -106,6 +106,9 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := ensureTrainer(trainerDir(dir, p)); err != nil {
+		return nil, fmt.Errorf("install the trainer: %w", err)
+	}
 	lock, err := run.LockDir(dir)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,7 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}()
 
 	var m *run.Manifest
+	var note string
 	if exists {
 		m = old
 		if err := a.pickCheckpoint(o.Resume); err != nil {
@@ -126,6 +130,9 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		}
 		if err := repairResolved(dir, p); err != nil {
 			return nil, err
+		}
+		if m.Trainer.SHA256 != p.Trainer.SHA256 {
+			note = fmt.Sprintf("the trainer changed since the run started (sha256 %.12s, now %.12s)", m.Trainer.SHA256, p.Trainer.SHA256)
 		}
 	} else {
 		if err := writeRunFiles(dir, p); err != nil {
@@ -157,7 +164,7 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		m.StartedAt = a.Started
 	}
 	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
-	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom, State: run.StateRunning})
+	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom, State: run.StateRunning, Note: note})
 	recordImage(ctx, o.Driver, task, m)
 	h, err := o.Driver.Start(ctx, task)
 	if err != nil {
@@ -203,10 +210,11 @@ func (a *Active) pickCheckpoint(resume string) error {
 	return nil
 }
 
-// TaskFor builds the driver task for run dir dir: the trainer as copied into the run
+// TaskFor builds the driver task for run dir dir: the trainer from the store's trainer
 // dir, reading only the run dir's resolved.json. resumeFrom is "" for a fresh start.
 func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *driver.Task {
-	cmd := []string{o.Python, filepath.Join(dir, run.TrainerFile),
+	trainer := trainerDir(dir, p)
+	cmd := []string{o.Python, filepath.Join(trainer, run.TrainerFile),
 		"--config", filepath.Join(dir, run.ResolvedFile), "--run-dir", dir}
 	if resumeFrom != "" {
 		cmd = append(cmd, "--resume", resumeFrom)
@@ -223,6 +231,7 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 	if filepath.IsAbs(p.Config.Resolved.Model.NameOrPath) {
 		readOnly = append(readOnly, p.Config.Resolved.Model.NameOrPath)
 	}
+	readOnly = append(readOnly, trainer)
 	readOnly = append(readOnly, o.ReadOnly...)
 	return &driver.Task{
 		RunID:    p.RunID,

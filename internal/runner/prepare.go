@@ -112,22 +112,13 @@ func gitInfo(dir string) *run.GitInfo {
 	return gi
 }
 
-// writeRunFiles lays out a new run dir: the config as given, resolved.json and the
-// trainer script the run will execute (so the run dir alone reproduces the run).
+// writeRunFiles lays out a new run dir: the config as given and resolved.json. (The
+// trainer's checkpoints/ appears when the trainer saves; its code lives in the store's
+// content-addressed trainer dir.)
 func writeRunFiles(dir string, p *Prepared) error {
-	if err := os.MkdirAll(filepath.Join(dir, run.CheckpointsDir), 0o755); err != nil {
-		return err
-	}
 	files := map[string][]byte{
 		run.ConfigFile:   p.Config.Source,
 		run.ResolvedFile: p.ResolvedJSON,
-	}
-	for _, name := range python.TrainerFiles {
-		b, err := python.Read(name)
-		if err != nil {
-			return err
-		}
-		files[name] = b
 	}
 	// Plain writes, no fsync: these land in a fresh directory before its manifest,
 	// which is written atomically and synced and is what makes the run exist. Syncing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestOutcomeAndRefusals(t *testing.T) {
 	if m.Result == nil || m.Result.Improved == nil || *m.Result.Improved {
 		t.Fatalf("verdict: %+v", m.Result)
 	}
-	for _, f := range []string{run.ConfigFile, run.ResolvedFile, run.TrainerFile, "train_lora_support.py"} {
+	for _, f := range []string{run.ConfigFile, run.ResolvedFile} {
 		if _, err := os.Stat(filepath.Join(store.Dir(p.RunID), f)); err != nil {
 			t.Errorf("run dir lacks %s", f)
 		}
@@ -191,6 +192,17 @@ func TestResumeRules(t *testing.T) {
 	args := d.tasks[0].Command
 	if args[len(args)-2] != "--resume" || args[len(args)-1] != cp {
 		t.Fatalf("trainer not told to resume from %s: %v", cp, args)
+	}
+	// The trainer runs from the store's content-addressed trainer dir, which container
+	// drivers mount read-only.
+	trainer := run.TrainerDir(store.Base, p.Trainer.SHA256)
+	if args[1] != filepath.Join(trainer, run.TrainerFile) || !slices.Contains(d.tasks[0].ReadOnly, trainer) {
+		t.Fatalf("trainer path %s, read-only %v", args[1], d.tasks[0].ReadOnly)
+	}
+	for _, f := range []string{run.TrainerFile, "train_lora_support.py"} {
+		if _, err := os.Stat(filepath.Join(trainer, f)); err != nil {
+			t.Errorf("trainer dir lacks %s", f)
+		}
 	}
 	m, _ := store.Manifest(p.RunID)
 	if len(m.Attempts) != 2 || m.Attempts[1].ResumeFrom != cp {
