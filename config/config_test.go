@@ -127,10 +127,10 @@ func TestInvalidValues(t *testing.T) {
 }
 
 func TestAllProblemsReportedAtOnce(t *testing.T) {
-	_, err := Load(writeConfig(t, base+"lora:\n  r: 0\n  dropout: 2\ntrain:\n  learning_rate: 0\n"), nil)
+	_, err := Load(writeConfig(t, base+"lora:\n  r: 0\n  rank: 8\n  dropout: 2\ntrain:\n  learning_rate: 0\n"), nil)
 	var errs Errors
-	if !errors.As(err, &errs) || len(errs) != 3 {
-		t.Fatalf("want 3 problems, got %v", err)
+	if !errors.As(err, &errs) || len(errs) != 4 {
+		t.Fatalf("want 4 problems (an unknown key and three bad values), got %v", err)
 	}
 }
 

@@ -70,6 +70,8 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 			return nil, &FieldError{File: path, Msg: "the config must be a YAML mapping"}
 		}
 	}
+	// Unknown keys are reported and dropped, so the values of the known ones are still
+	// validated: the user sees every problem of the file in one pass.
 	var errs Errors
 	errs = append(errs, c.checkKeys(tree, "")...)
 	for _, s := range sets {
@@ -77,16 +79,18 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 			errs = append(errs, e)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	if q, ok := tree["quantization"].(string); ok {
 		tree["quantization"] = map[string]any{"mode": q}
 	}
 	if err := c.decode(tree); err != nil {
-		return nil, err
+		var decodeErrs Errors
+		if !errors.As(err, &decodeErrs) {
+			return nil, err
+		}
+		return nil, append(errs, decodeErrs...)
 	}
-	if errs := c.resolve(); len(errs) > 0 {
+	errs = append(errs, c.resolve()...)
+	if len(errs) > 0 {
 		return nil, errs
 	}
 	return c, nil
@@ -136,6 +140,7 @@ func (c *Config) checkKeys(m map[string]any, prefix string) Errors {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			errs = append(errs, c.at(path, "%s", msg))
+			delete(m, k)
 			continue
 		}
 		if sub, isMap := m[k].(map[string]any); isMap && path != "driver" && path != "env.set" && !strings.HasPrefix(path, "driver.") {
