@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
 )
@@ -23,6 +24,8 @@ type Options struct {
 	JSON    bool
 	// Probe runs the interpreter's version probe; tests replace it.
 	Probe func(ctx context.Context, python string) (map[string]string, error)
+	// GPU opens NVML; tests give a fake.
+	GPU func() gpu.Manager
 }
 
 // Check is one line of the report.
@@ -37,7 +40,7 @@ type Check struct {
 
 // NewCmdDoctor builds the doctor command.
 func NewCmdDoctor(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{Factory: f, Probe: probePython}
+	opts := &Options{Factory: f, Probe: probePython, GPU: func() gpu.Manager { return gpu.NewNVML() }}
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check the trainer's Python environment and the optional tools (GPU, Slurm, containers)",
@@ -81,7 +84,7 @@ func doctorRun(ctx context.Context, o *Options) error {
 		checks = append(checks, Check{Name: "bitsandbytes", OK: ok, Detail: orNot(bnb, ok, "absent: 4-bit/8-bit (QLoRA) runs need it on a CUDA machine"),
 			Fix: fixIf(!ok, "LORACTL_GPU_EXTRAS=1 scripts/setup-python.sh")})
 	}
-	checks = append(checks, tool("nvidia-smi", "NVIDIA driver", "without it loractl trains on the CPU"))
+	checks = append(checks, gpuCheck(o.GPU()))
 	checks = append(checks, tool("sbatch", "Slurm", "needed by driver: slurm"))
 	checks = append(checks, tool("docker", "Docker", "needed by driver: docker"))
 	checks = append(checks, tool("podman", "podman", "needed by driver: podman"))
@@ -140,6 +143,22 @@ print(json.dumps(out))`
 	}
 	var v map[string]string
 	return v, json.Unmarshal(b, &v)
+}
+
+// gpuCheck asks NVML, as the pre-flight will: the driver's versions and GPU count.
+func gpuCheck(m gpu.Manager) Check {
+	c := Check{Name: "NVIDIA GPU"}
+	mgr, err := gpu.Open(m)
+	if err != nil || gpu.IsNone(mgr) {
+		c.Detail = "no NVIDIA driver: loractl trains on the CPU (QLoRA and bf16 need a GPU)"
+		return c
+	}
+	defer func() { _ = mgr.Shutdown() }()
+	sys, _ := mgr.System()
+	devs, _ := mgr.Devices()
+	c.OK = true
+	c.Detail = fmt.Sprintf("driver %s (CUDA %s), %d GPU(s); see loractl gpu", sys.DriverVersion, sys.CUDADriverVersion, len(devs))
+	return c
 }
 
 func tool(bin, name, why string) Check {

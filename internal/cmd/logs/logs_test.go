@@ -1,0 +1,91 @@
+package logs
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/internal/cmdtest"
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/run"
+)
+
+var events = []string{
+	`{"type":"start","time":"2026-01-01T00:00:00Z","device":"cpu","total_steps":4}`,
+	`{"type":"log","time":"2026-01-01T00:00:01Z","step":2,"loss":1.5}`,
+	`{"type":"checkpoint","time":"2026-01-01T00:00:02Z","step":2,"path":"/r/checkpoints/checkpoint-2"}`,
+	`{"type":"end","time":"2026-01-01T00:00:03Z","status":"completed","step":4}`,
+}
+
+func newRun(t *testing.T, base string, state run.State) string {
+	t.Helper()
+	dir := filepath.Join(base, "r1")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: state, Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}})
+	os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer says hi\n"), 0o644)
+	return dir
+}
+
+func TestReplay(t *testing.T) {
+	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	dir := newRun(t, f.RunsDir(), run.StateCompleted)
+	for _, e := range events {
+		run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+	}
+	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "r1", JSON: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(strings.TrimSpace(out.String()), "\n"); len(got) != len(events) || got[2] != events[2] {
+		t.Fatalf("json replay:\n%s", out)
+	}
+	out.Reset()
+	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"step 2/4", "loss 1.5000", "checkpoint saved at step 2", "trainer completed at step 4"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plain replay lacks %q:\n%s", want, out)
+		}
+	}
+	out.Reset()
+	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "r1", TrainLog: true}); err != nil || out.String() != "trainer says hi\n" {
+		t.Fatalf("train log: %q %v", out, err)
+	}
+}
+
+// -f keeps reading while the run is live and returns once it has ended, with every
+// event written before the end.
+func TestFollowUntilEnd(t *testing.T) {
+	d := &cmdtest.Driver{State: driver.StateRunning}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := newRun(t, f.RunsDir(), run.StateRunning)
+	go func() {
+		for _, e := range events {
+			time.Sleep(30 * time.Millisecond)
+			run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+		}
+		m, _ := run.ReadManifest(dir)
+		m.State = run.StateCompleted
+		run.WriteManifest(dir, m)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := logsRun(ctx, &Options{Factory: f, RunID: "r1", Follow: true, JSON: true, Poll: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != len(events) {
+		t.Fatalf("followed %d events, want %d:\n%s", n, len(events), out)
+	}
+}
+
+func TestUnknownRun(t *testing.T) {
+	f, _, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "nope"}); cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
+		t.Fatalf("unknown run: %v", err)
+	}
+}

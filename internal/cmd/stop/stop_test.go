@@ -1,0 +1,46 @@
+package stop
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/internal/cmdtest"
+	"github.com/loractl/loractl/run"
+)
+
+// stop reaches a run no controller drives (detached) through its stored handle, and
+// reports the checkpoint the trainer left.
+func TestStopDetachedRun(t *testing.T) {
+	d := &cmdtest.Driver{State: driver.StateRunning}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := filepath.Join(f.RunsDir(), "r1")
+	cp := filepath.Join(dir, run.CheckpointsDir, "checkpoint-9")
+	os.MkdirAll(cp, 0o755)
+	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":9}`), 0o644)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`))
+	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"end","time":"2026-01-01T00:00:05Z","status":"interrupted","step":9}`))
+
+	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Stopped != 1 {
+		t.Fatalf("driver Stop called %d times", d.Stopped)
+	}
+	m, _ := run.ReadManifest(dir)
+	if m.State != run.StateInterrupted || !strings.Contains(out.String(), "checkpoint-9 (step 9)") || !strings.Contains(out.String(), "--resume r1") {
+		t.Fatalf("state %s, output:\n%s", m.State, out)
+	}
+	// Stopping again is a no-op that says so.
+	out.Reset()
+	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second}); err != nil || !strings.Contains(out.String(), "already interrupted") || d.Stopped != 1 {
+		t.Fatalf("second stop: %v %q (stops %d)", err, out, d.Stopped)
+	}
+}
