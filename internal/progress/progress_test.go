@@ -1,0 +1,61 @@
+package progress
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/run"
+)
+
+func ev(t *testing.T, line string) *run.Event {
+	t.Helper()
+	e, err := run.ParseEvent([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestModes(t *testing.T) {
+	lines := []string{
+		`{"type":"start","time":"2026-01-01T00:00:00Z","device":"cpu","precision":"fp32","trainable_params":8192,"total_params":48600,"total_steps":10,"resume_from":"/r/checkpoints/checkpoint-4","resume_step":4}`,
+		`{"type":"log","time":"2026-01-01T00:00:01Z","step":5,"total_steps":10,"loss":2.5,"learning_rate":0.0002,"tokens_per_second":300}`,
+		`{"type":"checkpoint","time":"2026-01-01T00:00:02Z","step":6,"path":"/r/checkpoints/checkpoint-6"}`,
+		`{"type":"log","time":"2026-01-01T00:00:03Z","step":7,"total_steps":10,"loss":2.0}`,
+	}
+	clock := time.Unix(0, 0)
+	cases := []struct {
+		name       string
+		tty, json  bool
+		want, dont []string
+	}{
+		{"plain", false, false,
+			[]string{"resuming at step 4", "8.2K trainable of 48.6K", "step 5/10", "loss 2.5000", "lr 2.00e-04", "300 tok/s", "checkpoint saved at step 6", "ETA 2s"},
+			[]string{"\r", "\033["}},
+		{"terminal", true, false, []string{"\r\033[Kstep 7/10", "\r\033[Kcheckpoint saved at step 6: /r/checkpoints/checkpoint-6\nstep 5/10"}, nil},
+		{"json", false, true, []string{lines[2] + "\n"}, []string{"step 5/10"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			now := clock
+			p := &Progress{Out: &out, TTY: tc.tty, JSON: tc.json, now: func() time.Time { now = now.Add(time.Second); return now }}
+			for _, l := range lines {
+				p.Event(ev(t, l))
+			}
+			p.Done()
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%q", w, out.String())
+				}
+			}
+			for _, d := range tc.dont {
+				if strings.Contains(out.String(), d) {
+					t.Errorf("output has %q:\n%q", d, out.String())
+				}
+			}
+		})
+	}
+}
