@@ -3,6 +3,10 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/loractl/loractl/gpu"
@@ -84,7 +88,14 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		if out.Err != nil && out.Err.Hint != "" {
 			fmt.Fprintf(w, "  hint       %s\n", out.Err.Hint)
 		}
-		fmt.Fprintf(w, "  log        %s/%s\n", a.Dir, run.LogFile)
+		if out.Exit != nil {
+			fmt.Fprintf(w, "  exit       code %d %s\n", out.Exit.ExitCode, out.Exit.Reason)
+		}
+		logPath := filepath.Join(a.Dir, run.LogFile)
+		fmt.Fprintf(w, "  log        %s, last lines:\n", logPath)
+		for _, l := range tail(logPath, 15) {
+			fmt.Fprintf(w, "    | %s\n", l)
+		}
 	}
 	return exit(code)
 }
@@ -94,4 +105,24 @@ func exit(code int) error {
 		return nil
 	}
 	return cmdutil.SilentExit(code)
+}
+
+// tail returns the last n lines of a file (at most its last 64 KiB), for a failure
+// summary that shows why without sending the user off to another file.
+func tail(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const window = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		_, _ = f.Seek(fi.Size()-window, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
 }

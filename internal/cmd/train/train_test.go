@@ -126,3 +126,33 @@ func TestWaitGPUUntilMemoryFrees(t *testing.T) {
 		t.Errorf("no visible status while waiting: %q", status)
 	}
 }
+
+// A failed run's summary shows the exit code and the end of the trainer's log.
+func TestFailureSummaryShowsLogTail(t *testing.T) {
+	o, _, _ := setup(t)
+	o.GPUManager = func() gpu.Manager { return &gputest.Manager{InitErr: gpu.ErrNoDriver} }
+	o.Factory.Driver = func(string) (driver.Driver, error) { return &failingTrainer{}, nil }
+	err := trainRun(context.Background(), o)
+	if cmdutil.ExitCode(err) != cmdutil.ExitFailed {
+		t.Fatalf("exit %d, want 1", cmdutil.ExitCode(err))
+	}
+	out := o.Factory.IO.Out.(interface{ String() string }).String()
+	for _, want := range []string{"exit       code 1", "| RuntimeError: boom", "CUDA out of memory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type failingTrainer struct{ fakeTrainer }
+
+func (d *failingTrainer) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
+	os.WriteFile(t.LogPath, []byte("loading\nTraceback (most recent call last):\nRuntimeError: boom\n"), 0o644)
+	run.AppendEvent(filepath.Join(t.RunDir, run.EventsFile), json.RawMessage(
+		`{"type":"error","time":"2026-01-01T00:00:00Z","error_type":"OutOfMemoryError","message":"CUDA out of memory","hint":"lower train.batch_size"}`))
+	return &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, nil
+}
+
+func (d *failingTrainer) Wait(context.Context, *driver.Handle) (*driver.ExitResult, error) {
+	return &driver.ExitResult{ExitCode: 1}, nil
+}
