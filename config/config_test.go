@@ -82,6 +82,9 @@ func TestInvalidValues(t *testing.T) {
 		{"dropout negative", base + "lora:\n  dropout: -0.1\n", nil, "lora.dropout: must be in [0, 1)"},
 		{"lr zero", base + "train:\n  learning_rate: 0\n", nil, ":7:3: train.learning_rate: must be > 0"},
 		{"lr word", base + "train:\n  learning_rate: fast\n", nil, ":7:3: train.learning_rate: must be a number, not \"fast\""},
+		{"lr nan", base + "train:\n  learning_rate: .nan\n", nil, "train.learning_rate: must be a number"},
+		{"epochs inf", base + "train:\n  epochs: .inf\n", nil, "train.epochs: must be a number"},
+		{"seed negative", base + "train:\n  seed: -5\n", nil, ":7:3: train.seed: must be between 0 and 4294967295"},
 		{"lr negative", base + "train:\n  learning_rate: -1e-4\n", nil, "train.learning_rate: must be > 0"},
 		{"missing train file", "model: ./model\ndata:\n  train: nope.jsonl\n", nil, ":3:3: data.train: file"},
 		{"train is dir", "model: ./model\ndata:\n  train: model\n", nil, "is a directory"},
@@ -145,6 +148,16 @@ func TestOverrides(t *testing.T) {
 	if r.Train.LearningRate != 1e-4 || !r.Train.Packing || r.Quantization.Mode != "4bit" ||
 		strings.Join(r.LoRA.TargetModuleList(), ",") != "q_proj,k_proj" {
 		t.Fatalf("overrides not applied: %+v", r)
+	}
+}
+
+func TestQuantizationShorthandWithOverride(t *testing.T) {
+	c, err := Load(writeConfig(t, base+"quantization: 4bit\n"), []string{"quantization.double_quant=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := c.Resolved.Quantization; q.Mode != "4bit" || q.DoubleQuant {
+		t.Fatalf("override replaced the shorthand: %+v", q)
 	}
 }
 

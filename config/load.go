@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -74,13 +75,15 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 	// validated: the user sees every problem of the file in one pass.
 	var errs Errors
 	errs = append(errs, c.checkKeys(tree, "")...)
+	// The shorthand "quantization: 4bit" becomes a mapping before overrides, so
+	// --set quantization.double_quant=false refines it instead of replacing it.
+	if q, ok := tree["quantization"].(string); ok {
+		tree["quantization"] = map[string]any{"mode": q}
+	}
 	for _, s := range sets {
 		if e := applySet(tree, s); e != nil {
 			errs = append(errs, e)
 		}
-	}
-	if q, ok := tree["quantization"].(string); ok {
-		tree["quantization"] = map[string]any{"mode": q}
 	}
 	if err := c.decode(tree); err != nil {
 		var decodeErrs Errors
@@ -202,6 +205,9 @@ func (c *Config) decode(tree map[string]any) error {
 			tree["driver"] = map[string]any{"name": name}
 		}
 	}
+	if errs := c.nonFinite(tree, ""); len(errs) > 0 {
+		return errs
+	}
 	b, err := json.Marshal(tree)
 	if err != nil {
 		return &FieldError{File: c.Path, Msg: "unsupported value: " + err.Error()}
@@ -217,6 +223,31 @@ func (c *Config) decode(tree map[string]any) error {
 	}
 	c.Spec.Driver.Sections = sections
 	return nil
+}
+
+// nonFinite reports the keys whose value is YAML's .nan or .inf: no setting takes one,
+// and JSON cannot carry them to the trainer.
+func (c *Config) nonFinite(v any, path string) Errors {
+	var errs Errors
+	switch v := v.(type) {
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			errs = append(errs, c.at(path, "must be a number, not %v", v))
+		}
+	case map[string]any:
+		for k, sub := range v {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			errs = append(errs, c.nonFinite(sub, p)...)
+		}
+	case []any:
+		for i, sub := range v {
+			errs = append(errs, c.nonFinite(sub, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return errs
 }
 
 func shallowCopyWithout(m map[string]any, drop string) map[string]any {

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -19,12 +20,13 @@ func (f *Float) UnmarshalJSON(b []byte) error {
 		*f = Float(v)
 		return nil
 	}
+	// (JSON numbers are always finite; a string can spell "nan" or "inf".)
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return &json.UnmarshalTypeError{Value: string(b), Type: floatType}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q", s), Type: floatType}
 	}
 	*f = Float(v)

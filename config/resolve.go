@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -230,6 +231,9 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 		bad("train.scheduler", "must be one of %s, got %q", strings.Join(schedulers, ", "), t.Scheduler)
 	}
 	t.Seed = deref(s.Seed, 42)
+	if t.Seed < 0 || t.Seed > math.MaxUint32 {
+		bad("train.seed", "must be between 0 and %d, got %d", uint32(math.MaxUint32), t.Seed)
+	}
 	t.GradientCheckpointing = deref(s.GradientCheckpointing, true)
 	t.Packing = deref(s.Packing, false)
 	switch v := s.AssistantOnlyLoss.(type) {

@@ -112,6 +112,8 @@ type Attempt struct {
 	State      State              `json:"state"`
 	Exit       *driver.ExitResult `json:"exit,omitempty"`
 	Note       string             `json:"note,omitempty"`
+	// EventsOffset is where this attempt's events begin in events.jsonl.
+	EventsOffset int64 `json:"events_offset,omitempty"`
 	// Launches are the driver's own relaunches within this attempt (Slurm requeues).
 	Launches []driver.Launch `json:"launches,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/loractl/loractl/config"
 )
@@ -13,14 +14,28 @@ import (
 // section; every problem becomes an invalid-input error (exit 2). driverName, when
 // set, overrides driver.name (render --driver).
 func LoadConfig(f *Factory, path string, sets []string, driverName string) (*config.Config, error) {
+	src, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, Invalidf("config %s does not exist", path)
+	}
+	if err != nil {
+		return nil, Invalid(err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, Invalid(err)
+	}
+	return LoadConfigSource(f, abs, src, sets, driverName)
+}
+
+// LoadConfigSource is LoadConfig for a config already read (a run dir's copy of a
+// config whose file is gone): the same validation and plugin checksum pin apply.
+func LoadConfigSource(f *Factory, path string, src []byte, sets []string, driverName string) (*config.Config, error) {
 	if driverName != "" {
 		sets = append(append([]string(nil), sets...), "driver.name="+driverName)
 	}
-	cfg, err := config.Load(path, sets)
+	cfg, err := config.Parse(path, src, sets)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, Invalidf("config %s does not exist", path)
-		}
 		return nil, Invalid(err)
 	}
 	if sec := cfg.Spec.Driver.Sections["plugin"]; sec != nil && f.PinDriver != nil {

@@ -125,7 +125,7 @@ func stateFromEnd(status string) run.State {
 // record writes the outcome into the manifest.
 func (a *Active) record(o *Outcome) error {
 	foldHistory(a.Driver, a.Dir, a.Manifest)
-	return recordOutcome(a.Dir, a.Manifest, o, a.Started)
+	return recordOutcome(a.Dir, a.Manifest, o)
 }
 
 // foldHistory copies a relaunching driver's launches (Slurm requeues) into the
@@ -150,7 +150,7 @@ func foldHistory(d driver.Driver, dir string, m *run.Manifest) {
 	last.Launches = mine
 }
 
-func recordOutcome(dir string, m *run.Manifest, o *Outcome, started time.Time) error {
+func recordOutcome(dir string, m *run.Manifest, o *Outcome) error {
 	now := time.Now().UTC()
 	m.State, m.EndedAt = o.State, now
 	if o.Exit != nil && o.Exit.ExitCode >= 0 {
@@ -171,7 +171,7 @@ func recordOutcome(dir string, m *run.Manifest, o *Outcome, started time.Time) e
 			EvalLossBefore: o.End.EvalLossBefore,
 			EvalLossAfter:  o.End.EvalLossAfter,
 			Metrics:        o.End.Metrics,
-			WallSeconds:    now.Sub(m.StartedAt).Seconds(),
+			WallSeconds:    trainingTime(m, now).Seconds(),
 		}
 		if o.State == run.StateCompleted {
 			r.AdapterPath = o.End.AdapterPath
@@ -187,6 +187,20 @@ func recordOutcome(dir string, m *run.Manifest, o *Outcome, started time.Time) e
 		m.Result = r
 	}
 	return run.WriteManifest(dir, m)
+}
+
+// trainingTime adds up the attempts' durations: a run resumed days after it was
+// interrupted has not trained for days.
+func trainingTime(m *run.Manifest, now time.Time) time.Duration {
+	var d time.Duration
+	for _, at := range m.Attempts {
+		end := at.EndedAt
+		if end.IsZero() {
+			end = now
+		}
+		d += end.Sub(at.StartedAt)
+	}
+	return d
 }
 
 // Signal forwards a signal to the trainer.

@@ -68,48 +68,17 @@ type Active struct {
 }
 
 // Launch creates (or, when resuming, reopens) the run directory, records a new attempt
-// in the manifest and starts the trainer through the driver.
+// in the manifest and starts the trainer through the driver. Every decision about an
+// existing run is made under the run's lock, on the manifest as it is then.
 func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions) (*Active, error) {
 	dir := store.Dir(p.RunID)
-	old, err := run.ReadManifest(dir)
-	exists := err == nil
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-
-	if exists && o.Resume == "" {
-		switch {
-		case old.State == run.StateCompleted && !o.Force:
-			return nil, fmt.Errorf("%s: %w (use --force to train it again)", p.RunID, ErrCompleted)
-		case !old.State.Terminal() && stillActive(ctx, o.Driver, old):
-			return nil, fmt.Errorf("%s: %w (state %s)", p.RunID, ErrActive, old.State)
-		case !o.Force:
-			return nil, fmt.Errorf("%s: %w (state %s): continue it with --resume %s, or start over with --force", p.RunID, ErrExists, old.State, p.RunID)
-		}
-		if err := supersede(store, p.RunID); err != nil {
-			return nil, err
-		}
-		exists = false
-	}
-	if !exists && o.Resume != "" {
-		return nil, fmt.Errorf("%s: %w", p.RunID, run.ErrNoRun)
-	}
-	if exists {
-		if old.State == run.StateCompleted {
-			return nil, fmt.Errorf("%s: %w", p.RunID, ErrCompleted)
-		}
-		if old.ConfigHash != p.ConfigHash {
-			return nil, fmt.Errorf("%s: %w (resolved.json hash %.12s, now %.12s): start a new run instead", p.RunID, ErrConfigDiff, old.ConfigHash, p.ConfigHash)
-		}
-	}
-
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := ensureTrainer(trainerDir(dir, p)); err != nil {
 		return nil, fmt.Errorf("install the trainer: %w", err)
 	}
-	lock, err := run.LockDir(dir)
+	lock, err := lockRun(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -117,13 +86,54 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	ok := false
 	defer func() {
 		if !ok {
-			lock.Unlock()
+			a.lock.Unlock()
 		}
 	}()
 
+	old, err := run.ReadManifest(dir)
+	exists := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if !exists && o.Resume != "" {
+		return nil, fmt.Errorf("%s: %w", p.RunID, run.ErrNoRun)
+	}
+	inPlace := false // a fresh attempt in the existing dir (nothing to resume from)
+	if exists {
+		_, hasCheckpoint, err := run.LatestComplete(dir)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !old.State.Terminal() && stillActive(ctx, o.Driver, old):
+			return nil, fmt.Errorf("%s: %w (state %s): stop it first with `loractl stop %s`", p.RunID, ErrActive, old.State, p.RunID)
+		case o.Resume != "" && old.State == run.StateCompleted:
+			return nil, fmt.Errorf("%s: %w", p.RunID, ErrCompleted)
+		case o.Resume != "" && old.ConfigHash != p.ConfigHash:
+			return nil, fmt.Errorf("%s: %w (resolved.json hash %.12s, now %.12s): start a new run instead", p.RunID, ErrConfigDiff, old.ConfigHash, p.ConfigHash)
+		case o.Resume != "":
+			// resume: checked below against the checkpoints
+		case o.Force:
+			if err := a.supersede(store, p.RunID); err != nil {
+				return nil, err
+			}
+			exists = false
+		case old.State == run.StateCompleted:
+			return nil, fmt.Errorf("%s: %w (use --force to train it again)", p.RunID, ErrCompleted)
+		case hasCheckpoint:
+			return nil, fmt.Errorf("%s: %w (state %s, with checkpoints): continue it with --resume %s, or start over with --force", p.RunID, ErrExists, old.State, p.RunID)
+		default:
+			// Failed or stopped before its first checkpoint: nothing would be lost by
+			// starting it again here, and refusing would leave only --force, which
+			// also overrides the GPU pre-flight.
+			inPlace = true
+		}
+	}
+
 	var m *run.Manifest
 	var note string
-	if exists {
+	switch {
+	case exists && !inPlace:
 		m = old
 		if err := a.pickCheckpoint(o.Resume); err != nil {
 			return nil, err
@@ -134,7 +144,14 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		if m.Trainer.SHA256 != p.Trainer.SHA256 {
 			note = fmt.Sprintf("the trainer changed since the run started (sha256 %.12s, now %.12s)", m.Trainer.SHA256, p.Trainer.SHA256)
 		}
-	} else {
+	case inPlace:
+		if err := writeRunFiles(dir, p); err != nil {
+			return nil, err
+		}
+		m = old
+		m.ConfigPath, m.Overrides, m.ConfigHash, m.Data, m.Trainer = p.Config.Path, p.Config.Overrides, p.ConfigHash, p.Data, p.Trainer
+		note = "started again from the beginning: the previous attempt left no complete checkpoint"
+	default:
 		if err := writeRunFiles(dir, p); err != nil {
 			return nil, err
 		}
@@ -164,7 +181,8 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		m.StartedAt = a.Started
 	}
 	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
-	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom, State: run.StateRunning, Note: note})
+	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom,
+		State: run.StateRunning, Note: note, EventsOffset: a.eventsOffset})
 	recordImage(ctx, o.Driver, task, m)
 	h, err := o.Driver.Start(ctx, task)
 	if err != nil {
@@ -196,7 +214,7 @@ func (a *Active) pickCheckpoint(resume string) error {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%s: %w", a.Dir, ErrNoCheckpt)
+			return fmt.Errorf("%s: %w; start it again with `loractl train CONFIG`", a.Dir, ErrNoCheckpt)
 		}
 		a.ResumeFrom, a.ResumeStep = cp.Path, cp.Step
 		return nil
@@ -246,7 +264,10 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 	}
 }
 
-// stillActive asks the driver whether an unfinished run's trainer is still there.
+// stillActive asks the driver whether an unfinished run's trainer is still there. Only
+// a clean answer that it ended (or that the driver no longer knows it) counts as
+// inactive: on a transient error (squeue timing out) starting over could leave two
+// trainers writing one run dir.
 func stillActive(ctx context.Context, d driver.Driver, m *run.Manifest) bool {
 	if m.Handle == nil || d == nil {
 		return false
@@ -255,22 +276,45 @@ func stillActive(ctx context.Context, d driver.Driver, m *run.Manifest) bool {
 		return true // another driver's trainer: we cannot tell, so do not touch it
 	}
 	st, err := d.Inspect(ctx, m.Handle)
-	return err == nil && (st.State == driver.StateRunning || st.State == driver.StatePending)
+	if errors.Is(err, driver.ErrTaskNotFound) {
+		return false
+	}
+	return err != nil || st.State == driver.StateRunning || st.State == driver.StatePending
 }
 
-// supersede moves an existing run dir aside, so --force never destroys a run.
-func supersede(store *run.Store, id string) error {
+// lockRun takes the run's lock, waiting briefly: `loractl runs` and `logs -f` hold it
+// for a moment while they refresh a detached run's manifest.
+func lockRun(dir string) (*run.Lock, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		l, err := run.LockDir(dir)
+		if err == nil || !errors.Is(err, run.ErrLocked) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// supersede moves an existing run dir aside, so --force never destroys a run, and
+// takes the lock of the fresh dir that replaces it.
+func (a *Active) supersede(store *run.Store, id string) error {
 	aside := filepath.Join(store.Base, ".superseded")
 	if err := os.MkdirAll(aside, 0o755); err != nil {
 		return err
 	}
-	lock, err := run.LockDir(store.Dir(id))
+	if err := os.Rename(a.Dir, filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405.000000000"))); err != nil {
+		return err
+	}
+	a.lock.Unlock() // the lock moved aside with the old dir
+	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
+		return err
+	}
+	l, err := run.LockDir(a.Dir)
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock()
-	// Nanoseconds: a sweep may restart a fast-failing point twice within a second.
-	return os.Rename(store.Dir(id), filepath.Join(aside, id+"-"+time.Now().UTC().Format("20060102T150405.000000000")))
+	a.lock = l
+	return nil
 }
 
 // imageReporter is implemented by container drivers: the image a task runs in and its

@@ -53,16 +53,16 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 	default:
 		exit = st.Exit
 	}
-	events, err := run.ReadEvents(filepath.Join(dir, run.EventsFile))
+	// Only the last attempt's events count: from the offset where it began (an
+	// attempt that died before writing anything must not inherit the previous
+	// attempt's end).
+	f := run.NewFollower(filepath.Join(dir, run.EventsFile))
+	if last := m.LastAttempt(); last != nil {
+		f.StartAt(last.EventsOffset)
+	}
+	events, err := f.Poll()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return m, err
-	}
-	// Only the last attempt's events count.
-	for i := len(events) - 1; i >= 0; i-- {
-		if events[i].Type == run.EventStart {
-			events = events[i:]
-			break
-		}
 	}
 	o := outcome(exit, events)
 	if o.Exit == nil && o.End == nil {
@@ -74,5 +74,5 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 	}
 	foldHistory(d, dir, m)
-	return m, recordOutcome(dir, m, o, m.StartedAt)
+	return m, recordOutcome(dir, m, o)
 }

@@ -23,6 +23,7 @@ type fakeDriver struct {
 	events []string
 	exit   int
 	tasks  []*driver.Task
+	state  driver.TaskState // what Inspect reports; default exited
 }
 
 func (d *fakeDriver) Name() string { return "fake" }
@@ -47,6 +48,9 @@ func (d *fakeDriver) Stop(context.Context, *driver.Handle, time.Duration) error 
 	return nil
 }
 func (d *fakeDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
+	if d.state != "" {
+		return &driver.Status{State: d.state}, nil
+	}
 	return &driver.Status{State: driver.StateExited, Exit: &driver.ExitResult{ExitCode: d.exit}}, nil
 }
 
@@ -168,10 +172,6 @@ func TestResumeRules(t *testing.T) {
 	if _, err := launchAndWait(t, store, p, &fakeDriver{events: interrupted, exit: 75}, LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Fresh start over an interrupted run is refused: resume, or --force.
-	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrExists) {
-		t.Fatalf("fresh over interrupted: %v", err)
-	}
 	// No complete checkpoint: nothing to resume from.
 	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrNoCheckpt) {
 		t.Fatalf("resume without checkpoint: %v", err)
@@ -179,6 +179,11 @@ func TestResumeRules(t *testing.T) {
 	cp := filepath.Join(store.Dir(p.RunID), run.CheckpointsDir, "checkpoint-3")
 	os.MkdirAll(cp, 0o755)
 	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":3}`), 0o644)
+	// With a checkpoint, a fresh start over the interrupted run is refused: resume,
+	// or --force.
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("fresh over interrupted: %v", err)
+	}
 	// A resolved.json lost in a crash (its write is not synced) is restored on resume.
 	resolved := filepath.Join(store.Dir(p.RunID), run.ResolvedFile)
 	os.WriteFile(resolved, nil, 0o644)
@@ -213,5 +218,36 @@ func TestResumeRules(t *testing.T) {
 	run.WriteManifest(store.Dir(p.RunID), m)
 	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrConfigDiff) {
 		t.Fatalf("resume with changed config: %v", err)
+	}
+}
+
+// A run that failed or stopped before its first checkpoint starts again in place on a
+// plain re-run, keeping its history; one whose trainer is still active is never
+// started twice, resumed or not.
+func TestRestartInPlaceAndActiveRuns(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+	failed := []string{`{"type":"error","time":"2026-01-01T00:00:02Z","error_type":"ValueError","message":"bad"}`}
+	if _, err := launchAndWait(t, store, p, &fakeDriver{events: failed, exit: 1}, LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := launchAndWait(t, store, p, &fakeDriver{events: completedEvents}, LaunchOptions{})
+	if err != nil || out.State != run.StateCompleted {
+		t.Fatalf("restart in place: %v %v", out, err)
+	}
+	m, _ := store.Manifest(p.RunID)
+	if len(m.Attempts) != 2 || m.Attempts[0].State != run.StateFailed || m.Attempts[1].Note == "" || m.Attempts[1].EventsOffset == 0 {
+		t.Fatalf("attempts %+v", m.Attempts)
+	}
+
+	// A detached run still running: neither a fresh start nor a resume may launch.
+	m.State = run.StateRunning
+	run.WriteManifest(store.Dir(p.RunID), m)
+	for _, o := range []LaunchOptions{{}, {Force: true}, {Resume: ResumeAuto}} {
+		d := &fakeDriver{state: driver.StateRunning}
+		if _, err := launchAndWait(t, store, p, d, o); !errors.Is(err, ErrActive) || len(d.tasks) != 0 {
+			t.Fatalf("%+v over an active run: %v (started %d)", o, err, len(d.tasks))
+		}
 	}
 }

@@ -88,7 +88,8 @@ const exitCodesHelp = `loractl exit codes:
   1    the run failed (or: data check found errors)
   2    invalid input: config, data, flags (the message names file, line and key)
   3    GPU pre-flight refused: the run would not fit in free GPU memory (override: --force)
-  130  interrupted by SIGINT/SIGTERM; the trainer saved a checkpoint (continue: --resume RUN)
+  130  interrupted by SIGINT/SIGTERM; once training started the trainer saved a
+       checkpoint (continue: --resume RUN)
 `
 
 const environmentHelp = `Environment variables:

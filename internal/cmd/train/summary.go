@@ -57,8 +57,11 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	fmt.Fprintf(w, "\nrun %s %s in %s (step %d)\n", m.RunID, out.State, wall.Round(time.Second), res.Step)
 	if res.EvalLossBefore != nil && res.EvalLossAfter != nil {
 		before, after := *res.EvalLossBefore, *res.EvalLossAfter
-		change := (after - before) / before * 100
-		fmt.Fprintf(w, "  eval loss  %.4f -> %.4f (%+.1f%%)\n", before, after, change)
+		if before != 0 {
+			fmt.Fprintf(w, "  eval loss  %.4f -> %.4f (%+.1f%%)\n", before, after, (after-before)/before*100)
+		} else {
+			fmt.Fprintf(w, "  eval loss  %.4f -> %.4f\n", before, after)
+		}
 		if after < before {
 			fmt.Fprintf(w, "  verdict    adopt: the adapter beats the base model on the eval set\n")
 		} else {
@@ -79,8 +82,10 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	case run.StateInterrupted:
 		if cp, ok, _ := run.LatestComplete(a.Dir); ok {
 			fmt.Fprintf(w, "  checkpoint %s (step %d)\n", cp.Path, cp.Step)
+			fmt.Fprintf(w, "  continue   loractl train --resume %s\n", m.RunID)
+		} else {
+			fmt.Fprintf(w, "  stopped before its first checkpoint: start it again with loractl train %s\n", m.ConfigPath)
 		}
-		fmt.Fprintf(w, "  continue   loractl train --resume %s\n", m.RunID)
 	case run.StateFailed:
 		if m.Error != "" {
 			fmt.Fprintf(w, "  error      %s\n", m.Error)

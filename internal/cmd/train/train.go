@@ -113,6 +113,10 @@ func trainRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
+	if o.Detach && d.Name() == "local" {
+		// A local trainer is stopped (it checkpoints) when its controller exits.
+		return cmdutil.Invalidf("--detach needs a driver that outlives loractl (slurm, docker, podman); the local driver stops the trainer when loractl exits")
+	}
 
 	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}
 	if o.Resume != "" {
@@ -185,11 +189,7 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 	if err != nil {
 		return nil, cmdutil.Invalid(err)
 	}
-	cfg, err := config.Parse(m.ConfigPath, src, sets)
-	if err != nil {
-		return nil, cmdutil.Invalid(err)
-	}
-	return cfg, nil
+	return cmdutil.LoadConfigSource(f, m.ConfigPath, src, sets, "")
 }
 
 func startedMsg(a *runner.Active) string {
