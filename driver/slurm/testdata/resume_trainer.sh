@@ -5,7 +5,8 @@
 #   FAKE_STEPS      total steps (default 5); FAKE_STEP_SECONDS per step (default 0.2)
 #   FAKE_EXIT       exit code after the last step (default 0); non-zero also prints an
 #                   error to stderr, as a crashing trainer would
-# On SIGUSR1, SIGTERM or SIGINT it writes a complete checkpoint and exits 75.
+# On SIGUSR1, SIGTERM or SIGINT it writes a complete checkpoint and exits 75; repeated
+# signals are ignored.
 # Events carry "t", seconds since the epoch with nanoseconds, so tests can order
 # attempts of different jobs.
 set -u
@@ -36,7 +37,13 @@ fi
 resume_step=$step
 
 sleeper=
+stopping=
+# A plain scancel signals the trainer twice (Slurm itself, then the batch script's
+# forward): like the real trainer, a repeated signal is the same request.
 interrupted() {
+	if [ -n "$stopping" ]; then return; fi
+	stopping=1
+	trap '' USR1 TERM INT
 	if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null; fi
 	dir=$run_dir/checkpoints/checkpoint-$step
 	mkdir -p "$dir"
