@@ -1,0 +1,40 @@
+package cmdutil
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A config read from a run dir's copy (its file is gone) gets the same driver checks
+// as a config file: the plugin checksum pin and the driver's own option validation.
+func TestLoadConfigSourcePinsAndValidates(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	path := filepath.Join(dir, "gone.yaml")
+	src := []byte("model: org/m\ndata:\n  train: train.jsonl\ndriver:\n  name: remote\n  plugin:\n    sha256: abc123\n  remote:\n    host: gpu1\n")
+
+	var pinned []string
+	var validated json.RawMessage
+	f := &Factory{
+		PinDriver: func(name, sum string) error { pinned = append(pinned, name+"="+sum); return nil },
+		ValidateDriverOptions: func(name string, raw json.RawMessage) error {
+			validated = raw
+			return nil
+		},
+	}
+	if _, err := LoadConfigSource(f, path, src, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if len(pinned) != 1 || pinned[0] != "remote=abc123" || string(validated) != `{"host":"gpu1"}` {
+		t.Fatalf("pinned %v, validated %s", pinned, validated)
+	}
+
+	f.ValidateDriverOptions = func(string, json.RawMessage) error { return errors.New("host: unreachable") }
+	if _, err := LoadConfigSource(f, path, src, nil, ""); ExitCode(err) != ExitInvalid || !strings.Contains(err.Error(), "driver.remote") {
+		t.Fatalf("invalid driver options: %v", err)
+	}
+}
