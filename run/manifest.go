@@ -28,6 +28,10 @@ func (s State) Terminal() bool {
 	return s == StateCompleted || s == StateFailed || s == StateInterrupted
 }
 
+// PluginSHA256 is the DriverInfo key holding the checksum pinned for an external
+// driver's executable; later controllers verify the plugin against it.
+const PluginSHA256 = "plugin_sha256"
+
 // ManifestVersion is the manifest.json schema version.
 const ManifestVersion = 1
 
@@ -129,9 +133,9 @@ type Result struct {
 	AdapterPath string  `json:"adapter_path,omitempty"`
 	WallSeconds float64 `json:"wall_seconds,omitempty"`
 	// PeakAllocatedBytes/PeakReservedBytes are torch's CUDA peaks, from the end event.
-	PeakAllocatedBytes uint64             `json:"peak_allocated_bytes,omitempty"`
-	PeakReservedBytes  uint64             `json:"peak_reserved_bytes,omitempty"`
-	Metrics            map[string]float64 `json:"metrics,omitempty"`
+	PeakAllocatedBytes uint64              `json:"peak_allocated_bytes,omitempty"`
+	PeakReservedBytes  uint64              `json:"peak_reserved_bytes,omitempty"`
+	Metrics            map[string]*float64 `json:"metrics,omitempty"`
 }
 
 // LastAttempt returns the newest attempt, or nil.

@@ -53,9 +53,10 @@ func Find(name, dir, pathList string) (string, error) {
 		searched = append(searched, dir)
 	}
 	for _, d := range filepath.SplitList(pathList) {
-		if d == "" {
-			// An empty PATH entry means the working directory; a driver is never
-			// picked up from wherever the user happens to stand.
+		if d == "" || !filepath.IsAbs(d) {
+			// An empty or relative PATH entry ("." or "bin") names a place relative
+			// to the working directory; a driver is never picked up from wherever
+			// the user happens to stand.
 			continue
 		}
 		searched = append(searched, d)

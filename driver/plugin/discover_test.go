@@ -74,6 +74,13 @@ func TestFindIgnoresTheWorkingDirectory(t *testing.T) {
 	if got, err := Find("here", "", ""); err == nil {
 		t.Fatalf("Find picked %q from the working directory through an empty PATH entry", got)
 	}
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	writeExe(t, filepath.Join(dir, "bin", "loractl-driver-here"), 0o755)
+	for _, rel := range []string{".", "bin", "./bin"} {
+		if got, err := Find("here", "", rel); err == nil {
+			t.Fatalf("Find picked %q through the relative PATH entry %q", got, rel)
+		}
+	}
 }
 
 func TestDefaultDir(t *testing.T) {

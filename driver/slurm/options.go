@@ -119,7 +119,7 @@ var (
 	// quotes, $, backticks, ; or newlines.
 	directiveRE      = regexp.MustCompile(`^--?([a-z][a-z-]*)(=([A-Za-z0-9_.,:=+@/%*-]*))?$`)
 	absPathRE        = regexp.MustCompile(`^/[A-Za-z0-9_./+@:,=-]*$`)
-	setupForbiddenRE = regexp.MustCompile("[$`;|&<>(){}\\\\\n\r*?~#!]")
+	setupForbiddenRE = regexp.MustCompile("[$`;|&<>(){}\\\\\n\r*?~#!\x00]")
 	// Inside quotes only what a reader would expect to expand is refused: the word is
 	// single-quoted when rendered, so the rest is literal anyway.
 	setupQuotedForbiddenRE = regexp.MustCompile("[$`\\\\\n\r\x00]")

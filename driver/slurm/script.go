@@ -50,6 +50,15 @@ func quoteWords(words []string) string {
 
 // checkTask validates the parts of a task that reach the script unquoted or that the
 // script cannot carry (NUL bytes).
+// scriptVars are the shell variables the batch script sets for itself; an env.set
+// name among them would be overwritten by (or overwrite) the script's own value.
+// TestScriptVarsCoverTheScript keeps the list in step with the template.
+var scriptVars = map[string]bool{
+	"again": true, "array_job_id": true, "array_task_id": true, "child": true, "extra": true,
+	"got": true, "job_id": true, "max_requeues": true, "node": true, "now": true, "rc": true,
+	"requeued": true, "restarts": true, "run_dir": true, "trainer": true,
+}
+
 func checkTask(t *driver.Task) error {
 	if t == nil {
 		return fmt.Errorf("nil task")
@@ -63,6 +72,9 @@ func checkTask(t *driver.Task) error {
 	for k, v := range t.Env {
 		if !envNameRE.MatchString(k) {
 			return fmt.Errorf("environment variable name %q is not valid", k)
+		}
+		if scriptVars[k] {
+			return fmt.Errorf("environment variable name %q is used by the batch script itself (it would redirect the requeue and the attempt record); choose another name", k)
 		}
 		if strings.ContainsRune(v, 0) {
 			return fmt.Errorf("environment variable %s holds a NUL byte", k)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -260,5 +261,36 @@ func TestMissingSlurmCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(runDir, ScriptName)); err != nil {
 		t.Errorf("the batch script was not written before submitting: %v", err)
+	}
+}
+
+// Every variable the batch script assigns is in scriptVars, so an env.set name can
+// never redirect the requeue or the attempt record.
+func TestScriptVarsCoverTheScript(t *testing.T) {
+	assigns := []*regexp.Regexp{
+		regexp.MustCompile(`^\s*(?:local\s+)?([a-z_][a-z0-9_]*)=`),
+		regexp.MustCompile(`^\s*local\s+(?:[a-z_][a-z0-9_]*(?:=\S*)?\s+)*([a-z_][a-z0-9_]*)\s*$`),
+		regexp.MustCompile(`printf -v ([a-z_][a-z0-9_]*)`),
+		regexp.MustCompile(`^\s*for ([a-z_][a-z0-9_]*) in`),
+	}
+	for _, name := range []string{"full.sbatch", "array.sbatch", "minimal.sbatch"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			for _, re := range assigns {
+				if m := re.FindStringSubmatch(line); m != nil && !scriptVars[m[1]] {
+					t.Errorf("%s assigns %q, which scriptVars does not reserve: %q", name, m[1], line)
+				}
+			}
+		}
+	}
+	task := &driver.Task{RunDir: "/r/x", Command: []string{"python", "t.py"}, Env: map[string]string{"job_id": "12345"}}
+	if _, err := (&Driver{}).Render(task); err == nil || !strings.Contains(err.Error(), "used by the batch script") {
+		t.Fatalf("env.set job_id accepted: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/run"
 )
 
 // LoadConfig loads and validates a run config, including the chosen driver's own
@@ -38,13 +40,24 @@ func LoadConfigSource(f *Factory, path string, src []byte, sets []string, driver
 	if err != nil {
 		return nil, Invalid(err)
 	}
+	if err := CheckDriver(f, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// CheckDriver applies what a config says about its driver before anything launches it:
+// the checksum an external driver's executable must have (driver.plugin.sha256),
+// verified before the binary runs, and the driver's own option validation. Every path
+// that turns a config into a launch goes through it (train, render, sweep, reproduce).
+func CheckDriver(f *Factory, cfg *config.Config) error {
 	if sec := cfg.Spec.Driver.Sections["plugin"]; sec != nil && f.PinDriver != nil {
 		sum, _ := sec["sha256"].(string)
 		if sum == "" {
-			return nil, Invalidf("%s: driver.plugin.sha256: want the hex SHA-256 of loractl-driver-%s", cfg.Path, cfg.DriverName)
+			return Invalidf("%s: driver.plugin.sha256: want the hex SHA-256 of loractl-driver-%s", cfg.Path, cfg.DriverName)
 		}
 		if err := f.PinDriver(cfg.DriverName, sum); err != nil {
-			return nil, Invalid(fmt.Errorf("%s: driver.plugin.sha256: %w", cfg.Path, err))
+			return Invalid(fmt.Errorf("%s: driver.plugin.sha256: %w", cfg.Path, err))
 		}
 	}
 	if f.ValidateDriverOptions != nil {
@@ -52,8 +65,29 @@ func LoadConfigSource(f *Factory, path string, src []byte, sets []string, driver
 			return f.ValidateDriverOptions(cfg.DriverName, raw)
 		})
 		if err != nil {
-			return nil, Invalid(err)
+			return Invalid(err)
 		}
 	}
-	return cfg, nil
+	return nil
+}
+
+// PluginPin is the checksum a config pins for its external driver, "" when none.
+func PluginPin(cfg *config.Config) string {
+	sum, _ := cfg.Spec.Driver.Sections["plugin"]["sha256"].(string)
+	return sum
+}
+
+// DriverFor returns the driver that launched a stored run, pinning an external
+// driver's executable to the checksum recorded at launch first: a run's plugin is
+// verified on every later use (runs, logs -f, stop), not only when it was started.
+func DriverFor(f *Factory, m *run.Manifest) (driver.Driver, error) {
+	if m.Handle == nil {
+		return nil, fmt.Errorf("%s has no launched trainer", m.RunID)
+	}
+	if sum := m.DriverInfo[run.PluginSHA256]; sum != "" && f.PinDriver != nil {
+		if err := f.PinDriver(m.Handle.Driver, sum); err != nil {
+			return nil, err
+		}
+	}
+	return f.Driver(m.Handle.Driver)
 }

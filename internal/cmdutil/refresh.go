@@ -13,7 +13,7 @@ func RefreshRun(ctx context.Context, f *Factory, store *run.Store, m *run.Manife
 	if m.State.Terminal() || m.Handle == nil {
 		return m
 	}
-	d, err := f.Driver(m.Handle.Driver)
+	d, err := DriverFor(f, m)
 	if err != nil {
 		f.Log.Debug().Err(err).Str("run", m.RunID).Msg("cannot refresh")
 		return m

@@ -184,6 +184,12 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom,
 		State: run.StateRunning, Note: note, EventsOffset: a.eventsOffset})
 	recordImage(ctx, o.Driver, task, m)
+	if sum, _ := p.Config.Spec.Driver.Sections["plugin"]["sha256"].(string); sum != "" {
+		if m.DriverInfo == nil {
+			m.DriverInfo = map[string]string{}
+		}
+		m.DriverInfo[run.PluginSHA256] = sum
+	}
 	h, err := o.Driver.Start(ctx, task)
 	if err != nil {
 		m.State = run.StateFailed

@@ -78,7 +78,13 @@ func renderRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	task := runner.TaskFor(store.Dir(p.RunID), p, runner.LaunchOptions{Python: py, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}, "")
+	lo := runner.LaunchOptions{Python: py, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}
+	if cfg.GPU >= 0 {
+		// What train launches on the config's GPU (train's pre-flight may pick
+		// another when gpu: is not set).
+		lo.GPUs = []int{cfg.GPU}
+	}
+	task := runner.TaskFor(store.Dir(p.RunID), p, lo, "")
 	out, err := r.Render(task)
 	if err != nil {
 		return cmdutil.Invalid(fmt.Errorf("render %s: %w", cfg.DriverName, err))

@@ -4,7 +4,6 @@ package reproduce
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
@@ -167,14 +165,9 @@ func prepareAgain(f *cmdutil.Factory, store *run.Store, orig *run.Manifest) (*ru
 	if err != nil {
 		return nil, nil, cmdutil.Invalid(fmt.Errorf("the run's config copy: %w", err))
 	}
-	cfg, err := config.Parse(orig.ConfigPath, src, orig.Overrides)
+	cfg, err := cmdutil.LoadConfigSource(f, orig.ConfigPath, src, orig.Overrides, "")
 	if err != nil {
 		return nil, nil, cmdutil.Invalid(fmt.Errorf("the run's config no longer loads: %w", err))
-	}
-	if f.ValidateDriverOptions != nil {
-		if err := cfg.ValidateDriver(func(raw json.RawMessage) error { return f.ValidateDriverOptions(cfg.DriverName, raw) }); err != nil {
-			return nil, nil, cmdutil.Invalid(err)
-		}
 	}
 	p, err := runner.Prepare(cfg)
 	if err != nil {

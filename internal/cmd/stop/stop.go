@@ -57,7 +57,7 @@ func stopRun(ctx context.Context, o *Options) error {
 	if m.Handle == nil {
 		return cmdutil.Invalidf("%s has no launched trainer to stop", m.RunID)
 	}
-	d, err := f.Driver(m.Handle.Driver)
+	d, err := cmdutil.DriverFor(f, m)
 	if err != nil {
 		return cmdutil.Failed(err)
 	}

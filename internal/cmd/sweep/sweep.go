@@ -5,7 +5,6 @@ package sweep
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -158,12 +157,9 @@ func sweepRun(ctx context.Context, o *Options) error {
 
 // validateDriver checks each point's driver section the way `loractl train` does.
 func validateDriver(f *cmdutil.Factory) func(*config.Config) error {
-	if f.ValidateDriverOptions == nil {
-		return nil
-	}
-	return func(cfg *config.Config) error {
-		return cfg.ValidateDriver(func(raw json.RawMessage) error { return f.ValidateDriverOptions(cfg.DriverName, raw) })
-	}
+	// Every point goes through the same driver checks as a train config, the
+	// plugin checksum pin included.
+	return func(cfg *config.Config) error { return cmdutil.CheckDriver(f, cfg) }
 }
 
 // oneDriver returns the driver every point uses; a sweep runs on one driver.
@@ -268,6 +264,11 @@ func summarise(o *Options, store *run.Store, sw *sweep.Sweep, sum *sweep.Summary
 		return cmdutil.SilentExit(cmdutil.ExitInterrupted)
 	case sum.Failed > 0:
 		return cmdutil.SilentExit(cmdutil.ExitFailed)
+	case sum.Interrupted > 0:
+		// A point stopped on its own (loractl stop RUN): the sweep is not done, and
+		// exit 0 means every point completed.
+		fmt.Fprintf(w, "  continue   loractl sweep %s\n", o.File)
+		return cmdutil.SilentExit(cmdutil.ExitInterrupted)
 	}
 	return nil
 }
