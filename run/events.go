@@ -54,13 +54,15 @@ type Event struct {
 	Path            string   `json:"path,omitempty"`
 
 	// end
-	Status         string             `json:"status,omitempty"`
-	EvalLossBefore *float64           `json:"eval_loss_before,omitempty"`
-	EvalLossAfter  *float64           `json:"eval_loss_after,omitempty"`
-	AdapterPath    string             `json:"adapter_path,omitempty"`
-	Metrics        map[string]float64 `json:"metrics,omitempty"`
-	PeakMemory     *PeakMemory        `json:"peak_memory,omitempty"`
-	Signal         string             `json:"signal,omitempty"`
+	Status         string   `json:"status,omitempty"`
+	EvalLossBefore *float64 `json:"eval_loss_before,omitempty"`
+	EvalLossAfter  *float64 `json:"eval_loss_after,omitempty"`
+	AdapterPath    string   `json:"adapter_path,omitempty"`
+	// Metrics are the trainer's final metrics; a value the trainer could not give
+	// as a number (NaN, Inf: it writes null) is nil, never 0.
+	Metrics    map[string]*float64 `json:"metrics,omitempty"`
+	PeakMemory *PeakMemory         `json:"peak_memory,omitempty"`
+	Signal     string              `json:"signal,omitempty"`
 
 	// warning / error
 	Code      string `json:"code,omitempty"`

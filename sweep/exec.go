@@ -234,11 +234,11 @@ func (x *Executor) options(j *job, d driver.Driver, slot Slot) runner.LaunchOpti
 	maps.Copy(lo.Env, slot.Env())
 	lo.PassEnv = append(append([]string(nil), x.Launch.PassEnv...), spec.Env.Pass...)
 	lo.GPUs = slot.GPUs()
+	// A point with a checkpoint resumes; one without starts again in place (Launch
+	// keeps its history), and a completed one is never retrained: no Force here.
 	if _, err := x.Store.Manifest(j.id()); err == nil {
 		if _, ok, _ := run.LatestComplete(x.Store.Dir(j.id())); ok {
 			lo.Resume = runner.ResumeAuto
-		} else {
-			lo.Force = true
 		}
 	}
 	return lo
@@ -257,7 +257,7 @@ func (x *Executor) launch(ctx context.Context, j *job, d driver.Driver, slot Slo
 	how := "started"
 	if lo.Resume != "" {
 		how = "resumed"
-	} else if lo.Force {
+	} else if _, err := x.Store.Manifest(j.id()); err == nil {
 		how = "restarted"
 	}
 	a, err := runner.Launch(ctx, x.Store, j.p.Prepared, lo)

@@ -103,10 +103,9 @@ func metricOf(r *run.Result, name string) *float64 {
 	case "eval_loss_before":
 		return r.EvalLossBefore
 	}
-	if v, ok := r.Metrics[name]; ok {
-		return &v
-	}
-	return nil
+	// nil when absent, and when the trainer wrote null (a diverged, NaN metric): a
+	// missing value ranks last, never as a perfect 0.
+	return r.Metrics[name]
 }
 
 // csvHeader is the fixed part of the CSV columns; the swept keys follow "state".

@@ -42,7 +42,9 @@ type MetricDiff struct {
 func compare(orig, repro *run.Manifest, tol float64) (*Report, error) {
 	if tol < 0 {
 		tol = 0
-		if orig.Device != "" && orig.Device != "cpu" {
+		// A GPU run whose device was never recorded (its start event not folded in)
+		// still gets the GPU tolerance: orig.GPU says where it was placed.
+		if (orig.Device != "" && orig.Device != "cpu") || orig.GPU != nil {
 			tol = DefaultGPUTolerance
 		}
 	}
@@ -60,12 +62,12 @@ func compare(orig, repro *run.Manifest, tol float64) (*Report, error) {
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		va := a.Metrics[k]
-		var pb *float64
-		if vb, ok := b.Metrics[k]; ok {
-			pb = &vb
-		}
-		r.add(k, &va, pb, tol)
+		r.add(k, a.Metrics[k], b.Metrics[k], tol)
+	}
+	if (a.AdapterPath == "") != (b.AdapterPath == "") {
+		// One side has no adapter: nothing was reproduced, whatever the metrics say.
+		r.Reproduced = false
+		r.Metrics = append(r.Metrics, MetricDiff{Name: "adapter"})
 	}
 	if a.AdapterPath != "" && b.AdapterPath != "" {
 		w, err := compareSafetensors(filepath.Join(a.AdapterPath, AdapterWeightsFile), filepath.Join(b.AdapterPath, AdapterWeightsFile))

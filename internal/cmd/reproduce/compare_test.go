@@ -90,7 +90,7 @@ func TestCompareJudgement(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
 	res := func(after, loss float64) *run.Result {
 		return &run.Result{Step: 6, EvalLossBefore: f(2), EvalLossAfter: f(after),
-			Metrics: map[string]float64{"train_loss": loss, "train_runtime": 12.5, "train_samples_per_second": 3}}
+			Metrics: map[string]*float64{"train_loss": f(loss), "train_runtime": f(12.5), "train_samples_per_second": f(3)}}
 	}
 	cases := []struct {
 		name       string
@@ -100,13 +100,13 @@ func TestCompareJudgement(t *testing.T) {
 		reproduced bool
 	}{
 		{"identical on cpu", "cpu", -1, res(1.5, 1.7), res(1.5, 1.7), true},
-		{"timings ignored", "cpu", -1, res(1.5, 1.7), &run.Result{Step: 6, EvalLossBefore: f(2), EvalLossAfter: f(1.5), Metrics: map[string]float64{"train_loss": 1.7, "train_runtime": 99}}, true},
+		{"timings ignored", "cpu", -1, res(1.5, 1.7), &run.Result{Step: 6, EvalLossBefore: f(2), EvalLossAfter: f(1.5), Metrics: map[string]*float64{"train_loss": f(1.7), "train_runtime": f(99)}}, true},
 		{"cpu is bit for bit", "cpu", -1, res(1.5, 1.7), res(1.5000001, 1.7), false},
 		{"gpu default tolerance", "cuda", -1, res(1.5, 1.7), res(1.501, 1.7), true},
 		{"gpu beyond tolerance", "cuda", -1, res(1.5, 1.7), res(1.6, 1.7), false},
 		{"explicit tolerance", "cpu", 0.1, res(1.5, 1.7), res(1.6, 1.8), true},
 		{"metric missing", "cpu", -1, res(1.5, 1.7), &run.Result{Step: 6, EvalLossBefore: f(2), EvalLossAfter: f(1.5)}, false},
-		{"other step count", "cpu", 0.5, res(1.5, 1.7), &run.Result{Step: 5, EvalLossBefore: f(2), EvalLossAfter: f(1.5), Metrics: map[string]float64{"train_loss": 1.7}}, false},
+		{"other step count", "cpu", 0.5, res(1.5, 1.7), &run.Result{Step: 5, EvalLossBefore: f(2), EvalLossAfter: f(1.5), Metrics: map[string]*float64{"train_loss": f(1.7)}}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
