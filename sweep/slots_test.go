@@ -3,6 +3,7 @@ package sweep
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/run"
 )
 
 func TestLocalSlots(t *testing.T) {
@@ -80,4 +82,17 @@ func TestResultsCSV(t *testing.T) {
 		t.Fatalf("row %v", got)
 	}
 	must(t, tbl.Save(sw.Dir))
+}
+
+// A metric the trainer wrote as null (NaN: a diverged run) has no value; read as 0
+// it would rank that point best.
+func TestNullMetricHasNoValue(t *testing.T) {
+	var r run.Result
+	must(t, json.Unmarshal([]byte(`{"step":3,"metrics":{"train_loss":null,"train_runtime":4.5}}`), &r))
+	if v := metricOf(&r, "train_loss"); v != nil {
+		t.Fatalf("null metric read as %v", *v)
+	}
+	if v := metricOf(&r, "train_runtime"); v == nil || *v != 4.5 {
+		t.Fatalf("train_runtime = %v", v)
+	}
 }
