@@ -115,21 +115,28 @@ func (x *Executor) launchFailed(o outcome, err error) outcome {
 func (x *Executor) runArray(ctx context.Context, queue, watch []*job, sum *Summary) error {
 	tick := time.NewTicker(x.Poll)
 	defer tick.Stop()
+	// At most one submission per tick: when sbatch fails, the points return to the
+	// queue, and resubmitting at once would burn every retry in a tight loop.
+	canSubmit := true
 	for {
-		if len(queue) > 0 && !x.stopping.Load() {
+		if canSubmit && len(queue) > 0 && !x.stopping.Load() {
+			canSubmit = false
 			sum.Launched += len(queue)
 			var submitted []*job
 			submitted, queue = x.submit(ctx, queue)
 			watch = append(watch, submitted...)
-			if x.Detach {
-				return nil
-			}
+		}
+		if x.Detach {
+			// Detached: return once whatever was left has been submitted (or when
+			// there was nothing new to submit), never follow the array.
+			return nil
 		}
 		if len(watch) == 0 && len(queue) == 0 || x.stopping.Load() {
 			return nil
 		}
 		select {
 		case <-tick.C:
+			canSubmit = true
 			watch = x.pollWatched(ctx, watch, &queue)
 		case <-x.stopCh:
 		case <-ctx.Done():

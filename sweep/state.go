@@ -193,7 +193,11 @@ func Find(base, id string) (dir string, st *State, err error) {
 				match = append(match, e.Name())
 			}
 		}
-		if len(match) != 1 {
+		switch {
+		case len(match) > 1:
+			// An edited sweep gets a new id; both keep the name as their prefix.
+			return "", nil, fmt.Errorf("%q in %s is ambiguous, give one of: %s: %w", id, base, strings.Join(match, ", "), ErrNoSweep)
+		case len(match) == 0:
 			return "", nil, fmt.Errorf("%q in %s: %w", id, base, ErrNoSweep)
 		}
 		dir = filepath.Join(base, match[0])

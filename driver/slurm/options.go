@@ -182,8 +182,9 @@ func (o *Options) Validate() error {
 			bad("container.runtime", "%q: want apptainer or singularity", c.Runtime)
 		}
 		for i, b := range c.Bind {
-			if !absPathRE.MatchString(b) {
-				bad(fmt.Sprintf("container.bind[%d]", i), "%q must be SRC[:DST[:ro]] with absolute paths and no spaces or shell characters", b)
+			// Apptainer splits --bind on commas: "/a,/b:/c" would be two binds.
+			if !absPathRE.MatchString(b) || strings.Contains(b, ",") {
+				bad(fmt.Sprintf("container.bind[%d]", i), "%q must be SRC[:DST[:ro]] with absolute paths and no spaces, commas or shell characters", b)
 			}
 		}
 	}

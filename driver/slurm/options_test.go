@@ -108,6 +108,7 @@ func TestDecodeOptionsRejects(t *testing.T) {
 		{"setup semicolon", `{"setup": ["module load cuda; reboot"]}`, "setup[0]", "shell syntax"},
 		{"setup backtick", "{\"setup\": [\"echo `id`\"]}", "setup[0]", "shell syntax"},
 		{"setup newline", `{"setup": ["module load cuda\nreboot"]}`, "setup[0]", "shell syntax"},
+		{"bind comma", `{"container": {"image": "/i.sif", "bind": ["/a,/b:/c"]}}`, "container.bind[0]", "commas"},
 		{"setup nul", "{\"setup\": [\"echo a\\u0000b\"]}", "setup[0]", "shell syntax"},
 		{"setup pipe", `{"setup": ["cat /etc/passwd | mail x"]}`, "setup[0]", "shell syntax"},
 		{"setup redirect", `{"setup": ["echo x > /etc/motd"]}`, "setup[0]", "shell syntax"},
