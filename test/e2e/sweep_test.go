@@ -246,10 +246,12 @@ parameters:
 	if p := st.Points[2]; p.Launches != 2 || p.Failures != 2 {
 		t.Errorf("failing point launched %d times, %d failures; want 2 and 2", p.Launches, p.Failures)
 	}
-	// The first failed attempt's run dir is kept aside, not deleted.
-	aside, _ := filepath.Glob(filepath.Join(f.runs, ".superseded", runs[2]+"-*"))
-	if len(aside) != 1 {
-		t.Errorf("superseded dirs %v", aside)
+	// The retry ran in the same run dir: both failed attempts are in its history.
+	if len(bad.Attempts) != 2 || bad.Attempts[0].State != run.StateFailed || bad.Attempts[1].State != run.StateFailed {
+		t.Errorf("failing point's attempts: %+v", bad.Attempts)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(f.runs, ".superseded", runs[2]+"-*")); len(aside) != 0 {
+		t.Errorf("a retry moved the run aside: %v", aside)
 	}
 	var tbl sweep.Table
 	r = f.loractl(t, "sweep", "results", id, "--json")
