@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type Executor struct {
 	// Launch is the template of every point's launch (interpreter, data check); each
 	// point adds its own env, its slot's GPU, and resume or restart as needed.
 	Launch runner.LaunchOptions
+	// DataChecks, by point index, replace Launch.DataCheck for points whose data was
+	// checked with their own values (a swept data.train or max_length).
+	DataChecks map[int]json.RawMessage
 	// Slots bound how many points run at once when the driver runs them here; each
 	// gives its point a GPU or the CPU. Drivers that submit job arrays ignore them:
 	// the array's own cap (max_parallel) applies on the cluster.
@@ -41,9 +45,10 @@ type Executor struct {
 	Detach bool
 	// Poll is how often points under a scheduler are checked (DefaultPoll if zero).
 	Poll time.Duration
-	// BeforeLaunch, when set, runs once before the first point is launched (the data
-	// check, the GPU pre-flight); an error stops the sweep before anything runs.
-	BeforeLaunch func(ctx context.Context) error
+	// BeforeLaunch, when set, runs once before the first point is launched, with the
+	// points about to run (the data check, the GPU pre-flight); an error stops the
+	// sweep before anything runs.
+	BeforeLaunch func(ctx context.Context, queued []*Planned) error
 	// Out receives one line per point event.
 	Out io.Writer
 	Log *zerolog.Logger
@@ -112,7 +117,11 @@ func (x *Executor) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	if len(queue) > 0 && x.BeforeLaunch != nil {
-		if err := x.BeforeLaunch(ctx); err != nil {
+		queued := make([]*Planned, len(queue))
+		for i, j := range queue {
+			queued[i] = j.p
+		}
+		if err := x.BeforeLaunch(ctx, queued); err != nil {
 			return nil, err
 		}
 	}
@@ -225,6 +234,9 @@ func (x *Executor) classify(ctx context.Context, j *job) (action, error) {
 func (x *Executor) options(j *job, d driver.Driver, slot Slot) runner.LaunchOptions {
 	lo := x.Launch
 	lo.Driver, lo.Sweep = d, x.Sweep.State.ID
+	if dc, ok := x.DataChecks[j.p.Index]; ok {
+		lo.DataCheck = dc
+	}
 	spec := j.p.Prepared.Config.Spec
 	lo.Env = maps.Clone(x.Launch.Env)
 	if lo.Env == nil {

@@ -5,10 +5,13 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -136,7 +139,9 @@ func sweepRun(ctx context.Context, o *Options) error {
 		RetryFailed: o.RetryFailed, Detach: o.Detach, Poll: o.Poll,
 		Out: f.IO.Out, Log: f.Log,
 	}
-	x.BeforeLaunch = func(ctx context.Context) error { return o.beforeLaunch(ctx, pl, x) }
+	x.BeforeLaunch = func(ctx context.Context, queued []*sweep.Planned) error {
+		return o.beforeLaunch(ctx, pl, queued, x)
+	}
 
 	sigs := o.Signals
 	if sigs == nil {
@@ -176,16 +181,16 @@ func oneDriver(pl *sweep.Plan) (string, error) {
 }
 
 // beforeLaunch runs once, before the first point starts: the trainer's interpreter,
-// the data check (once for the whole sweep: the points share the data), and where
-// points may run at once on this machine.
-func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, x *sweep.Executor) error {
+// the data check of the points about to run, and where points may run at once on
+// this machine.
+func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sweep.Planned, x *sweep.Executor) error {
 	cfg := pl.Points[0].Prepared.Config
 	py, _, err := pyenv.Find(cfg.Spec.Python)
 	if err != nil {
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
 	}
 	lo := runner.LaunchOptions{Python: py}
-	if err := train.CheckData(ctx, o.Factory, cfg, &lo, o.SkipDataCheck); err != nil {
+	if x.DataChecks, err = o.checkData(ctx, queued, lo); err != nil {
 		return err
 	}
 	x.Launch = lo
@@ -203,6 +208,53 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, x *sweep.Exe
 	}
 	fmt.Fprintf(o.Factory.IO.Out, "running %d point(s) at a time on %s\n", len(slots), where)
 	return nil
+}
+
+// checkData checks the data once per distinct data check (train.DataCheckKey) of
+// the queued points: points that share data, max_length and tokenizer share one
+// check, and a point that sweeps any of them is checked with its own values. It
+// returns each point's report for its manifest; any error stops the whole sweep
+// before a point runs.
+func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo runner.LaunchOptions) (map[int]json.RawMessage, error) {
+	type group struct {
+		cfg     *config.Config
+		indices []int
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, p := range queued {
+		cfg := p.Prepared.Config
+		key := train.DataCheckKey(cfg)
+		g := byKey[key]
+		if g == nil {
+			g = &group{cfg: cfg}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.indices = append(g.indices, p.Index)
+	}
+	out := map[int]json.RawMessage{}
+	for _, g := range groups {
+		if len(groups) > 1 && !o.SkipDataCheck {
+			fmt.Fprintf(o.Factory.IO.ErrOut, "checking the data of point(s) %s\n", joinInts(g.indices))
+		}
+		if err := train.CheckData(ctx, o.Factory, g.cfg, &lo, o.SkipDataCheck); err != nil {
+			return nil, err
+		}
+		for _, i := range g.indices {
+			out[i] = lo.DataCheck
+		}
+	}
+	return out, nil
+}
+
+// joinInts writes 0, 1, 2.
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // forwardSignals stops the sweep on the first SIGINT/SIGTERM (running trainers save

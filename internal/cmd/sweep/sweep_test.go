@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/sweep"
 )
 
@@ -210,5 +212,73 @@ func TestStatusAndResultsOfUnknownSweep(t *testing.T) {
 	err = resultsRun(context.Background(), &ResultsOptions{Factory: f, Parent: parent, ID: "../etc"})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
 		t.Fatalf("results: %v", err)
+	}
+}
+
+// TestDataCheckedPerPoint: points that sweep the data or max_length are checked with
+// their own values, points that share them share one check, and one bad point stops
+// the sweep before anything runs.
+func TestDataCheckedPerPoint(t *testing.T) {
+	var good strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&good, `{"messages":[{"role":"user","content":"q%d"},{"role":"assistant","content":"a%d"}]}`+"\n", i, i)
+	}
+	cases := []struct {
+		name   string
+		params string
+		groups int    // distinct data checks
+		fail   string // a line of the errors, when the check must fail
+	}{
+		{"lora only", "  lora.r: [4, 8, 16]\n", 1, ""},
+		{"max_length", "  train.max_length: [64, 128]\n  lora.r: [4, 8]\n", 2, ""},
+		{"bad second file", "  data.train: [good.jsonl, bad.jsonl]\n", 2, "bad.jsonl:2: not valid JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, path := project(t, "name: d\nbase: base.yaml\nparameters:\n"+c.params)
+			bad := strings.Replace(good.String(), "\n", "\nnot json\n", 1)
+			for name, body := range map[string]string{"good.jsonl": good.String(), "train.jsonl": good.String(), "bad.jsonl": bad,
+				// A hub name: no tokenizer to run, the structural checks alone.
+				"base.yaml": "name: t\nmodel: org/model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ntrain:\n  max_steps: 4\n"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f, _, errOut := factory(dir)
+			file, err := sweep.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := sweep.Build(file, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := &Options{Factory: f, File: path}
+			checks, err := o.checkData(context.Background(), pl.Points, runner.LaunchOptions{Python: "python3"})
+			if c.fail != "" {
+				if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(errOut.String(), c.fail) ||
+					!strings.Contains(errOut.String(), "checking the data of point(s) 1\n") {
+					t.Fatalf("exit %d, %v; stderr:\n%s", cmdutil.ExitCode(err), err, errOut)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(checks) != len(pl.Points) {
+				t.Fatalf("%d reports for %d points", len(checks), len(pl.Points))
+			}
+			distinct := map[string]bool{}
+			for _, p := range pl.Points {
+				distinct[string(checks[p.Index])] = true
+			}
+			// Reports differ by max_length only in their stats, so count the headers.
+			if got := strings.Count(errOut.String(), "checking the data of point(s)"); c.groups > 1 && got != c.groups {
+				t.Errorf("%d data checks, want %d:\n%s", got, c.groups, errOut)
+			}
+			if c.groups == 1 && (len(distinct) != 1 || strings.Contains(errOut.String(), "checking the data of")) {
+				t.Errorf("points sharing the data were checked apart:\n%s", errOut)
+			}
+		})
 	}
 }

@@ -87,7 +87,7 @@ func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.
 
 // CheckData lints the run's data with the real tokenizer when the model is a local
 // directory. Errors stop the run (exit 2); warnings are printed and recorded in
-// lo.DataCheck. Sweeps call it once for all their points.
+// lo.DataCheck. Sweeps call it once per distinct DataCheckKey of their points.
 func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *runner.LaunchOptions, skip bool) error {
 	log := f.Log
 	if skip {
@@ -119,7 +119,11 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 			if file == "" {
 				file = rep.File
 			}
-			fmt.Fprintf(w, "  %s:%d: %s: %s (%s)\n", file, e.Line, e.Path, e.Message, e.Code)
+			where := fmt.Sprintf("%s:%d", file, e.Line)
+			if e.Path != "" {
+				where += ": " + e.Path
+			}
+			fmt.Fprintf(w, "  %s: %s (%s)\n", where, e.Message, e.Code)
 		}
 		if more := rep.ErrorsTotal - len(rep.Errors); more > 0 {
 			fmt.Fprintf(w, "  ... and %d more (loractl data check %s)\n", more, rep.File)
@@ -139,4 +143,15 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 	}{rep.Warnings, rep.Stats}
 	lo.DataCheck, err = json.Marshal(rec)
 	return err
+}
+
+// DataCheckKey is what CheckData's verdict depends on: two configs with the same key
+// get the same report. Sweeps check the data once per key, so a point that sweeps
+// max_length or data.train is checked with its own values. Keep it in step with the
+// options CheckData builds.
+func DataCheckKey(cfg *config.Config) string {
+	r := cfg.Resolved
+	b, _ := json.Marshal([]any{r.Data.Train, r.Data.Eval, r.Data.EvalSplit, cfg.SystemPrompt,
+		r.Train.MaxLength, r.Train.Epochs, r.Model.NameOrPath})
+	return string(b)
 }
