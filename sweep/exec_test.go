@@ -309,6 +309,35 @@ func TestFailedPointRetriedOthersContinue(t *testing.T) {
 	}
 }
 
+// TestEditedSweepKeepsRetryCounts: adding a value gives the sweep a new id, but a
+// point that used up its retries under the old one does not get a fresh set.
+func TestEditedSweepKeepsRetryCounts(t *testing.T) {
+	h := newHarness(t, fourPoints)
+	failR2 := func(r *config.Resolved) (int, time.Duration) {
+		if r.LoRA.R == 2 {
+			return 1, 10 * time.Millisecond
+		}
+		return 0, 10 * time.Millisecond
+	}
+	h.execute(t, newFake(failR2), 2, nil)
+	f, err := parse(t, h.dir, strings.Replace(fourPoints, "[1, 2, 3, 4]", "[1, 2, 3, 4, 5]", 1))
+	must(t, err)
+	edited, err := Build(f, nil)
+	must(t, err)
+	if edited.ID == h.plan.ID {
+		t.Fatal("the edited sweep kept its id")
+	}
+	h.plan = edited
+	d := newFake(failR2)
+	sum, sw := h.execute(t, d, 2, nil)
+	if len(d.starts) != 1 || d.starts[0] != h.point(4) {
+		t.Fatalf("edited sweep started %v, want only the new point %s\n%s", d.starts, h.point(4), h.out.String())
+	}
+	if ps := sw.State.Points[1]; ps.Failures != 2 || ps.Launches != 2 || sum.Failed != 1 {
+		t.Errorf("carried point state %+v, summary %+v", ps, sum)
+	}
+}
+
 // TestResumeAfterControllerDied: the controller dies while a point runs (its lock
 // goes with it and the trainer saves a checkpoint on the parent-death signal). The
 // next run of the sweep skips completed points, resumes the interrupted one from

@@ -99,6 +99,9 @@ var ErrNoSweep = errors.New("no such sweep")
 // Open creates or reopens the directory of plan's sweep under base and locks it. An
 // earlier run's points.json is merged in: states and failure counts carry over by
 // run id, so a stopped sweep continues and a finished one has nothing left to do.
+// Counts also carry over from earlier versions of the sweep (the same name, another
+// id: a higher count, one more value), so editing the sweep file does not give
+// points that used up their retries a fresh set.
 func Open(base string, pl *Plan, driverName string) (*Sweep, error) {
 	dir := filepath.Join(base, pl.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -117,7 +120,7 @@ func Open(base string, pl *Plan, driverName string) (*Sweep, error) {
 		lock.Unlock()
 		return nil, err
 	}
-	s.State = newState(pl, driverName, old)
+	s.State = newState(pl, driverName, old, carried(base, pl.File.Name, dir))
 	files := map[string][]byte{SweepFileName: pl.File.Source}
 	if pl.File.baseLine == 0 {
 		files[BaseFileName] = pl.File.BaseSource
@@ -135,7 +138,7 @@ func Open(base string, pl *Plan, driverName string) (*Sweep, error) {
 	return s, nil
 }
 
-func newState(pl *Plan, driverName string, old *State) *State {
+func newState(pl *Plan, driverName string, old *State, prev map[string]*PointState) *State {
 	f := pl.File
 	st := &State{
 		Version: StateVersion, ID: pl.ID, Name: f.Name, SweepPath: f.Path, BasePath: f.BasePath,
@@ -149,12 +152,8 @@ func newState(pl *Plan, driverName string, old *State) *State {
 	for _, p := range f.Params {
 		st.Params = append(st.Params, p.Key)
 	}
-	prev := map[string]*PointState{}
 	if old != nil {
 		st.CreatedAt = old.CreatedAt
-		for _, p := range old.Points {
-			prev[p.RunID] = p
-		}
 	}
 	for _, p := range pl.Points {
 		ps := &PointState{Index: p.Index, RunID: p.RunID(), Values: p.Values, Sets: p.Sets, State: Queued}
@@ -164,6 +163,38 @@ func newState(pl *Plan, driverName string, old *State) *State {
 		st.Points = append(st.Points, ps)
 	}
 	return st
+}
+
+// carried collects, by run id, the newest record of every point of the sweeps named
+// name under base (this sweep's own dir included): the newest points.json to have
+// seen a run knows its launches and failures best. Unreadable states are skipped.
+func carried(base, name, self string) map[string]*PointState {
+	type seen struct {
+		ps *PointState
+		at time.Time
+	}
+	best := map[string]seen{}
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		dir := filepath.Join(base, e.Name())
+		if !e.IsDir() || (dir != self && !strings.HasPrefix(e.Name(), name+"-")) {
+			continue
+		}
+		st, err := ReadState(dir)
+		if err != nil || st.Name != name {
+			continue
+		}
+		for _, p := range st.Points {
+			if b, ok := best[p.RunID]; !ok || st.UpdatedAt.After(b.at) {
+				best[p.RunID] = seen{p, st.UpdatedAt}
+			}
+		}
+	}
+	out := make(map[string]*PointState, len(best))
+	for id, b := range best {
+		out[id] = b.ps
+	}
+	return out
 }
 
 // ReadState loads dir/points.json.
