@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/loractl/loractl/python"
 )
@@ -26,6 +28,12 @@ type PythonTokenCounter struct {
 	Dir    string
 	// Stderr, when set, receives the helper's stderr as it runs.
 	Stderr io.Writer
+	// CacheDir, when set, keeps the helper's output for the same helper, interpreter,
+	// tokenizer files, data and limits: a second check of unchanged data does not
+	// start Python at all.
+	CacheDir string
+	// Cached reports whether the last CountTokens was answered from the cache.
+	Cached bool
 }
 
 // tokenLine is one line of the helper's output: a template record or an example record.
@@ -39,6 +47,19 @@ type tokenLine struct {
 func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, each func(ExampleTokens) error) (*TemplateInfo, error) {
 	if st, err := os.Stat(p.Dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%w: tokenizer %s: not a directory", ErrInput, p.Dir)
+	}
+	p.Cached = false
+	var cachePath string
+	if p.CacheDir != "" {
+		if key, ok := tokenCacheKey(p.Python, p.Dir, req); ok {
+			cachePath = filepath.Join(p.CacheDir, key+".jsonl")
+			if info, err := replayCached(cachePath, each); err == nil {
+				p.Cached = true
+				return info, nil
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
 	}
 	script, err := writeScript()
 	if err != nil {
@@ -65,7 +86,16 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", p.Python, err)
 	}
-	info, perr := readTokenLines(stdout, each)
+	var src io.Reader = stdout
+	var keep *os.File
+	if cachePath != "" {
+		if keep, err = cacheTemp(p.CacheDir); err == nil {
+			defer os.Remove(keep.Name())
+			defer keep.Close()
+			src = io.TeeReader(stdout, keep)
+		}
+	}
+	info, perr := readTokenLines(src, each)
 	if perr != nil {
 		// Stop the helper rather than leave it writing into a closed pipe.
 		_ = cmd.Process.Kill()
@@ -85,7 +115,45 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	case info == nil:
 		return nil, fmt.Errorf("%s printed no template record", tokenScript)
 	}
+	if keep != nil && keep.Sync() == nil && keep.Close() == nil && os.Rename(keep.Name(), cachePath) == nil {
+		pruneTokenCache(p.CacheDir)
+	}
 	return info, nil
+}
+
+// replayCached feeds a cached output to each. An entry that does not parse to the
+// end is removed and reported as missing, before each sees any of it, so the count
+// runs again from the start.
+func replayCached(path string, each func(ExampleTokens) error) (*TemplateInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := readTokenLines(f, func(ExampleTokens) error { return nil }); err != nil || info == nil {
+		f.Close()
+		os.Remove(path)
+		return nil, os.ErrNotExist
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	info, err := readTokenLines(f, each)
+	if err != nil {
+		return nil, err
+	}
+	// Touch it: pruning keeps the most recently used entries.
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+	return info, nil
+}
+
+// cacheTemp opens a temporary file in the cache dir (made if needed).
+func cacheTemp(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(dir, ".tmp-*")
 }
 
 func readTokenLines(r io.Reader, each func(ExampleTokens) error) (*TemplateInfo, error) {

@@ -30,16 +30,23 @@ const (
 // VenvDir is where scripts/setup-python.sh builds the venv for this build's pinned
 // requirements: $LORACTL_CACHE (default ~/.cache/loractl)/venv-<hash>.
 func VenvDir() string {
-	cache := os.Getenv(EnvCache)
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			home = "."
-		}
-		cache = filepath.Join(home, ".cache", "loractl")
-	}
-	return filepath.Join(cache, "venv-"+python.RequirementsHash())
+	return filepath.Join(CacheDir(), "venv-"+python.RequirementsHash())
 }
+
+// CacheDir is loractl's cache: $LORACTL_CACHE, default ~/.cache/loractl.
+func CacheDir() string {
+	if cache := os.Getenv(EnvCache); cache != "" {
+		return cache
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "."
+	}
+	return filepath.Join(home, ".cache", "loractl")
+}
+
+// TokenCacheDir keeps the data check's token counts (see dataset.PythonTokenCounter).
+func TokenCacheDir() string { return filepath.Join(CacheDir(), "tokens") }
 
 // ErrNotFound means no interpreter was configured and the setup venv does not exist.
 var ErrNotFound = errors.New("no Python environment for the trainer: run scripts/setup-python.sh, or set " + EnvPython)

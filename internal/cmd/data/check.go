@@ -119,7 +119,7 @@ func checkRun(opts *CheckOptions) error {
 				return cmdutil.Invalidf("--tokenizer needs the trainer's Python environment: %v", err)
 			}
 		}
-		copts.Tokenizer = &dataset.PythonTokenCounter{Python: py, Dir: opts.Tokenizer}
+		copts.Tokenizer = &dataset.PythonTokenCounter{Python: py, Dir: opts.Tokenizer, CacheDir: pyenv.TokenCacheDir()}
 	}
 	rep, err := dataset.Check(ctx, copts)
 	if err != nil {

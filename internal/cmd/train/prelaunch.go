@@ -12,6 +12,7 @@ import (
 	"github.com/loractl/loractl/gpu/preflight"
 	plancmd "github.com/loractl/loractl/internal/cmd/plan"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
 )
@@ -105,7 +106,7 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 		Epochs:       r.Train.Epochs,
 	}
 	if filepath.IsAbs(r.Model.NameOrPath) {
-		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath}
+		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: pyenv.TokenCacheDir()}
 	}
 	rep, err := dataset.Check(ctx, opts)
 	if err != nil {
