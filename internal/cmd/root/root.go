@@ -96,7 +96,8 @@ const environmentHelp = `Environment variables:
 
   LORACTL_RUNS_DIR     base directory of the run store (default ./runs)
   LORACTL_PYTHON       interpreter that runs the trainer (default: the setup venv)
-  LORACTL_CACHE        where scripts/setup-python.sh keeps venvs (default ~/.cache/loractl)
+  LORACTL_CACHE        where scripts/setup-python.sh keeps venvs and the data check its
+                       token counts (default ~/.cache/loractl; tokens/ may be deleted)
   LORACTL_PLUGINS_DIR  where external drivers (loractl-driver-<name>) are looked up
   HF_HOME, HF_HUB_OFFLINE, HF_TOKEN
                        passed to the trainer; HF_TOKEN only by name, never written down
