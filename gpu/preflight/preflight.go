@@ -77,10 +77,18 @@ type NoFitError struct {
 	Need   uint64
 	Best   Candidate
 	Waited time.Duration
+	// TooBig is set when Need exceeds the total memory of every candidate (Best is
+	// then the largest one): no amount of waiting would make the run fit.
+	TooBig bool
 }
 
 // Error names the need, the best GPU's free memory and the ways out.
 func (e *NoFitError) Error() string {
+	if e.TooBig {
+		return fmt.Sprintf("the run needs about %s of GPU memory, more than the %s that GPU %d (%s), the largest here, has in total; "+
+			"waiting cannot help: see `loractl plan` for what would make it fit, or pass --force",
+			gpu.FormatBytes(e.Need), gpu.FormatBytes(e.Best.Total), e.Best.Index, e.Best.Name)
+	}
 	msg := fmt.Sprintf("the run needs about %s of GPU memory but GPU %d (%s) has %s free",
 		gpu.FormatBytes(e.Need), e.Best.Index, e.Best.Name, gpu.FormatBytes(e.Best.Free))
 	if e.Waited > 0 {
@@ -89,20 +97,43 @@ func (e *NoFitError) Error() string {
 	return msg + "; see `loractl plan` for what would make it fit, or pass --force"
 }
 
+// Unusable is a GPU that offers no candidate: MIG is enabled but it has no MIG
+// instance, so CUDA sees no device on it.
+type Unusable struct {
+	Index  int
+	Name   string
+	Reason string
+}
+
+func (u Unusable) String() string { return fmt.Sprintf("GPU %d (%s) %s", u.Index, u.Name, u.Reason) }
+
 // Candidates lists where a run can go, in NVML order; a MIG-enabled GPU contributes
 // its MIG devices instead of itself.
 func Candidates(m gpu.Manager) ([]Candidate, error) {
+	cands, _, err := Survey(m)
+	return cands, err
+}
+
+// Survey is Candidates that also names the GPUs that offer none (a MIG-enabled GPU
+// without MIG instances), so a caller can say why a GPU cannot be used instead of
+// silently falling back to the CPU.
+func Survey(m gpu.Manager) ([]Candidate, []Unusable, error) {
 	devs, err := m.Devices()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []Candidate
+	var unusable []Unusable
 	for _, d := range devs {
 		info, err := d.Info()
 		if err != nil {
-			return nil, fmt.Errorf("gpu %d: %w", d.Index(), err)
+			return nil, nil, fmt.Errorf("gpu %d: %w", d.Index(), err)
 		}
 		if info.MIGEnabled {
+			if len(info.MIGDevices) == 0 {
+				unusable = append(unusable, Unusable{Index: info.Index, Name: info.Name,
+					Reason: fmt.Sprintf("has MIG enabled but no MIG instance: create one (sudo nvidia-smi mig -i %d -cgi <profile> -C) or disable MIG (sudo nvidia-smi -i %d -mig 0)", info.Index, info.Index)})
+			}
 			for _, mig := range info.MIGDevices {
 				out = append(out, Candidate{Index: info.Index, Name: info.Name + " MIG", UUID: mig.UUID,
 					Visible: mig.UUID, Free: mig.MemoryFreeBytes, Total: mig.MemoryTotalBytes, MIG: true})
@@ -112,7 +143,23 @@ func Candidates(m gpu.Manager) ([]Candidate, error) {
 		out = append(out, Candidate{Index: info.Index, Name: info.Name, UUID: info.UUID,
 			Visible: strconv.Itoa(info.Index), Free: info.MemoryFreeBytes, Total: info.MemoryTotalBytes})
 	}
-	return out, nil
+	return out, unusable, nil
+}
+
+// Largest returns the candidate with the most total memory among those on GPU index
+// (any GPU for AnyGPU).
+func Largest(cands []Candidate, index int) (Candidate, bool) {
+	var best Candidate
+	found := false
+	for _, c := range cands {
+		if index != AnyGPU && c.Index != index {
+			continue
+		}
+		if !found || c.Total > best.Total {
+			best, found = c, true
+		}
+	}
+	return best, found
 }
 
 // Pick returns the candidate with the most free memory among those on GPU index
@@ -148,9 +195,16 @@ func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decisi
 	status := newStatusLine(opts.Status, opts.StatusTTY)
 	defer status.done()
 	for {
-		cands, err := Candidates(m)
+		cands, unusable, err := Survey(m)
 		if err != nil {
 			return nil, err
+		}
+		for _, u := range unusable {
+			if opts.GPU == u.Index || (opts.GPU == AnyGPU && len(cands) == 0) {
+				// Not a CPU decision: the machine has a GPU, it is only not set up.
+				return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
+					Err: fmt.Errorf("%s; nothing was launched", u)}
+			}
 		}
 		if len(cands) == 0 {
 			if opts.GPU != AnyGPU {
@@ -161,6 +215,11 @@ func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decisi
 		best, ok := Pick(cands, opts.GPU)
 		if !ok {
 			return nil, cmdutil.Invalidf("GPU %d was requested but this machine has GPUs 0-%d", opts.GPU, cands[len(cands)-1].Index)
+		}
+		if largest, _ := Largest(cands, opts.GPU); need > largest.Total && !opts.Force {
+			// More than any candidate holds when empty: waiting cannot help.
+			return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
+				Err: &NoFitError{Need: need, Best: largest, TooBig: true}}
 		}
 		waited := time.Since(start)
 		if need <= best.Free {

@@ -64,15 +64,15 @@ func TestRunPicks(t *testing.T) {
 }
 
 func TestNoFitErrorSaysWhy(t *testing.T) {
-	_, err := preflight.Run(context.Background(), workstation(), 30*gib, preflight.Options{GPU: preflight.AnyGPU})
+	_, err := preflight.Run(context.Background(), workstation(), 23*gib, preflight.Options{GPU: preflight.AnyGPU})
 	var nf *preflight.NoFitError
 	if !errors.As(err, &nf) {
 		t.Fatalf("error %v is not a NoFitError", err)
 	}
-	if nf.Best.Index != 1 || nf.Need != 30*gib {
+	if nf.Best.Index != 1 || nf.Need != 23*gib || nf.TooBig {
 		t.Errorf("no-fit = %+v", nf)
 	}
-	for _, want := range []string{"30.0 GiB", "GPU 1", "22.0 GiB free", "--force", "loractl plan"} {
+	for _, want := range []string{"23.0 GiB", "GPU 1", "22.0 GiB free", "--force", "loractl plan"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q lacks %q", err.Error(), want)
 		}
@@ -154,11 +154,12 @@ func TestWaitStatusOnTerminalRewritesLine(t *testing.T) {
 }
 
 func TestWaitTimesOut(t *testing.T) {
+	// 23 GiB could fit a 24 GiB card once its memory frees up; none does in time.
 	start := time.Now()
-	_, err := preflight.Run(context.Background(), workstation(), 40*gib, preflight.Options{
+	_, err := preflight.Run(context.Background(), workstation(), 23*gib, preflight.Options{
 		GPU: preflight.AnyGPU, Wait: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
 	var nf *preflight.NoFitError
-	if cmdutil.ExitCode(err) != cmdutil.ExitNoFit || !errors.As(err, &nf) || nf.Waited < 40*time.Millisecond {
+	if cmdutil.ExitCode(err) != cmdutil.ExitNoFit || !errors.As(err, &nf) || nf.Waited < 40*time.Millisecond || nf.TooBig {
 		t.Fatalf("err = %v (%+v)", err, nf)
 	}
 	if el := time.Since(start); el > 2*time.Second {
@@ -166,10 +167,83 @@ func TestWaitTimesOut(t *testing.T) {
 	}
 }
 
+// A run larger than every GPU's total memory is refused at once, even with a long
+// --wait-gpu: no other job finishing can make it fit.
+func TestTooBigForEveryGPURefusedWithoutWaiting(t *testing.T) {
+	tests := []struct {
+		name string
+		opts preflight.Options
+		want int // the GPU named in the refusal
+	}{
+		{"any gpu", preflight.Options{GPU: preflight.AnyGPU, Wait: time.Hour, Poll: time.Millisecond}, 0},
+		{"requested gpu", preflight.Options{GPU: 2, Wait: time.Hour, Poll: time.Millisecond}, 2},
+		{"without waiting", preflight.Options{GPU: preflight.AnyGPU}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := preflight.Run(ctx, workstation(), 40*gib, tt.opts)
+			var nf *preflight.NoFitError
+			if cmdutil.ExitCode(err) != cmdutil.ExitNoFit || !errors.As(err, &nf) {
+				t.Fatalf("err = %v, want an exit-3 NoFitError at once", err)
+			}
+			if !nf.TooBig || nf.Waited != 0 || nf.Best.Index != tt.want || nf.Best.Total != 24*gib {
+				t.Errorf("no-fit = %+v", nf)
+			}
+			for _, want := range []string{"40.0 GiB", "24.0 GiB", "in total", "waiting cannot help"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("message %q lacks %q", err.Error(), want)
+				}
+			}
+		})
+	}
+	// --force still places it.
+	d, err := preflight.Run(context.Background(), workstation(), 40*gib, preflight.Options{GPU: preflight.AnyGPU, Force: true})
+	if err != nil || !d.Forced {
+		t.Fatalf("forced: %+v, %v", d, err)
+	}
+}
+
+// A MIG-enabled GPU without MIG instances offers CUDA no device: the pre-flight says
+// so (exit 3) instead of sending the run to the CPU.
+func TestMIGWithoutInstancesIsNotTheCPU(t *testing.T) {
+	mig := gputest.GPU("H100", 80*gib, 80*gib)
+	mig.MIGEnabled = true
+	tests := []struct {
+		name     string
+		mgr      *gputest.Manager
+		gpu      int
+		wantCode int
+		wantVis  string
+	}{
+		{"only gpu", gputest.New(mig), preflight.AnyGPU, cmdutil.ExitNoFit, ""},
+		{"requested", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), 1, cmdutil.ExitNoFit, ""},
+		{"another gpu is usable", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), preflight.AnyGPU, 0, "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := preflight.Run(context.Background(), tt.mgr, gib, preflight.Options{GPU: tt.gpu})
+			if code := cmdutil.ExitCode(err); code != tt.wantCode {
+				t.Fatalf("exit %d (%v), decision %+v; want %d", code, err, d, tt.wantCode)
+			}
+			if tt.wantCode != 0 {
+				if !strings.Contains(err.Error(), "MIG enabled but no MIG instance") {
+					t.Errorf("message %q does not say why", err)
+				}
+				return
+			}
+			if d.CPU || d.Visible != tt.wantVis {
+				t.Errorf("decision = %+v", d)
+			}
+		})
+	}
+}
+
 func TestWaitHonoursCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	_, err := preflight.Run(ctx, workstation(), 40*gib, preflight.Options{
+	_, err := preflight.Run(ctx, workstation(), 23*gib, preflight.Options{
 		GPU: preflight.AnyGPU, Wait: time.Hour, Poll: 5 * time.Millisecond})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
