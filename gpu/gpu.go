@@ -65,6 +65,10 @@ type Info struct {
 	// Processes are the compute processes using the GPU (other users' jobs on a
 	// shared workstation show up here).
 	Processes []Process `json:"processes"`
+	// ProcessesUnknown, when set, says why the processes could not be listed (no
+	// permission, as on a MIG-enabled GPU without root, or not supported);
+	// Processes is then empty, which does not mean the GPU is idle.
+	ProcessesUnknown string `json:"processes_unknown,omitempty"`
 }
 
 // MIGDevice is one MIG instance of a MIG-enabled GPU. CUDA selects it by UUID.
@@ -79,6 +83,10 @@ type MIGDevice struct {
 type Process struct {
 	PID             uint32 `json:"pid"`
 	UsedMemoryBytes uint64 `json:"used_memory_bytes"`
+	// UsedMemoryUnknown is set when the driver does not report the process's memory
+	// (NVML_VALUE_NOT_AVAILABLE, common under MIG and in containers);
+	// UsedMemoryBytes is then 0.
+	UsedMemoryUnknown bool `json:"used_memory_unknown,omitempty"`
 }
 
 // Sample is what the controller records every few seconds while a run is live. Its

@@ -143,14 +143,32 @@ func (d *nvmlDevice) Info() (Info, error) {
 		}
 	}
 	procs, ret := d.h.GetComputeRunningProcesses()
-	if ret != nvml.SUCCESS && !optional(ret) {
+	switch {
+	case ret == nvml.SUCCESS:
+	case ret == nvml.ERROR_NO_PERMISSION || optional(ret):
+		// Without root, a MIG-enabled GPU refuses the aggregate query: the rest of
+		// the inventory is still right, only the processes are unknown.
+		info.ProcessesUnknown = "not supported by this GPU or driver"
+		if ret == nvml.ERROR_NO_PERMISSION {
+			info.ProcessesUnknown = "no permission to list them (MIG-enabled GPUs list processes only for root)"
+		}
+		return info, nil
+	default:
 		return info, nvmlError("compute processes", ret)
 	}
 	for _, p := range procs {
-		info.Processes = append(info.Processes, Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory})
+		proc := Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory}
+		if p.UsedGpuMemory == valueNotAvailable {
+			proc.UsedMemoryBytes, proc.UsedMemoryUnknown = 0, true
+		}
+		info.Processes = append(info.Processes, proc)
 	}
 	return info, nil
 }
+
+// valueNotAvailable is NVML_VALUE_NOT_AVAILABLE as an unsigned long long: the
+// driver's "unknown" for a process's used memory (it would read as 16 EiB).
+const valueNotAvailable = ^uint64(0)
 
 // migDevices lists the MIG instances that exist (slots without one report NOT_FOUND).
 func migDevices(h nvml.Device) ([]MIGDevice, error) {

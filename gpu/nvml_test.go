@@ -263,3 +263,50 @@ func TestSampleToleratesMissingSensors(t *testing.T) {
 		t.Errorf("sample = %+v", got)
 	}
 }
+
+// On a MIG-enabled GPU without root the aggregate process query answers
+// NO_PERMISSION; some boards answer NOT_SUPPORTED. Neither may abort the inventory:
+// the processes are unknown, the rest is read. A process whose memory the driver
+// does not report (NVML_VALUE_NOT_AVAILABLE) has unknown memory, not 16 EiB.
+func TestProcessesUnknown(t *testing.T) {
+	tests := []struct {
+		name        string
+		ret         nvml.Return
+		procs       []nvml.ProcessInfo
+		wantUnknown string
+		wantProcs   []gpu.Process
+	}{
+		{"no permission", nvml.ERROR_NO_PERMISSION, nil, "no permission to list them (MIG-enabled GPUs list processes only for root)", []gpu.Process{}},
+		{"not supported", nvml.ERROR_NOT_SUPPORTED, nil, "not supported by this GPU or driver", []gpu.Process{}},
+		{"memory not available", nvml.SUCCESS,
+			[]nvml.ProcessInfo{{Pid: 7, UsedGpuMemory: ^uint64(0)}, {Pid: 8, UsedGpuMemory: 3 * gib}}, "",
+			[]gpu.Process{{PID: 7, UsedMemoryUnknown: true}, {PID: 8, UsedMemoryBytes: 3 * gib}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := idle(dgxh100.New())
+			dev := s.Devices[0].(*server.Device)
+			dev.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return tt.procs, tt.ret }
+			d := inventory(t, s).Devices[0]
+			if d.ProcessesUnknown != tt.wantUnknown || d.MemoryTotalBytes != 80*gib {
+				t.Errorf("device = %+v, want processes unknown %q", d, tt.wantUnknown)
+			}
+			if len(d.Processes) != len(tt.wantProcs) {
+				t.Fatalf("processes = %+v, want %+v", d.Processes, tt.wantProcs)
+			}
+			for i := range d.Processes {
+				if d.Processes[i] != tt.wantProcs[i] {
+					t.Errorf("process %d = %+v, want %+v", i, d.Processes[i], tt.wantProcs[i])
+				}
+			}
+		})
+	}
+	// Any other failure is still an error.
+	s := idle(dgxh100.New())
+	s.Devices[0].(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.ERROR_UNKNOWN }
+	m := &gpu.NVML{Lib: s}
+	devs, _ := m.Devices()
+	if _, err := devs[0].Info(); err == nil || !strings.Contains(err.Error(), "compute processes") {
+		t.Errorf("unknown failure: %v", err)
+	}
+}

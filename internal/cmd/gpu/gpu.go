@@ -95,9 +95,16 @@ func printInventory(w io.Writer, s *gpu.Snapshot) {
 			gpu.FormatBytes(d.MemoryFreeBytes), gpu.FormatBytes(d.MemoryTotalBytes), gpu.FormatBytes(d.MemoryUsedBytes), d.UtilizationPct)
 		if d.MIGEnabled {
 			fmt.Fprintf(w, "  MIG          enabled, %d instance(s)\n", len(d.MIGDevices))
+			if len(d.MIGDevices) == 0 {
+				fmt.Fprintf(w, "    no MIG instance: CUDA sees no device here until one is created (sudo nvidia-smi mig -i %d -cgi <profile> -C) or MIG is disabled\n", d.Index)
+			}
 			for _, m := range d.MIGDevices {
 				fmt.Fprintf(w, "    %s  %s free of %s\n", m.UUID, gpu.FormatBytes(m.MemoryFreeBytes), gpu.FormatBytes(m.MemoryTotalBytes))
 			}
+		}
+		if d.ProcessesUnknown != "" {
+			fmt.Fprintf(w, "  processes    unknown: %s\n", d.ProcessesUnknown)
+			continue
 		}
 		if len(d.Processes) == 0 {
 			fmt.Fprintf(w, "  processes    none\n")
@@ -105,7 +112,11 @@ func printInventory(w io.Writer, s *gpu.Snapshot) {
 		}
 		procs := make([]string, len(d.Processes))
 		for i, p := range d.Processes {
-			procs[i] = fmt.Sprintf("pid %d (%s)", p.PID, gpu.FormatBytes(p.UsedMemoryBytes))
+			mem := gpu.FormatBytes(p.UsedMemoryBytes)
+			if p.UsedMemoryUnknown {
+				mem = "memory unknown"
+			}
+			procs[i] = fmt.Sprintf("pid %d (%s)", p.PID, mem)
 		}
 		fmt.Fprintf(w, "  processes    %s\n", strings.Join(procs, ", "))
 	}

@@ -87,6 +87,35 @@ func TestGPUJSON(t *testing.T) {
 	}
 }
 
+// A MIG-enabled GPU without root answers the process query with NO_PERMISSION:
+// `loractl gpu` still succeeds and says the processes are unknown; a process whose
+// memory NVML does not report is shown as unknown, not as 16 EiB.
+func TestGPUProcessesUnknown(t *testing.T) {
+	lib := twoBusyH100s().(*server.Server)
+	lib.Devices[1].(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return nil, nvml.ERROR_NO_PERMISSION
+	}
+	lib.Devices[2].(*server.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return []nvml.ProcessInfo{{Pid: 99, UsedGpuMemory: ^uint64(0)}}, nvml.SUCCESS
+	}
+	out, err := run(t, lib, false)
+	if err != nil {
+		t.Fatalf("loractl gpu failed: %v", err)
+	}
+	for _, want := range []string{"processes    unknown: no permission", "pid 99 (memory unknown)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "EiB") || strings.Contains(out, "17179869184") {
+		t.Errorf("NVML_VALUE_NOT_AVAILABLE printed as a size:\n%s", out)
+	}
+	js, err := run(t, lib, true)
+	if err != nil || !strings.Contains(js, `"processes_unknown": "no permission`) || !strings.Contains(js, `"used_memory_unknown": true`) {
+		t.Errorf("json (%v):\n%s", err, js)
+	}
+}
+
 func TestNoDriverSaysSoAndSucceeds(t *testing.T) {
 	missing := &mock.Interface{InitFunc: func() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }}
 	out, err := run(t, missing, false)
