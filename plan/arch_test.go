@@ -181,3 +181,43 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// PEFT matches a target name against the end of the module path
+// (model.layers.N.self_attn.q_proj), so "self_attn.q_proj" selects the same
+// projections as "q_proj"; a name that reaches into the layer index (some layers
+// only), or is not a whole-component suffix, is unknown to the estimator.
+func TestTargetsMatchLikePEFT(t *testing.T) {
+	arch := mustBuiltin(t, "Llama-3.2-1B")
+	bare := Run{Arch: arch, LoRA: LoRA{R: 16, Targets: []string{"q_proj", "v_proj", "down_proj"}}}
+	want, err := bare.TrainableParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		targets []string
+		wantErr bool
+	}{
+		{"parent.name", []string{"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"}, false},
+		{"mixed", []string{"q_proj", "self_attn.v_proj", "down_proj", "mlp.down_proj"}, false},
+		{"one layer only", []string{"layers.0.self_attn.q_proj"}, true},
+		{"wrong parent", []string{"mlp.q_proj"}, true},
+		{"partial name", []string{"proj"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bare
+			r.LoRA.Targets = tt.targets
+			got, err := r.TrainableParams()
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("targets %v accepted (%d trainable)", tt.targets, got)
+				}
+				return
+			}
+			if err != nil || got != want {
+				t.Fatalf("trainable = %d, %v; want %d as for the bare names", got, err, want)
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 )
 
@@ -157,23 +156,53 @@ func (a *Arch) Params() (linear, other int64) {
 	return linear, other
 }
 
+// modulePath is where a projection sits in a decoder layer, as PEFT sees the module
+// names (model.layers.N.self_attn.q_proj), with "*" for the layer index.
+func (l Linear) modulePath() []string {
+	parent := "mlp"
+	if l.Group == "attn_in" || l.Group == "attn_out" {
+		parent = "self_attn"
+	}
+	return []string{"model", "layers", "*", parent, l.Name}
+}
+
+// matchesTarget is PEFT's rule for a list of target_modules: a name matches a module
+// whose full name equals it or ends with "." + it, so "self_attn.q_proj" selects
+// every layer's q_proj. A name that reaches into the layer index selects only some
+// layers, which the estimator does not model: it matches nothing here.
+func (l Linear) matchesTarget(target string) bool {
+	path, parts := l.modulePath(), strings.Split(target, ".")
+	if len(parts) > len(path) {
+		return false
+	}
+	off := len(path) - len(parts)
+	for i, p := range parts {
+		if path[off+i] == "*" || path[off+i] != p {
+			return false
+		}
+	}
+	return true
+}
+
 // Adapted resolves target_modules to the layer's projections, or says which names
-// are unknown.
+// are unknown. Names match as PEFT matches them: the projection's name or a suffix
+// of its module path (self_attn.q_proj, mlp.down_proj).
 func (a *Arch) Adapted(targets []string) ([]Linear, error) {
 	all := a.Linears()
 	if len(targets) == 1 && targets[0] == "all-linear" {
 		return all, nil
 	}
-	var out []Linear
 	var unknown []string
+	picked := make([]bool, len(all))
 	for _, t := range targets {
-		i := slices.IndexFunc(all, func(l Linear) bool { return l.Name == t })
-		if i < 0 {
-			unknown = append(unknown, t)
-			continue
+		found := false
+		for i, l := range all {
+			if l.matchesTarget(t) {
+				picked[i], found = true, true
+			}
 		}
-		if !slices.ContainsFunc(out, func(l Linear) bool { return l.Name == t }) {
-			out = append(out, all[i])
+		if !found {
+			unknown = append(unknown, t)
 		}
 	}
 	if len(unknown) > 0 {
@@ -183,6 +212,12 @@ func (a *Arch) Adapted(targets []string) ([]Linear, error) {
 		}
 		return nil, fmt.Errorf("lora.target_modules: %s not in a %s layer (its projections: %s, or all-linear)",
 			strings.Join(unknown, ", "), a.Family, strings.Join(names, ", "))
+	}
+	var out []Linear
+	for i, l := range all {
+		if picked[i] {
+			out = append(out, l)
+		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("lora.target_modules is empty")
