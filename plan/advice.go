@@ -29,6 +29,19 @@ func Judge(peak, available uint64) Verdict {
 	return Fits
 }
 
+// better reports whether verdict a is better than b (fits > tight > does not fit).
+func better(a, b Verdict) bool { return rank(a) > rank(b) }
+
+func rank(v Verdict) int {
+	switch v {
+	case Fits:
+		return 2
+	case Tight:
+		return 1
+	}
+	return 0
+}
+
 // Change is one setting changed by advice or auto-fit. Setting is the key path in
 // resolved.json; Value is the new value, JSON-ready.
 type Change struct {
@@ -49,6 +62,10 @@ type Advice struct {
 // option is one kind of change: it proposes variants of a run, gentlest first.
 type option struct {
 	name string
+	// mustFit: a variant is only worth proposing when it makes the run fit, not
+	// merely tight (cutting max_length truncates the data, a cost only worth paying
+	// for a run that then fits).
+	mustFit bool
 	// variants returns candidate runs with their summaries and changes; nil when
 	// the option does not apply.
 	variants func(r Run) []Advice
@@ -58,7 +75,7 @@ type option struct {
 // training mathematically the same (checkpointing, micro-batch, eval batch), then
 // the one that changes the base's precision, then the one that changes the data.
 var options = []option{
-	{"gradient_checkpointing", func(r Run) []Advice {
+	{"gradient_checkpointing", false, func(r Run) []Advice {
 		if r.GradientCheckpointing {
 			return nil
 		}
@@ -66,7 +83,7 @@ var options = []option{
 		return []Advice{{Summary: "turn on gradient checkpointing (about 30% slower, same result)",
 			Changes: []Change{{"train.gradient_checkpointing", true}}, run: r}}
 	}},
-	{"micro_batch", func(r Run) []Advice {
+	{"micro_batch", false, func(r Run) []Advice {
 		var out []Advice
 		ga := max(r.GradAccum, 1)
 		for b := r.BatchSize - 1; b >= 1; b-- {
@@ -81,7 +98,7 @@ var options = []option{
 		}
 		return out
 	}},
-	{"eval_batch", func(r Run) []Advice {
+	{"eval_batch", false, func(r Run) []Advice {
 		eb := r.EvalBatchSize
 		if !r.Eval || eb <= 1 {
 			return nil
@@ -95,7 +112,7 @@ var options = []option{
 		}
 		return out
 	}},
-	{"quantization", func(r Run) []Advice {
+	{"quantization", false, func(r Run) []Advice {
 		if r.Quantization == "4bit" || r.Precision == "fp32" {
 			return nil
 		}
@@ -103,7 +120,7 @@ var options = []option{
 		return []Advice{{Summary: "load the base in 4-bit NF4 (QLoRA: needs bitsandbytes, slightly lower quality)",
 			Changes: []Change{{"quantization.mode", "4bit"}, {"quantization.double_quant", true}}, run: r}}
 	}},
-	{"max_length", func(r Run) []Advice {
+	{"max_length", true, func(r Run) []Advice {
 		var out []Advice
 		for l := r.MaxLength / 2; l >= 128; l /= 2 {
 			v := r
@@ -125,19 +142,19 @@ func estimateAdvice(a *Advice, available uint64) error {
 	return nil
 }
 
-// Advise lists, for each kind of change that lowers the peak, the gentlest variant
-// that fits (or the strongest one when none does), each with its new estimate.
+// Advise lists, for each kind of change, the gentlest variant that makes the run fit
+// or, when none does, the gentlest that at least improves its verdict (does not fit
+// → tight), each with its new estimate. A change that leaves the verdict as it is is
+// not advice, and a max_length cut is only proposed when it makes the run fit.
 func Advise(r Run, available uint64) ([]Advice, error) {
 	base, err := r.Estimate()
 	if err != nil {
 		return nil, err
 	}
+	was := Judge(base.PeakBytes, available)
 	var out []Advice
 	for _, o := range options {
 		vs := o.variants(r)
-		if len(vs) == 0 {
-			continue
-		}
 		chosen := -1
 		for i := range vs {
 			if err := estimateAdvice(&vs[i], available); err != nil {
@@ -147,12 +164,12 @@ func Advise(r Run, available uint64) ([]Advice, error) {
 				chosen = i
 				break
 			}
+			if chosen < 0 && !o.mustFit && better(vs[i].Verdict, was) {
+				chosen = i
+			}
 		}
-		if chosen < 0 {
-			chosen = len(vs) - 1
-		}
-		if vs[chosen].PeakBytes >= base.PeakBytes {
-			continue // no help: the peak is elsewhere (e.g. a smaller eval batch when training peaks)
+		if chosen < 0 || !better(vs[chosen].Verdict, was) {
+			continue // no help: the verdict stays (e.g. a smaller eval batch when training peaks)
 		}
 		out = append(out, vs[chosen])
 	}
@@ -161,47 +178,117 @@ func Advise(r Run, available uint64) ([]Advice, error) {
 
 // AutoFit applies changes in the order of options until the run fits, taking from
 // each kind the gentlest variant that fits or, when none does, the strongest one
-// before moving on. It returns the changed run, the changes, and its estimate; when
-// even every change together does not fit, the error says so.
+// (a max_length cut only when it makes the run fit) before moving on. Changes that
+// turn out not to be needed for the final verdict are then dropped, latest first.
+// It returns the changed run, the changes and its estimate. When no combination
+// improves the verdict (tight stays tight, does not fit stays does not fit), nothing
+// is changed: the run, no changes and its own estimate come back with an error that
+// says so.
 func AutoFit(r Run, available uint64) (Run, []Change, *Estimate, error) {
-	e, err := r.Estimate()
+	e0, err := r.Estimate()
 	if err != nil {
 		return r, nil, nil, err
 	}
-	var changes []Change
+	was := Judge(e0.PeakBytes, available)
+	if was == Fits {
+		return r, nil, e0, nil
+	}
+	cur, e := r, e0
+	var steps [][]Change
 	for _, o := range options {
 		if Judge(e.PeakBytes, available) == Fits {
 			break
 		}
-		vs := o.variants(r)
+		vs := o.variants(cur)
 		if len(vs) == 0 {
 			continue
 		}
-		pick := vs[len(vs)-1]
+		pick := -1
 		for i := range vs {
 			if err := estimateAdvice(&vs[i], available); err != nil {
 				return r, nil, nil, err
 			}
 			if vs[i].Verdict == Fits {
-				pick = vs[i]
+				pick = i
 				break
 			}
 		}
-		next, err := pick.run.Estimate()
+		if pick < 0 {
+			if o.mustFit {
+				continue
+			}
+			pick = len(vs) - 1
+		}
+		next, err := vs[pick].run.Estimate()
 		if err != nil {
 			return r, nil, nil, err
 		}
 		if next.PeakBytes >= e.PeakBytes {
 			continue // no help (e.g. the peak is elsewhere)
 		}
-		r, e = pick.run, next
-		changes = mergeChanges(changes, pick.Changes)
+		cur, e = vs[pick].run, next
+		steps = append(steps, vs[pick].Changes)
 	}
-	if v := Judge(e.PeakBytes, available); v == DoesNotFit {
-		return r, changes, e, fmt.Errorf("even with every change auto-fit knows, the run needs about %s (%s available)",
+	// Drop the steps the final verdict does not need.
+	got := Judge(e.PeakBytes, available)
+	for i := len(steps) - 1; i >= 0; i-- {
+		rest := append(append([][]Change(nil), steps[:i]...), steps[i+1:]...)
+		v, err := r.with(rest)
+		if err != nil {
+			return r, nil, nil, err
+		}
+		ve, err := v.Estimate()
+		if err != nil {
+			return r, nil, nil, err
+		}
+		if !better(got, Judge(ve.PeakBytes, available)) {
+			steps, cur, e = rest, v, ve
+		}
+	}
+	if !better(got, was) {
+		if was == Tight {
+			return r, nil, e0, fmt.Errorf("no change auto-fit knows makes the run fit: it stays tight at about %s of %s (it may run, or fail out of memory on the longest batch)",
+				humanBytes(int64(e0.PeakBytes)), humanBytes(int64(available)))
+		}
+		return r, nil, e0, fmt.Errorf("even with every change auto-fit knows, the run needs about %s (%s available)",
 			humanBytes(int64(e.PeakBytes)), humanBytes(int64(available)))
 	}
-	return r, changes, e, nil
+	var changes []Change
+	for _, st := range steps {
+		changes = mergeChanges(changes, st)
+	}
+	return cur, changes, e, nil
+}
+
+// with returns r with the changes of steps applied in order.
+func (r Run) with(steps [][]Change) (Run, error) {
+	for _, st := range steps {
+		for _, c := range st {
+			ok := true
+			switch c.Setting {
+			case "train.gradient_checkpointing":
+				r.GradientCheckpointing, ok = c.Value.(bool)
+			case "train.batch_size":
+				r.BatchSize, ok = c.Value.(int)
+			case "train.grad_accum":
+				r.GradAccum, ok = c.Value.(int)
+			case "train.eval_batch_size":
+				r.EvalBatchSize, ok = c.Value.(int)
+			case "quantization.mode":
+				r.Quantization, ok = c.Value.(string)
+			case "quantization.double_quant":
+				r.DoubleQuant, ok = c.Value.(bool)
+			case "train.max_length":
+				r.MaxLength, ok = c.Value.(int)
+			default:
+				ok = false
+			}
+			if !ok {
+				return r, fmt.Errorf("cannot apply %s=%v", c.Setting, c.Value)
+			}
+		}
+	}
+	return r, nil
 }
 
 // mergeChanges appends add to cs, replacing earlier changes of the same setting.

@@ -38,8 +38,8 @@ func TestAdviseEachWithItsEstimate(t *testing.T) {
 	got := map[string]Advice{}
 	for _, a := range advice {
 		got[a.Changes[0].Setting] = a
-		if a.PeakBytes >= base.PeakBytes {
-			t.Errorf("%q does not lower the peak", a.Summary)
+		if a.PeakBytes >= base.PeakBytes || a.Verdict == DoesNotFit {
+			t.Errorf("%q does not improve the verdict (%s)", a.Summary, a.Verdict)
 		}
 		// Each advice's estimate is the estimate of the run with its changes.
 		v := r
@@ -77,8 +77,8 @@ func TestAdviseEachWithItsEstimate(t *testing.T) {
 	if _, ok := got["train.max_length"]; !ok {
 		t.Error("no max_length advice")
 	}
-	if _, ok := got["quantization.mode"]; !ok {
-		t.Error("no 4-bit advice")
+	if a, ok := got["quantization.mode"]; ok {
+		t.Errorf("4-bit advice offered although it leaves the run not fitting: %+v", a)
 	}
 	if _, ok := got["train.eval_batch_size"]; ok {
 		t.Error("eval batch advice offered although training peaks")
@@ -98,8 +98,10 @@ func TestAutoFit(t *testing.T) {
 			[]string{"train.gradient_checkpointing"}, ""},
 		{"then a smaller micro-batch", run(t, "Llama-3.2-3B", func(r *Run) { r.GradientCheckpointing, r.BatchSize = false, 16 }), 16 << 30,
 			[]string{"train.gradient_checkpointing", "train.batch_size", "train.grad_accum"}, ""},
+		// A smaller micro-batch alone leaves it not fitting and 4-bit alone fits:
+		// only 4-bit is applied.
 		{"8B on 12 GiB needs 4-bit", run(t, "Llama-3.1-8B", nil), 12 << 30,
-			[]string{"train.batch_size", "train.grad_accum", "quantization.mode", "quantization.double_quant"}, ""},
+			[]string{"quantization.mode", "quantization.double_quant"}, ""},
 		{"70B on 24 GiB is hopeless", run(t, "Llama-3.3-70B", nil), 24 << 30, nil, "even with every change"},
 	}
 	for _, tt := range tests {
@@ -126,6 +128,71 @@ func TestAutoFit(t *testing.T) {
 			}
 			if fitted.BatchSize*fitted.GradAccum != tt.run.BatchSize*tt.run.GradAccum {
 				t.Errorf("effective batch changed: %d×%d", fitted.BatchSize, fitted.GradAccum)
+			}
+		})
+	}
+}
+
+// A tight run is only changed when the change makes it fit: Llama-3.3-70B in 4-bit
+// at 1024 tokens (41.8 GiB) on 42.18 GiB stays tight down to max_length 128, so
+// neither advice nor auto-fit may cut max_length, and auto-fit changes nothing.
+func TestTightRunOnlyChangedToFit(t *testing.T) {
+	r := run(t, "Llama-3.3-70B", func(r *Run) { r.Quantization, r.DoubleQuant, r.BatchSize, r.MaxLength = "4bit", true, 1, 1024 })
+	avail := uint64(4218) * (1 << 30) / 100 // 42.18 GiB
+	if v := Judge(estimate(t, r).PeakBytes, avail); v != Tight {
+		t.Fatalf("setup: %s, want tight", v)
+	}
+	advice, err := Advise(r, avail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range advice {
+		if a.Verdict != Fits {
+			t.Errorf("advice %q leaves the run %s", a.Summary, a.Verdict)
+		}
+	}
+	fitted, changes, e, err := AutoFit(r, avail)
+	if len(changes) != 0 || fitted.MaxLength != 1024 || e.PeakBytes != estimate(t, r).PeakBytes {
+		t.Errorf("auto-fit changed a tight run without making it fit: %v (max_length %d)", changes, fitted.MaxLength)
+	}
+	if err == nil || !strings.Contains(err.Error(), "stays tight") {
+		t.Errorf("err = %v, want it to say the run stays tight", err)
+	}
+}
+
+// Each advice improves the verdict; a max_length cut only appears when it fits.
+func TestAdviceImprovesTheVerdict(t *testing.T) {
+	tests := []struct {
+		name  string
+		run   Run
+		avail uint64
+	}{
+		{"8B 16-bit on 24 GiB", run(t, "Llama-3.1-8B", nil), 24 << 30},
+		{"8B 16-bit on 18 GiB", run(t, "Llama-3.1-8B", nil), 18 << 30},
+		{"0.5B no checkpointing on 12 GiB", run(t, "Qwen2.5-0.5B", func(r *Run) { r.GradientCheckpointing, r.BatchSize = false, 8 }), 12 << 30},
+		{"70B 4-bit on 40 GiB", run(t, "Llama-3.3-70B", func(r *Run) { r.Quantization, r.DoubleQuant = "4bit", true }), 40 << 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			was := Judge(estimate(t, tt.run).PeakBytes, tt.avail)
+			advice, err := Advise(tt.run, tt.avail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range advice {
+				if !better(a.Verdict, was) {
+					t.Errorf("%q: %s → %s does not improve", a.Summary, was, a.Verdict)
+				}
+				if a.Changes[0].Setting == "train.max_length" && a.Verdict != Fits {
+					t.Errorf("%q cuts max_length and is only %s", a.Summary, a.Verdict)
+				}
+			}
+			_, changes, e, err := AutoFit(tt.run, tt.avail)
+			if got := Judge(e.PeakBytes, tt.avail); len(changes) > 0 && !better(got, was) {
+				t.Errorf("auto-fit applied %v and the run is still %s", changes, got)
+			}
+			if len(changes) == 0 && err == nil && was != Fits {
+				t.Errorf("auto-fit changed nothing and said nothing")
 			}
 		})
 	}

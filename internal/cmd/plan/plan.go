@@ -241,6 +241,8 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 		for _, a := range rep.Advice {
 			fmt.Fprintf(w, "  - %s: %s (%s)\n", a.Summary, gibs(a.PeakBytes), a.Verdict)
 		}
+	} else if rep.Verdict != plan.Fits {
+		fmt.Fprintf(w, "\nNo single change the estimator knows improves this verdict.\n")
 	}
 	if af := rep.AutoFit; af != nil {
 		fmt.Fprintf(w, "\nAuto-fit:\n")
