@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -83,6 +84,17 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: epochs must be ≥ 0, got %g", ErrInput, o.Epochs)
 	case o.MaxLineBytes < 0:
 		return fmt.Errorf("%w: max line bytes must be ≥ 0, got %d", ErrInput, o.MaxLineBytes)
+	case math.IsNaN(o.EvalSplit) || math.IsNaN(o.Epochs) || math.IsInf(o.Epochs, 0):
+		return fmt.Errorf("%w: eval split and epochs must be numbers", ErrInput)
+	case o.Eval != "" && o.EvalSplit > 0:
+		return fmt.Errorf("%w: an eval file and an eval split, not both (the trainer would split the train file and ignore the eval file)", ErrInput)
+	}
+	if o.Eval != "" {
+		a, errA := os.Stat(o.Train)
+		b, errB := os.Stat(o.Eval)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return fmt.Errorf("%w: the eval file is the train file (%s): evaluating on the training data says nothing about the fine-tune", ErrInput, o.Eval)
+		}
 	}
 	if o.MaxListed <= 0 {
 		o.MaxListed = DefaultMaxListed
@@ -107,6 +119,10 @@ func OpenInput(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInput, err)
 	case st.IsDir():
 		return nil, fmt.Errorf("%w: %s is a directory, expected a JSONL file", ErrInput, path)
+	case !st.Mode().IsRegular():
+		// The check, the token counter and the trainer each read the file: a pipe or
+		// a device would give each of them different data.
+		return nil, fmt.Errorf("%w: %s is not a regular file (a pipe or device cannot be read more than once); save the data to a file", ErrInput, path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -145,10 +161,10 @@ func (c *checker) scan(ctx context.Context, fs *fileState) error {
 			empties++
 			continue
 		}
-		// Blank lines followed by a record sit inside the file: the trainer's loader
-		// reads them as broken records. Only trailing blank lines are harmless.
+		// Blank lines followed by a record sit inside the file. The trainer skips
+		// them, but they often mean two files were joined badly: worth a look.
 		for i := 0; i < empties; i++ {
-			c.addError(fs, emptyFrom+i, CodeInvalidJSON, "", "empty line inside the file (blank lines are only allowed at the end)")
+			c.warnLine(fs, CodeBlankLines, emptyFrom+i)
 		}
 		empties = 0
 		fs.records++

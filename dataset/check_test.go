@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -199,9 +201,13 @@ func TestCheckErrors(t *testing.T) {
 		lines[49] = msgs(u, u)
 		lines = append(lines, "", "  ", "") // trailing blank lines are fine
 		r := check(t, Options{Train: writeLines(t, "t.jsonl", lines), EvalSplit: 0.1})
-		want := []string{"5:invalid_json", "10:unrecognized_role", "20:invalid_json", "30:content_not_string", "30:message_unrecognized_key", "40:not_an_object", "50:missing_assistant_message"}
+		want := []string{"5:invalid_json", "10:unrecognized_role", "30:content_not_string", "30:message_unrecognized_key", "40:not_an_object", "50:missing_assistant_message"}
 		if got := errorCodes(r); !slices.Equal(got, want) {
 			t.Errorf("errors\n got %v\nwant %v", got, want)
+		}
+		// A blank line inside the file is skipped by the trainer: a warning.
+		if w := r.Warning(CodeBlankLines); w == nil || !slices.Equal(w.Lines, []int{20}) {
+			t.Errorf("blank_lines %+v", w)
 		}
 		if r.ErrorsTotal != len(want) || r.Examples != 59 || r.Stats.ValidExamples != 54 {
 			t.Errorf("total %d, examples %d, valid %d", r.ErrorsTotal, r.Examples, r.Stats.ValidExamples)
@@ -369,5 +375,56 @@ func TestReportJSONShape(t *testing.T) {
 		if _, ok := stats[k]; !ok {
 			t.Errorf("stats lacks %q", k)
 		}
+	}
+}
+
+// TestCheckRefusesInputs: inputs the check cannot vouch for are usage errors.
+func TestCheckRefusesInputs(t *testing.T) {
+	train := writeLines(t, "train.jsonl", examples(0, 60, prod))
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "same.jsonl")
+	if err := os.Symlink(train, link); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts Options
+		msg  string
+	}{
+		{"a pipe", Options{Train: fifo}, "not a regular file"},
+		{"eval file and eval split", Options{Train: train, Eval: train + ".x", EvalSplit: 0.1}, "not both"},
+		{"eval is train", Options{Train: train, Eval: link}, "the eval file is the train file"},
+		{"NaN split", Options{Train: train, EvalSplit: math.NaN()}, "must be numbers"},
+		{"infinite epochs", Options{Train: train, Epochs: math.Inf(1)}, "must be numbers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Check(context.Background(), tt.opts)
+			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v, want ErrInput mentioning %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+// TestDatasetLevelErrors: an eval file without a valid example, and too few distinct
+// examples however many lines repeat them.
+func TestDatasetLevelErrors(t *testing.T) {
+	train := writeLines(t, "train.jsonl", examples(0, 60, prod))
+	empty := writeLines(t, "eval.jsonl", nil)
+	r := check(t, Options{Train: train, Eval: empty})
+	if got := errorCodes(r); !slices.Equal(got, []string{"0:" + CodeNoEvalExamples}) || r.Errors[0].File != empty {
+		t.Errorf("empty eval file: %+v", r.Errors)
+	}
+	same := make([]string, 200)
+	for i := range same {
+		same[i] = examples(0, 1, prod)[0]
+	}
+	r = check(t, Options{Train: writeLines(t, "dups.jsonl", same), EvalSplit: 0.1})
+	if got := errorCodes(r); !slices.Equal(got, []string{"0:" + CodeTooFewExamples}) || !strings.Contains(r.Errors[0].Message, "1 distinct valid examples") {
+		t.Errorf("200 copies of one example: %+v", r.Errors)
 	}
 }

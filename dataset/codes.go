@@ -18,6 +18,11 @@ const (
 	CodeLineTooLong             = "line_too_long"
 	// CodeTooFewExamples is an error under MinExamples and a warning under FewExamples.
 	CodeTooFewExamples = "too_few_examples"
+	// CodeNoEvalExamples: an eval file was given but holds no valid example.
+	CodeNoEvalExamples = "no_eval_examples"
+	// CodeDuplicateKey: a key appears twice in one object; JSON loaders keep the last
+	// one, so the checker and the trainer would see different data.
+	CodeDuplicateKey = "duplicate_key"
 	// CodeChatTemplateError: the tokenizer's chat template raised on this example, so the
 	// trainer would fail on it too (only with a tokenizer).
 	CodeChatTemplateError = "chat_template_error"
@@ -31,13 +36,16 @@ const (
 	CodeInconsistentSystemPrompt = "inconsistent_system_prompt"
 	CodeSystemPromptMismatch     = "system_prompt_mismatch"
 	CodeExceedsMaxLength         = "exceeds_max_length"
-	CodeLabelsTruncatedAway      = "labels_truncated_away"
-	CodeMissingEOSInTemplate     = "missing_eos_in_template"
-	CodeLastMessageNotAssistant  = "last_message_not_assistant"
-	CodeConsecutiveSameRole      = "consecutive_same_role"
-	CodeSystemNotFirst           = "system_not_first"
-	CodeEmptyUserContent         = "empty_user_content"
-	CodeNoEvalSet                = "no_eval_set"
+	// CodeLabelsTruncatedAway is an error when it hits every example the tokenizer
+	// counted in a file.
+	CodeLabelsTruncatedAway     = "labels_truncated_away"
+	CodeMissingEOSInTemplate    = "missing_eos_in_template"
+	CodeLastMessageNotAssistant = "last_message_not_assistant"
+	CodeConsecutiveSameRole     = "consecutive_same_role"
+	CodeSystemNotFirst          = "system_not_first"
+	CodeEmptyUserContent        = "empty_user_content"
+	CodeNoEvalSet               = "no_eval_set"
+	CodeBlankLines              = "blank_lines"
 )
 
 // warningOrder is the order warnings are listed in: dataset-wide problems first, then the
@@ -57,6 +65,7 @@ var warningOrder = []string{
 	CodeConsecutiveSameRole,
 	CodeSystemNotFirst,
 	CodeEmptyUserContent,
+	CodeBlankLines,
 }
 
 // Thresholds from the fine-tuning guidance loractl follows.

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,15 +136,29 @@ func Convert(ctx context.Context, opts ConvertOptions, out io.Writer) (*ConvertR
 			res.Formats[format]++
 			continue
 		}
-		row, cerr := convertRow(format, obj)
-		if cerr != nil {
-			fail(ln.No, cerr.code, cerr.path, cerr.msg)
-			continue
+		var line any
+		if format == FormatMessages {
+			// Only the system prompt changes: every other message and key is kept as
+			// written (tool calls, names, weights, ids).
+			msgs, cerr := replaceSystemPrompt(obj["messages"], opts.SystemPrompt)
+			if cerr != nil {
+				fail(ln.No, cerr.code, cerr.path, cerr.msg)
+				continue
+			}
+			obj["messages"] = msgs
+			line = obj
+		} else {
+			row, cerr := convertRow(format, obj)
+			if cerr != nil {
+				fail(ln.No, cerr.code, cerr.path, cerr.msg)
+				continue
+			}
+			if opts.SystemPrompt != "" {
+				row = withSystemPrompt(row, opts.SystemPrompt)
+			}
+			line = chatRow{Messages: row}
 		}
-		if opts.SystemPrompt != "" {
-			row = withSystemPrompt(row, opts.SystemPrompt)
-		}
-		if err := enc.Encode(chatRow{Messages: row}); err != nil {
+		if err := enc.Encode(line); err != nil {
 			return nil, err
 		}
 		res.Converted++
@@ -176,12 +191,6 @@ func convertRow(format string, obj map[string]json.RawMessage) ([]chatMessage, *
 		return fromShareGPT(obj)
 	case FormatPromptCompletion:
 		return fromPromptCompletion(obj)
-	case FormatMessages:
-		var msgs []chatMessage
-		if err := json.Unmarshal(obj["messages"], &msgs); err != nil {
-			return nil, &convError{CodeWrongType, "messages", "\"messages\" must be an array of {role, content} strings"}
-		}
-		return msgs, nil
 	}
 	return nil, &convError{CodeUnknownFormat, "", "unrecognised format: expected Alpaca (instruction/output), ShareGPT (conversations) or prompt/completion keys"}
 }
@@ -284,8 +293,16 @@ func fromPromptCompletion(obj map[string]json.RawMessage) ([]chatMessage, *convE
 		}
 	}
 	// TRL's conversational variant: prompt and completion are message lists.
-	var pm, cm []chatMessage
-	if json.Unmarshal(obj["prompt"], &pm) == nil && json.Unmarshal(obj["completion"], &cm) == nil && len(pm) > 0 && len(cm) > 0 {
+	var pl, cl []json.RawMessage
+	if json.Unmarshal(obj["prompt"], &pl) == nil && json.Unmarshal(obj["completion"], &cl) == nil {
+		pm, err := messageList(pl, "prompt")
+		if err != nil {
+			return nil, err
+		}
+		cm, err := messageList(cl, "completion")
+		if err != nil {
+			return nil, err
+		}
 		return append(pm, cm...), nil
 	}
 	prompt, err := stringField(obj, "prompt", false)
@@ -297,6 +314,74 @@ func fromPromptCompletion(obj map[string]json.RawMessage) ([]chatMessage, *convE
 		return nil, err
 	}
 	return []chatMessage{{Role: "user", Content: prompt}, {Role: "assistant", Content: completion}}, nil
+}
+
+// messageList decodes the messages of a conversational prompt/completion row, with the
+// same role names and string checks as ShareGPT turns.
+func messageList(raws []json.RawMessage, key string) ([]chatMessage, *convError) {
+	if len(raws) == 0 {
+		return nil, &convError{CodeEmptyMessages, key, fmt.Sprintf("%q is an empty list", key)}
+	}
+	var msgs []chatMessage
+	for i, raw := range raws {
+		path := fmt.Sprintf("%s[%d]", key, i)
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return nil, &convError{CodeWrongType, path, "a message must be a {role, content} object"}
+		}
+		role, err := stringField(m, "role", false)
+		if err != nil {
+			return nil, &convError{err.code, path + "." + err.path, err.msg}
+		}
+		content, err := stringField(m, "content", false)
+		if err != nil {
+			return nil, &convError{err.code, path + "." + err.path, err.msg}
+		}
+		r, ok := shareGPTRoles[strings.ToLower(role)]
+		if !ok {
+			return nil, &convError{CodeUnrecognizedRole, path + ".role", fmt.Sprintf("unrecognized role %s (expected system, user, assistant or tool)", clip([]byte(role)))}
+		}
+		msgs = append(msgs, chatMessage{Role: r, Content: content})
+	}
+	return msgs, nil
+}
+
+// replaceSystemPrompt puts system first in a messages array, dropping the system
+// messages it had, and keeps every other message byte for byte.
+func replaceSystemPrompt(raw json.RawMessage, system string) (json.RawMessage, *convError) {
+	var msgs []json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, &convError{CodeWrongType, "messages", "\"messages\" must be an array of message objects"}
+	}
+	first, _ := marshalPlain(chatMessage{Role: "system", Content: system})
+	out := []json.RawMessage{first}
+	for i, m := range msgs {
+		var head struct {
+			Role *string `json:"role"`
+		}
+		if json.Unmarshal(m, &head) != nil || head.Role == nil {
+			return nil, &convError{CodeWrongType, fmt.Sprintf("messages[%d]", i), "a message must be an object with a string \"role\""}
+		}
+		if *head.Role != "system" {
+			out = append(out, m)
+		}
+	}
+	b, err := marshalPlain(out)
+	if err != nil {
+		return nil, &convError{CodeWrongType, "messages", err.Error()}
+	}
+	return b, nil
+}
+
+// marshalPlain is json.Marshal without HTML escaping: chat data is full of "<" and "&".
+func marshalPlain(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }
 
 func withSystemPrompt(msgs []chatMessage, system string) []chatMessage {

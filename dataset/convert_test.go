@@ -94,6 +94,28 @@ func TestConvert(t *testing.T) {
 				`{"messages":[{"role":"system","content":"Prod."},{"role":"user","content":"u"},{"role":"assistant","content":"a","weight":0},{"role":"assistant","content":"b"}]}`,
 			},
 		},
+		{
+			name: "a new system prompt keeps every other key", from: FormatAuto, system: "Prod <v2>",
+			in: []string{
+				`{"id": 7, "messages": [{"role": "user", "content": "weather & <city>?"}, {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "sun"}, {"role": "assistant", "content": "Sunny."}]}`,
+			},
+			want: []string{
+				`{"id":7,"messages":[{"role":"system","content":"Prod <v2>"},{"role":"user","content":"weather & <city>?"},{"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"sun"},{"role":"assistant","content":"Sunny."}]}`,
+			},
+		},
+		{
+			name: "conversational prompt/completion is checked", from: FormatPromptCompletion,
+			in: []string{
+				`{"prompt": [{"role": "Human", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}]}`,
+				`{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": null}]}`,
+				`{"prompt": [{"role": "bot", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}]}`,
+				`{"prompt": [], "completion": [{"role": "assistant", "content": "a"}]}`,
+			},
+			want: []string{
+				`{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}`,
+			},
+			errors: []string{"2:missing_field:completion[0].content", "3:unrecognized_role:prompt[0].role", "4:empty_messages:prompt"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

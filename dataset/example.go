@@ -70,6 +70,9 @@ func (b *factBuilder) build(msgs []message, maxLength int) *facts {
 			if k == 0 {
 				f.hasSystem = true
 				f.system = b.sys[1 : len(b.sys)-1]
+			} else {
+				// Where a later system message sits is part of the conversation.
+				b.sys = binary.AppendUvarint(b.sys, uint64(k))
 			}
 			cursor += estTemplatePerTurn + estimateTokens(len(b.sys)-2, words)
 			continue

@@ -339,13 +339,14 @@ func quoteByte(c byte) string {
 // appendUnescaped appends the decoded form of a raw JSON string body (already validated by
 // str) to dst. Decoding never lengthens the text, so a dst with spare capacity ≥ len(raw)
 // never reallocates.
-func appendUnescaped(dst, raw []byte) []byte {
+func appendUnescaped(dst, raw []byte) ([]byte, bool) {
+	lone := false
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		if c != '\\' {
 			j := bytes.IndexByte(raw[i:], '\\')
 			if j < 0 {
-				return append(dst, raw[i:]...)
+				return append(dst, raw[i:]...), lone
 			}
 			dst = append(dst, raw[i:i+j]...)
 			i += j
@@ -373,7 +374,7 @@ func appendUnescaped(dst, raw []byte) []byte {
 						continue
 					}
 				}
-				r = utf8.RuneError
+				r, lone = utf8.RuneError, true
 			}
 			dst = utf8.AppendRune(dst, r)
 			continue
@@ -382,7 +383,7 @@ func appendUnescaped(dst, raw []byte) []byte {
 		}
 		i += 2
 	}
-	return dst
+	return dst, lone
 }
 
 func hex4(b []byte) uint16 {

@@ -74,8 +74,10 @@ type lineChecker struct {
 
 	sawMessages bool
 	emptyMsgs   bool
-	msgErrors   bool   // a message-level or messages-type error was found
-	hint        string // the foreign format the line looks like, if any
+	msgErrors   bool // a message-level or messages-type error was found
+	// loneSurrogate: the last decoded string had an unpaired \ud800-\udfff escape.
+	loneSurrogate bool
+	hint          string // the foreign format the line looks like, if any
 }
 
 // check checks one non-empty line. The result is valid until the next call.
@@ -148,7 +150,7 @@ func (c *lineChecker) key() ([]byte, bool) {
 		return nil, false
 	}
 	if esc {
-		c.keyBuf = appendUnescaped(c.keyBuf[:0], raw)
+		c.keyBuf, _ = appendUnescaped(c.keyBuf[:0], raw)
 		return c.keyBuf, true
 	}
 	return raw, true
@@ -164,7 +166,9 @@ func (c *lineChecker) stringValue() ([]byte, bool) {
 		return raw, true
 	}
 	start := len(c.arena)
-	c.arena = appendUnescaped(c.arena, raw)
+	var lone bool
+	c.arena, lone = appendUnescaped(c.arena, raw)
+	c.loneSurrogate = c.loneSurrogate || lone
 	return c.arena[start:len(c.arena):len(c.arena)], true
 }
 
@@ -183,6 +187,15 @@ func (c *lineChecker) object() bool {
 		}
 		switch string(k) {
 		case "messages":
+			if c.sawMessages {
+				// JSON loaders keep the last one: the trainer would not see what was checked.
+				c.msgErrors = true
+				c.add(CodeDuplicateKey, "messages", dupKeyMsg("messages"))
+				if !s.value(1) {
+					return false
+				}
+				break
+			}
 			c.sawMessages = true
 			if !c.messages() {
 				return false
@@ -197,6 +210,10 @@ func (c *lineChecker) object() bool {
 			return s.err == ""
 		}
 	}
+}
+
+func dupKeyMsg(key string) string {
+	return fmt.Sprintf("%q appears twice in this object: JSON loaders keep only the last one, so the trainer would not see what was checked", key)
 }
 
 // noteForeignKey remembers keys of other dataset formats, to point at `loractl data convert`.
@@ -256,7 +273,7 @@ func (c *lineChecker) message(k int) bool {
 	s := &c.s
 	s.i++ // '{'
 	m := message{weight: -1}
-	hasRole, hasContent, valid := false, false, true
+	hasRole, hasContent, hasWeight, valid := false, false, false, true
 	if s.peek() == '}' {
 		s.i++
 	} else {
@@ -265,8 +282,15 @@ func (c *lineChecker) message(k int) bool {
 			if !ok {
 				return false
 			}
-			switch string(key) {
-			case "role":
+			dup := string(key) == "role" && hasRole || string(key) == "content" && hasContent || string(key) == "weight" && hasWeight
+			switch {
+			case dup:
+				valid = false
+				c.add(CodeDuplicateKey, msgPath(k, string(key)), dupKeyMsg(string(key)))
+				if !s.value(3) {
+					return false
+				}
+			case string(key) == "role":
 				hasRole = true
 				if s.peek() == '"' {
 					v, ok := c.stringValue()
@@ -285,14 +309,19 @@ func (c *lineChecker) message(k int) bool {
 					valid = false
 					c.add(CodeUnrecognizedRole, msgPath(k, "role"), "role must be a string, got "+kind)
 				}
-			case "content":
+			case string(key) == "content":
 				hasContent = true
 				if s.peek() == '"' {
+					c.loneSurrogate = false
 					v, ok := c.stringValue()
 					if !ok {
 						return false
 					}
 					m.content, m.hasContent = v, true
+					if c.loneSurrogate {
+						valid = false
+						c.add(CodeInvalidUTF8, msgPath(k, "content"), "an unpaired surrogate escape (\\ud800-\\udfff without its pair) is not a character: Python reads it but cannot encode it, so tokenizing fails")
+					}
 				} else {
 					kind := s.kindAt()
 					if !s.value(3) {
@@ -301,7 +330,8 @@ func (c *lineChecker) message(k int) bool {
 					valid = false
 					c.add(CodeContentNotString, msgPath(k, "content"), "content must be a string, got "+kind)
 				}
-			case "weight":
+			case string(key) == "weight":
+				hasWeight = true
 				w, ok := c.weight(k)
 				if !ok {
 					return false

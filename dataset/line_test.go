@@ -54,6 +54,12 @@ func TestLineCheckerErrors(t *testing.T) {
 		{"no assistant", msgs(sys, u), CodeMissingAssistantMessage, "messages", 1, "nothing to learn"},
 		{"all weights zero", msgs(u, `{"role": "assistant", "content": "x", "weight": 0}`), CodeMissingAssistantMessage, "messages", 1, "weight 0"},
 		{"empty assistant", msgs(u, `{"role": "assistant", "content": " \n "}`), CodeEmptyAssistantContent, "messages[1].content", 1, ""},
+		{"messages twice", `{"messages": [` + u + `, ` + a + `], "messages": [` + u + `]}`, CodeDuplicateKey, "messages", 1, "keep only the last"},
+		{"content twice", msgs(u, `{"role": "assistant", "content": "x", "content": "y"}`), CodeDuplicateKey, "messages[1].content", 1, "appears twice"},
+		{"role twice", msgs(u, `{"role": "assistant", "content": "x", "role": "user"}`), CodeDuplicateKey, "messages[1].role", 1, ""},
+		{"weight twice", msgs(u, `{"role": "assistant", "content": "x", "weight": 1, "weight": 0}`), CodeDuplicateKey, "messages[1].weight", 1, ""},
+		{"lone surrogate", msgs(u, `{"role": "assistant", "content": "a\ud800b"}`), CodeInvalidUTF8, "messages[1].content", 1, "unpaired surrogate"},
+		{"low surrogate first", msgs(u, `{"role": "assistant", "content": "\udc00\ud800"}`), CodeInvalidUTF8, "messages[1].content", 1, ""},
 		{"weight 2", msgs(u, `{"role": "assistant", "content": "x", "weight": 2}`), CodeInvalidWeight, "messages[1].weight", 1, "got 2"},
 		{"weight 0.5", msgs(u, `{"role": "assistant", "content": "x", "weight": 0.5}`), CodeInvalidWeight, "messages[1].weight", 1, "0.5"},
 		{"weight string", msgs(u, `{"role": "assistant", "content": "x", "weight": "1"}`), CodeInvalidWeight, "messages[1].weight", 1, "got string"},
@@ -118,11 +124,11 @@ func TestLineCheckerValid(t *testing.T) {
 
 func TestLineCheckerDecodesContent(t *testing.T) {
 	var c lineChecker
-	res := c.check([]byte(`{"messages": [{"role": "user", "content": "a\nb \u00e9\t\"\ud83d\ude00\" \ud800 x"}, ` + a + `]}`))
+	res := c.check([]byte(`{"messages": [{"role": "user", "content": "a\nb \u00e9\t\"\ud83d\ude00\" x"}, ` + a + `]}`))
 	if len(res.errors) != 0 {
 		t.Fatal(res.errors)
 	}
-	if got, want := string(res.msgs[0].content), "a\nb é\t\"😀\" \uFFFD x"; got != want {
+	if got, want := string(res.msgs[0].content), "a\nb é\t\"😀\" x"; got != want {
 		t.Errorf("content %q, want %q", got, want)
 	}
 }
@@ -173,5 +179,26 @@ func TestAppendNormalizedMatchesSimple(t *testing.T) {
 	rec(nil)
 	if count < 1e5 {
 		t.Fatalf("only %d strings tried", count)
+	}
+}
+
+// TestSystemPositionCounts: the same messages with the system prompt first or last
+// are different conversations, not duplicates.
+func TestSystemPositionCounts(t *testing.T) {
+	hash := func(line string) hashKey {
+		var c lineChecker
+		res := c.check([]byte(line))
+		if len(res.errors) != 0 {
+			t.Fatal(res.errors)
+		}
+		var b factBuilder
+		return b.build(res.msgs, 0).full
+	}
+	first, last := hash(msgs(sys, u, a)), hash(msgs(u, a, sys))
+	if first == last {
+		t.Error("a leading and a trailing system message hash alike")
+	}
+	if hash(msgs(sys, u, a)) != first {
+		t.Error("the hash is not stable")
 	}
 }

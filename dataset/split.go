@@ -56,11 +56,15 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 		Eval:   filepath.Join(opts.OutDir, "eval.jsonl"),
 		Errors: []LineError{},
 	}
-	if !opts.Force {
-		for _, p := range []string{res.Train, res.Eval} {
-			if _, err := os.Stat(p); err == nil {
-				return nil, fmt.Errorf("%w: %s exists (use --force to overwrite)", ErrInput, p)
-			}
+	in, inErr := os.Stat(opts.Input)
+	for _, p := range []string{res.Train, res.Eval} {
+		st, err := os.Stat(p)
+		switch {
+		case err != nil:
+		case inErr == nil && os.SameFile(in, st):
+			return nil, fmt.Errorf("%w: %s is the input: write the split to another directory", ErrInput, p)
+		case !opts.Force:
+			return nil, fmt.Errorf("%w: %s exists (use --force to overwrite)", ErrInput, p)
 		}
 	}
 	// Pass 1: validate and count the examples of each prompt group.
@@ -91,6 +95,9 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 		return nil, fmt.Errorf("%w: %s has %d example(s); at least 2 are needed to split", ErrInput, opts.Input, total)
 	}
 	toEval := pickEval(groups, opts.Seed, total, opts.EvalFraction)
+	if len(toEval) == 0 {
+		return nil, fmt.Errorf("%w: all %d examples of %s share one prompt: they cannot be split without leaking it into eval", ErrInput, total, opts.Input)
+	}
 
 	// Pass 2: write each example to its side, in input order.
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
@@ -106,7 +113,11 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 		return nil, err
 	}
 	defer eval.abort()
+	changed := fmt.Errorf("%w: %s changed while it was being split; nothing was written", ErrInput, opts.Input)
 	err = eachExample(ctx, opts.Input, opts.MaxLineBytes, func(line int, raw []byte, f *facts, _ []lineIssue) error {
+		if f == nil {
+			return changed
+		}
 		out := train
 		if toEval[f.prompt] {
 			out = eval
@@ -118,6 +129,9 @@ func Split(ctx context.Context, opts SplitOptions) (*SplitResult, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if res.TrainExamples+res.EvalExamples != total {
+		return nil, changed
 	}
 	if err := train.commit(); err != nil {
 		return nil, err
@@ -149,7 +163,8 @@ func pickEval(groups map[hashKey]uint32, seed int64, total int, fraction float64
 		}
 		return slices.Compare(a.key[:], b.key[:])
 	})
-	target := max(1, int(math.Round(fraction*float64(total))))
+	// At least one example each side: eval is never empty, train never given away.
+	target := min(max(1, int(math.Round(fraction*float64(total)))), total-1)
 	eval, n := map[hashKey]bool{}, 0
 	for _, g := range order {
 		if n+g.size <= target {
@@ -177,7 +192,7 @@ func pickEval(groups map[hashKey]uint32, seed int64, total int, fraction float64
 }
 
 // eachExample streams a file's records through the line checker. f is nil for a record
-// with errors (or too long, or a blank line inside the file).
+// with errors (or too long). Blank lines are skipped, as the trainer skips them.
 func eachExample(ctx context.Context, path string, maxLineBytes int, fn func(line int, raw []byte, f *facts, errs []lineIssue) error) error {
 	file, err := OpenInput(path)
 	if err != nil {
@@ -187,7 +202,6 @@ func eachExample(ctx context.Context, path string, maxLineBytes int, fn func(lin
 	var lc lineChecker
 	var fb factBuilder
 	lr := newLineReader(file, maxLineBytes)
-	var blank []int
 	for n := 0; ; n++ {
 		if n&4095 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -202,15 +216,8 @@ func eachExample(ctx context.Context, path string, maxLineBytes int, fn func(lin
 			return fmt.Errorf("reading %s: %w", path, err)
 		}
 		if !ln.TooLong && isBlank(ln.Data) {
-			blank = append(blank, ln.No)
 			continue
 		}
-		for _, b := range blank {
-			if err := fn(b, nil, nil, []lineIssue{{CodeInvalidJSON, "", "empty line inside the file (blank lines are only allowed at the end)"}}); err != nil {
-				return err
-			}
-		}
-		blank = blank[:0]
 		if ln.TooLong {
 			if err := fn(ln.No, nil, nil, []lineIssue{{CodeLineTooLong, "", fmt.Sprintf("line is %d bytes, over the limit (raise it with --max-line-bytes)", ln.Size)}}); err != nil {
 				return err

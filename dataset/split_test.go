@@ -3,6 +3,7 @@ package dataset
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,5 +119,53 @@ func TestPickEvalWithLargeGroups(t *testing.T) {
 	}
 	if got := pickEval(map[hashKey]uint32{{1}: 4}, 1, 4, 0.5); len(got) != 0 {
 		t.Errorf("the only group went to eval")
+	}
+}
+
+// TestSplitEdges: neither side is ever empty, the input is never overwritten, and a
+// blank line inside the input is skipped as the trainer skips it.
+func TestSplitEdges(t *testing.T) {
+	three := examples(0, 3, prod)
+	onePrompt := make([]string, 10)
+	for i := range onePrompt {
+		onePrompt[i] = strings.Replace(three[0], "answer number", fmt.Sprintf("answer %d", i), 1)
+	}
+	tests := []struct {
+		name        string
+		lines       []string
+		fraction    float64
+		intoInput   bool
+		train, eval int
+		msg         string // an ErrInput mentioning it
+	}{
+		{"eval fraction 0.9 of 3", three, 0.9, false, 1, 2, ""},
+		{"blank line inside", append(append(slices.Clone(three[:2]), ""), three[2]), 0.3, false, 2, 1, ""},
+		{"one prompt", onePrompt, 0.1, false, 0, 0, "share one prompt"},
+		{"output is the input", three, 0.3, true, 0, 0, "is the input"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := writeLines(t, "train.jsonl", tt.lines)
+			out := filepath.Join(t.TempDir(), "out")
+			if tt.intoInput {
+				out = filepath.Dir(in)
+			}
+			res, err := Split(context.Background(), SplitOptions{Input: in, OutDir: out, EvalFraction: tt.fraction, Force: true})
+			if tt.msg != "" {
+				if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tt.msg) {
+					t.Fatalf("got %v, want ErrInput mentioning %q", err, tt.msg)
+				}
+				if got := readLines(t, in); !slices.Equal(got, tt.lines) {
+					t.Error("the input changed")
+				}
+				return
+			}
+			if err != nil || res.ErrorsTotal > 0 {
+				t.Fatalf("split: %v %+v", err, res)
+			}
+			if res.TrainExamples != tt.train || res.EvalExamples != tt.eval {
+				t.Errorf("train %d eval %d, want %d and %d", res.TrainExamples, res.EvalExamples, tt.train, tt.eval)
+			}
+		})
 	}
 }

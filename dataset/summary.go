@@ -13,20 +13,22 @@ func (c *checker) report() *Report {
 		Examples: c.train.records,
 		Warnings: []Warning{},
 	}
-	n := c.train.records
+	// Size guidance counts what would train: valid examples, each once.
+	n := c.train.valid - c.train.duplicates
 	switch {
 	case n < MinExamples:
-		// Dataset-level error: listed first, whatever the cap.
-		c.errorsTotal++
-		c.errors = slices.Insert(c.errors, 0, LineError{Code: CodeTooFewExamples, Message: fmt.Sprintf(
-			"%d examples: at least %d are needed to fine-tune, and under %d few-shot prompting is the better tool", n, MinExamples, FewExamples)})
-		if len(c.errors) > c.opts.MaxListed {
-			c.errors = c.errors[:c.opts.MaxListed]
-		}
+		c.datasetError("", CodeTooFewExamples, fmt.Sprintf(
+			"%d distinct valid examples: at least %d are needed to fine-tune, and under %d few-shot prompting is the better tool", n, MinExamples, FewExamples))
 	case n < FewExamples:
-		c.dataset(CodeTooFewExamples, fmt.Sprintf("%d examples: under %d, fine-tuning is rarely worth it; few-shot prompting with some of these examples is the better tool", n, FewExamples))
+		c.dataset(CodeTooFewExamples, fmt.Sprintf("%d distinct valid examples: under %d, fine-tuning is rarely worth it; few-shot prompting with some of these examples is the better tool", n, FewExamples))
 	case n < SmallDataset:
-		c.dataset(CodeSmallDataset, fmt.Sprintf("%d examples: under %d, expect modest gains; consistent, high-quality examples matter more than more of them", n, SmallDataset))
+		c.dataset(CodeSmallDataset, fmt.Sprintf("%d distinct valid examples: under %d, expect modest gains; consistent, high-quality examples matter more than more of them", n, SmallDataset))
+	}
+	if c.eval != nil && c.eval.valid == 0 {
+		c.datasetError(c.eval.name, CodeNoEvalExamples, "the eval file has no valid example: the trainer cannot evaluate, and the before/after comparison needs it")
+	}
+	for _, fs := range []*fileState{c.train, c.eval} {
+		c.allTruncated(fs)
 	}
 	if c.opts.Eval == "" && c.opts.EvalSplit <= 0 {
 		c.dataset(CodeNoEvalSet, "no eval set (neither an eval file nor an eval split): without evaluation there is no way to tell whether the fine-tune helped")
@@ -74,6 +76,37 @@ func (c *checker) report() *Report {
 		r.Stats.Eval = &ev
 	}
 	return r
+}
+
+// datasetError records an error about a file as a whole (file "" is the train
+// file): listed first, whatever the cap.
+func (c *checker) datasetError(file, code, msg string) {
+	c.errorsTotal++
+	c.errors = slices.Insert(c.errors, 0, LineError{File: file, Code: code, Message: msg})
+	if len(c.errors) > c.opts.MaxListed {
+		c.errors = c.errors[:c.opts.MaxListed]
+	}
+}
+
+// allTruncated turns labels_truncated_away into an error when it hits every example
+// the tokenizer counted: such a run would train (or evaluate) on nothing, and the
+// trainer would only find out after loading the model. Estimated counts only warn.
+func (c *checker) allTruncated(fs *fileState) {
+	if fs == nil || c.opts.Tokenizer == nil || fs.counted == 0 {
+		return
+	}
+	k := warnKey{fs.eval, CodeLabelsTruncatedAway}
+	w := c.warns[k]
+	if w == nil || w.count < fs.counted {
+		return
+	}
+	delete(c.warns, k)
+	file := ""
+	if fs.eval {
+		file = fs.name
+	}
+	c.datasetError(file, CodeLabelsTruncatedAway, fmt.Sprintf(
+		"all %d examples lose every assistant token to truncation at max_length %d: nothing would be learned; raise train.max_length or shorten the examples", fs.counted, c.opts.MaxLength))
 }
 
 // dataset records a warning about the train file as a whole.
@@ -164,6 +197,8 @@ func (c *checker) warning(fs *fileState, code string, w *warnAcc) Warning {
 		out.Message = fmt.Sprintf("%d %s a system message after the first position: most chat templates only honour a leading system prompt", n, plural(n, "example has", "examples have"))
 	case CodeEmptyUserContent:
 		out.Message = fmt.Sprintf("%d %s an empty user message", n, plural(n, "example has", "examples have"))
+	case CodeBlankLines:
+		out.Message = fmt.Sprintf("%d blank %s between records: the trainer skips them, but they often mean files were joined badly", n, plural(n, "line", "lines"))
 	case CodeInconsistentSystemPrompt:
 		out.Message = c.messages[code+fileTag(fs)]
 	default:

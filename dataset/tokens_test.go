@@ -179,3 +179,39 @@ func TestPythonTokenCounterFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryLabelTruncatedIsAnError: when the tokenizer says every example of a file
+// loses all its labels, the run would learn (or measure) nothing: an error, not a
+// warning. One example that keeps a label leaves it a warning.
+func TestEveryLabelTruncatedIsAnError(t *testing.T) {
+	train := writeLines(t, "train.jsonl", examples(0, 60, prod))
+	okInfo := &TemplateInfo{Tokenizer: "tok", GenerationMarkers: true, EOSToken: "</s>", EndsWithEOS: true}
+	counts := func(keepLine int) []ExampleTokens {
+		var rs []ExampleTokens
+		for line := 1; line <= 60; line++ {
+			kept := 0
+			if line == keepLine {
+				kept = 3
+			}
+			rs = append(rs, ExampleTokens{File: 0, Line: line, Total: 300, Assistant: 40, AssistantKept: kept})
+		}
+		return rs
+	}
+	for _, tt := range []struct {
+		name     string
+		keepLine int
+		isError  bool
+	}{
+		{"all truncated", 0, true},
+		{"one keeps a label", 17, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := check(t, Options{Train: train, EvalSplit: 0.1, MaxLength: 64, Tokenizer: &fakeCounter{info: okInfo, results: counts(tt.keepLine)}})
+			gotErr := slices.Contains(errorCodes(r), "0:"+CodeLabelsTruncatedAway)
+			gotWarn := r.Warning(CodeLabelsTruncatedAway) != nil
+			if gotErr != tt.isError || gotWarn == tt.isError {
+				t.Errorf("error %v, warning %v; want error %v\n%+v", gotErr, gotWarn, tt.isError, r.Errors)
+			}
+		})
+	}
+}
