@@ -251,11 +251,23 @@ func TestParseBytes(t *testing.T) {
 		{"24XB", 0, true},
 		{"-1GiB", 0, true},
 		{"", 0, true},
+		// Under one byte: 0 would mean "no GPU" to the fit judgement.
+		{"0.5b", 0, true},
+		{"0.0000001", 0, true},
+		{"0.0000001KiB", 0, true},
+		// Past 2^64 bytes the conversion would wrap.
+		{"99999999999TB", 0, true},
+		{"16EiB", 0, true},
+		{"16777216TiB", 0, true}, // exactly 2^64
+		{"16777215TiB", 16777215 << 40, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseBytes(tt.in)
 		if (err != nil) != tt.bad || got != tt.want {
 			t.Errorf("ParseBytes(%q) = %d, %v", tt.in, got, err)
+		}
+		if tt.bad && err != nil && !strings.Contains(err.Error(), tt.in) {
+			t.Errorf("ParseBytes(%q): error %q does not name the input", tt.in, err)
 		}
 	}
 }

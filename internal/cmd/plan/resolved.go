@@ -167,5 +167,14 @@ func ParseBytes(s string) (uint64, error) {
 	if mult == 0 {
 		return 0, fmt.Errorf("memory size %q: unknown unit %q (use GiB, GB, MiB, ...)", s, unit)
 	}
-	return uint64(f * mult), nil
+	n := f * mult
+	// 2^64 is exactly representable; anything at or above it wraps in uint64.
+	if n >= 1<<64 {
+		return 0, fmt.Errorf("memory size %q is too large", s)
+	}
+	if uint64(n) == 0 {
+		// 0 bytes would read as "no GPU" downstream.
+		return 0, fmt.Errorf("memory size %q is less than one byte", s)
+	}
+	return uint64(n), nil
 }
