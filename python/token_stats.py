@@ -12,12 +12,14 @@ stdout:
     {"type": "example", "file": I, "line": N, "total", "assistant", "assistant_kept"}
     {"type": "example", "file": I, "line": N, "error": "..."}   # the template raised
 
-`file` is the index of FILE on the command line, `line` the 1-based line number. `total` is
-the templated length before truncation, `assistant` the tokens that carry loss (assistant
-turns, their end token included when the template puts it there), `assistant_kept` those
-left after truncation to --max-length (keep-start truncation, as TRL does). Lines that are
-not chat rows are skipped silently: the Go check reports them. Exit status 2 on bad
-arguments or a tokenizer that cannot be loaded.
+`file` is the index of FILE on the command line, `line` the 1-based line number (lines end
+at a newline byte only; a BOM at the start of a file is skipped). `total` is the templated length
+before truncation, `assistant` the tokens that carry loss (assistant turns, their end token
+included when the template puts it there, except turns with `"weight": 0`, which the trainer
+does not train on), `assistant_kept` those left after truncation to --max-length (keep-start
+truncation, as TRL does). Lines that are not chat rows (including a weight other than 0 or 1
+and a string with a lone surrogate escape) are skipped silently: the Go check reports them.
+Exit status 2 on bad arguments or a tokenizer that cannot be loaded.
 """
 
 import argparse
@@ -75,15 +77,27 @@ def records(path, max_line_bytes):
             if not line.strip():
                 continue
             try:
-                messages = json.loads(line)["messages"]
+                obj = json.loads(line)
+                messages = obj["messages"]
                 if not isinstance(messages, list) or not all(
                     isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    and weight(m) is not None
                     for m in messages
                 ):
                     continue
-            except (ValueError, KeyError, TypeError):
+                if b"\\u" in line:  # only an escape can make a lone surrogate, which has no UTF-8 form
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except (ValueError, KeyError, TypeError):  # UnicodeEncodeError is a ValueError
                 continue
             yield lineno, messages
+
+
+def weight(message):
+    """A message's weight, 1 when absent; None unless it is the JSON number 0 or 1."""
+    w = message.get("weight", 1)
+    if isinstance(w, (int, float)) and not isinstance(w, bool) and w in (0, 1):
+        return int(w)
+    return None
 
 
 def end_tokens(tok, tokenizer_dir):
@@ -153,18 +167,48 @@ def strip_weights(messages):
     return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
 
 
+def unweight_mask(mask, messages):
+    """The mask with the spans of weight-0 assistant turns set to 0, as the trainer does it
+    (train_lora_support.unweight_mask): one run of 1s per {% generation %} block, paired with
+    the assistant turns in order. A template whose runs do not pair up with the turns makes
+    the trainer refuse the example, so it is an error here too."""
+    turns = [weight(m) for m in messages if m["role"] == "assistant"]
+    if all(turns):
+        return mask
+    runs, start = [], None
+    for i, bit in enumerate(list(mask) + [0]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            runs.append((start, i))
+            start = None
+    if len(runs) != len(turns):
+        raise ValueError(f"the chat template marks {len(runs)} {{% generation %}} span(s) for {len(turns)} "
+                         "assistant turn(s), so the weight-0 turns cannot be told apart")
+    out = list(mask)
+    for (a, b), w in zip(runs, turns):
+        if w == 0:
+            out[a:b] = [0] * (b - a)
+    return out
+
+
 def masks_by_markers(tok, batch):
-    enc = tok.apply_chat_template(batch, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    return list(zip(enc["input_ids"], enc["assistant_masks"]))
+    """(ids, mask) of each conversation of a batch of (file, line, messages)."""
+    enc = tok.apply_chat_template([strip_weights(m) for _, _, m in batch], tokenize=True, return_dict=True,
+                                  return_assistant_tokens_mask=True)
+    return [(ids, unweight_mask(mask, m))
+            for (_, _, m), ids, mask in zip(batch, enc["input_ids"], enc["assistant_masks"])]
 
 
 def mask_by_prefix(tok, messages):
     """Without generation markers: an assistant turn's tokens are those its rendering adds
-    to the conversation before it (with the generation prompt)."""
+    to the conversation before it (with the generation prompt). Weight-0 turns carry none."""
+    weights = [weight(m) for m in messages]
+    messages = strip_weights(messages)
     ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     mask = [0] * len(ids)
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant" or weights[i] == 0:
             continue
         before = 0
         if i > 0:
@@ -184,17 +228,16 @@ def counts(ids, mask, max_length):
 def count_batch(tok, markers, batch, max_length, emit):
     """Count one batch of (file, line, messages); on a template error retry one by one so
     only the failing examples are reported."""
-    convs = [strip_weights(m) for _, _, m in batch]
     if markers and len(batch) > 1:
         try:
-            for (fi, line, _), (ids, mask) in zip(batch, masks_by_markers(tok, convs)):
+            for (fi, line, _), (ids, mask) in zip(batch, masks_by_markers(tok, batch)):
                 emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
             return
         except Exception:
             pass
-    for (fi, line, _), conv in zip(batch, convs):
+    for fi, line, messages in batch:
         try:
-            ids, mask = masks_by_markers(tok, [conv])[0] if markers else mask_by_prefix(tok, conv)
+            ids, mask = masks_by_markers(tok, [(fi, line, messages)])[0] if markers else mask_by_prefix(tok, messages)
             emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
         except Exception as e:
             emit({"type": "example", "file": fi, "line": line, "error": first_line(e)})

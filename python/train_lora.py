@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_lora_support import (  # noqa: E402
     CHECKPOINT_PREFIX, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, STOP,
     ConfigError, Events, Interrupted, TrainerError, choose_resume, file_sha256, install_signal_handlers,
-    load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint,
+    load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
+    weight0_turns,
 )
 
 
@@ -260,8 +261,11 @@ class Setup:
     def load_data(self):
         from datasets import Dataset
         d, t = self.cfg["data"], self.cfg["train"]
-        train = Dataset.from_list(read_chat_jsonl(d["train"]))
-        evalset = Dataset.from_list(read_chat_jsonl(d["eval"])) if d["eval"] else None
+        train_rows = read_chat_jsonl(d["train"])
+        eval_rows = read_chat_jsonl(d["eval"]) if d["eval"] else []
+        self.weight0 = weight0_turns(train_rows) + weight0_turns(eval_rows)
+        train = Dataset.from_list(train_rows)
+        evalset = Dataset.from_list(eval_rows) if eval_rows else None
         if d["eval_split"] > 0:
             parts = train.train_test_split(test_size=d["eval_split"], seed=t["seed"], shuffle=True)
             train, evalset = parts["train"], parts["test"]
@@ -315,6 +319,37 @@ class Setup:
         self.events.warn("no_generation_markers", f"the chat template of {name} has no {{% generation %}} markers: "
                          "training on the whole sequence (prompts included), not only the assistant turns")
         return False
+
+    def prepare_data(self, dataset, tokenizer):
+        """The dataset as SFTTrainer is given it.
+
+        With assistant-only loss the rows are tokenized here exactly as SFTTrainer tokenizes
+        conversational data (apply_chat_template with return_assistant_tokens_mask=True and
+        the training template TRL would swap in), except that the mask spans of weight-0
+        assistant turns are zeroed. A dataset with `input_ids` counts as processed for TRL: it
+        builds the labels from `assistant_masks` (-100 where the mask is 0), truncates, drops
+        fully masked rows and packs as usual, for training and evaluation alike. The
+        `messages` column stays so TRL still sees conversational data; the Trainer drops it
+        from the batches. Without assistant-only loss every token is trained and weights
+        cannot apply (see build)."""
+        if not self.assistant_only_loss:
+            return dataset.select_columns(["messages"])
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+        template = None if has_generation_markers(tokenizer.chat_template) else get_training_chat_template(tokenizer)
+
+        def tokenize(row):
+            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True, chat_template=template, tools=None)
+            if 1 not in out["assistant_masks"]:
+                raise TrainerError(
+                    f"{row['where']}: no token of the example falls inside the chat template's {{% generation %}} "
+                    "markers, so assistant-only loss has nothing to train on",
+                    hint="give every example an assistant turn (loractl data check reports those without one), or "
+                         "set train.assistant_only_loss to false")
+            mask = unweight_mask(out["assistant_masks"], row["messages"], row["weights"], row["where"])
+            return {"input_ids": out["input_ids"], "assistant_masks": mask}
+
+        return dataset.map(tokenize, remove_columns=["weights", "where"])
 
     def check_targets(self, model):
         """Name the missing module, with the model's own Linear names, before PEFT says less."""
@@ -375,7 +410,15 @@ class Setup:
         train, evalset = self.load_data()
         model, tokenizer = self.load_model()
         self.assistant_only_loss = self.decide_assistant_only(tokenizer)
-        self.check_targets(model)
+        if self.weight0 and not self.assistant_only_loss:
+            why = ("train.assistant_only_loss is false" if t["assistant_only_loss"] is False else
+                   f"the chat template of {self.cfg['model']['name_or_path']} has no {{% generation %}} markers")
+            self.events.warn("weights_ignored", f"{self.weight0} assistant turn(s) with weight 0 are trained on like "
+                             f"the rest of the sequence: {why}, so the loss covers every token and per-turn "
+                             "weights cannot apply")
+        self.check_targets(model)  # before tokenizing, which can take a while on a large dataset
+        train = self.prepare_data(train, tokenizer)
+        evalset = self.prepare_data(evalset, tokenizer) if evalset is not None else None
         peft_config = LoraConfig(
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],

@@ -384,28 +384,111 @@ def choose_resume(run_dir, resume):
 
 # ---------------------------------------------------------------- data
 
+def _weight(value):
+    """A message's `weight` as the Go check reads it: the JSON number 0 or 1 (0.0, 1e0 too)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+        return int(value)
+    return None
+
+
+def _utf8_ok(text):
+    """False for a str holding a lone surrogate (JSON's "\\ud800" escape), which has no
+    UTF-8 encoding: the tokenizer would fail on it far from the line that caused it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_chat_jsonl(path):
-    """Rows as {"messages": [{"role", "content"}]}, naming file:line on bad input.
-    Only role and content are kept: the trainer's chat templates use nothing else, and a
-    uniform shape keeps the Arrow schema of the dataset stable."""
+    """Rows as {"messages": [{"role", "content"}], "weights": [0|1 per message], "where": "FILE:LINE"},
+    naming file:line on bad input.
+
+    Lines end at a newline byte only and are numbered as `loractl data check` numbers them: a UTF-8
+    byte order mark at the start of the file is skipped, a CR before the newline (CRLF) or
+    anywhere else between JSON tokens is whitespace, not a line end. Messages keep only role
+    and content (the trainer's chat templates use nothing else, and a uniform shape keeps
+    the Arrow schema of the dataset stable); `weights` holds each message's `weight`
+    (default 1; only an assistant turn's matters: weight 0 makes it context, not a target).
+    An example whose assistant turns all have weight 0 is refused, as the data check does."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:  # binary lines end at b"\n" only
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{where}: not valid UTF-8 (byte {e.start})")
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except ValueError as e:
-                raise ConfigError(f"{path}:{lineno}: not valid JSON: {e}")
+                raise ConfigError(f"{where}: not valid JSON: {e}")
             msgs = obj.get("messages") if isinstance(obj, dict) else None
             if not isinstance(msgs, list) or not msgs:
-                raise ConfigError(f'{path}:{lineno}: want an object with a non-empty "messages" list')
-            clean = []
+                raise ConfigError(f'{where}: want an object with a non-empty "messages" list')
+            clean, weights = [], []
             for i, m in enumerate(msgs):
                 if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                    raise ConfigError(f"{path}:{lineno}: messages[{i}] needs string role and content")
+                    raise ConfigError(f"{where}: messages[{i}] needs string role and content")
+                for key in ("role", "content"):
+                    if not _utf8_ok(m[key]):
+                        raise ConfigError(f"{where}: messages[{i}].{key}: not valid UTF-8 "
+                                          "(a lone surrogate escape such as \\ud800)")
+                weight = _weight(m.get("weight", 1))
+                if weight is None:
+                    raise ConfigError(f"{where}: messages[{i}].weight: must be the number 0 or 1, "
+                                      f"got {json.dumps(m['weight'])}")
                 clean.append({"role": m["role"], "content": m["content"]})
-            rows.append({"messages": clean})
+                weights.append(weight)
+            targets = [w for m, w in zip(clean, weights) if m["role"] == "assistant"]
+            if targets and not any(targets):
+                raise ConfigError(f"{where}: every assistant message has weight 0: "
+                                  "the example has nothing to learn from")
+            rows.append({"messages": clean, "weights": weights, "where": where})
     if not rows:
         raise ConfigError(f"{path}: no examples")
     return rows
+
+
+def weight0_turns(rows):
+    """How many assistant turns of these rows have weight 0."""
+    return sum(1 for r in rows for m, w in zip(r["messages"], r["weights"]) if m["role"] == "assistant" and w == 0)
+
+
+def unweight_mask(mask, messages, weights, where):
+    """The assistant-token mask of a templated conversation with the spans of weight-0
+    assistant turns set to 0.
+
+    `mask` is apply_chat_template(..., return_assistant_tokens_mask=True)'s: one run of 1s
+    per {% generation %} block, in the order the template renders them, which is the order
+    of the assistant turns. When the runs and the turns do not pair up (a template with
+    several blocks per turn, or none for some, or blocks that touch) a weight cannot be
+    placed, and the example is refused rather than trained on the wrong tokens."""
+    turns = [w for m, w in zip(messages, weights) if m["role"] == "assistant"]
+    if all(turns):
+        return mask
+    runs, start = [], None
+    for i, bit in enumerate(list(mask) + [0]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            runs.append((start, i))
+            start = None
+    if len(runs) != len(turns):
+        raise TrainerError(
+            f"{where}: the chat template marks {len(runs)} {{% generation %}} span(s) for {len(turns)} assistant "
+            "turn(s), so the weight-0 turns cannot be told apart",
+            hint="remove the weight keys from this example, or use a chat template with one {% generation %} "
+                 "block around each assistant turn")
+    out = list(mask)
+    for (a, b), w in zip(runs, turns):
+        if w == 0:
+            out[a:b] = [0] * (b - a)
+    return out

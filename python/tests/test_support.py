@@ -110,6 +110,17 @@ def test_load_config_names_the_file(tmp_path):
     ('not json\n', "not valid JSON"),
     ('{"messages": [{"role": "user"}]}\n', "messages[0] needs string role and content"),
     ('\n\n', "no examples"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a", "weight": 2}]}\n',
+     "messages[1].weight: must be the number 0 or 1, got 2"),
+    ('{"messages": [{"role": "assistant", "content": "a", "weight": true}]}\n',
+     "messages[0].weight: must be the number 0 or 1, got true"),
+    ('{"messages": [{"role": "assistant", "content": "a", "weight": "1"}]}\n',
+     'messages[0].weight: must be the number 0 or 1, got "1"'),
+    ('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]}\n',
+     "every assistant message has weight 0"),
+    ('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x\\ud800y"}]}\n',
+     "messages[1].content: not valid UTF-8 (a lone surrogate"),
+    ('{"messages": [{"role": "\\udfff", "content": "q"}]}\n', "messages[0].role: not valid UTF-8"),
 ])
 def test_bad_chat_rows_name_file_and_line(tmp_path, content, needle):
     p = tmp_path / "d.jsonl"
@@ -122,10 +133,51 @@ def test_bad_chat_rows_name_file_and_line(tmp_path, content, needle):
         assert f"{p}:2:" in str(e.value)
 
 
-def test_chat_rows_keep_only_role_and_content(tmp_path):
+def test_invalid_utf8_names_the_line(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text('{"messages": [{"role": "user", "content": "hi", "weight": 0}], "id": 7}\n')
-    assert sup.read_chat_jsonl(str(p)) == [{"messages": [{"role": "user", "content": "hi"}]}]
+    p.write_bytes(b'{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{"role": "user", "content": "\xff"}]}\n')
+    with pytest.raises(sup.ConfigError, match=r"d.jsonl:2: not valid UTF-8 \(byte 43\)"):
+        sup.read_chat_jsonl(str(p))
+
+
+def test_chat_rows_keep_role_content_and_weights(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"messages": [{"role": "user", "content": "hi", "weight": 0}, {"role": "assistant", "content": "a", '
+                 '"weight": 0.0, "name": "x"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "b", '
+                 '"weight": 1e0}], "id": 7}\n')
+    rows = sup.read_chat_jsonl(str(p))
+    assert rows == [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+                                  {"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+                     "weights": [0, 0, 1, 1], "where": f"{p}:1"}]
+    assert sup.weight0_turns(rows) == 1  # the user message's weight counts for nothing
+
+
+def test_bom_crlf_and_lone_cr_number_lines_as_the_data_check(tmp_path):
+    """Lines end at "\n" only: a BOM is skipped, CRLF and a lone CR between tokens are JSON
+    whitespace. Universal newlines would split line 2 in two and break line numbering."""
+    row = '{"messages": [{"role": "user", "content": "%s"}]}'
+    data = (b"\xef\xbb\xbf" + (row % "one").encode() + b"\r\n"
+            + b'{"messages":\r[{"role": "user",\r"content": "two"}]}\r\n'
+            + (row % "three").encode() + b"\n")
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(data)
+    rows = sup.read_chat_jsonl(str(p))
+    assert [(r["messages"][0]["content"], r["where"]) for r in rows] == [
+        ("one", f"{p}:1"), ("two", f"{p}:2"), ("three", f"{p}:3")]
+    p.write_bytes(data + b"{\rbroken\n")
+    with pytest.raises(sup.ConfigError, match=r"d.jsonl:4: not valid JSON"):
+        sup.read_chat_jsonl(str(p))
+
+
+def test_unweight_mask_zeroes_the_spans_of_weight0_turns():
+    msgs = [{"role": r, "content": "x"} for r in ("system", "user", "assistant", "user", "assistant", "user", "assistant")]
+    mask = [0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1]
+    assert sup.unweight_mask(mask, msgs, [1] * 7, "f:1") == mask
+    assert sup.unweight_mask(mask, msgs, [1, 1, 0, 1, 1, 1, 0], "f:1") == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert sup.unweight_mask(mask, msgs, [1, 1, 1, 1, 0, 1, 1], "f:1") == [0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1]
+    # Two spans that touch look like one: the weights cannot be placed, so the row is refused.
+    with pytest.raises(sup.TrainerError, match=r"f:1: the chat template marks 2 .* for 3 assistant turn"):
+        sup.unweight_mask([0, 1, 1, 1, 0, 1], msgs, [1, 1, 0, 1, 1, 1, 1], "f:1")
 
 
 # ------------------------------------------------------------ checkpoints

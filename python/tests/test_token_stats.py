@@ -138,3 +138,53 @@ def test_bad_tokenizer_dir(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         token_stats.main(["--tokenizer", str(tmp_path / "missing"), f])
     assert e.value.code == 2
+
+
+def weighted(*turns, weights):
+    """A row like row(), with `weight` set on the assistant turns (None: no key)."""
+    obj = json.loads(row(*turns))
+    answers = [m for m in obj["messages"] if m["role"] == "assistant"]
+    for m, w in zip(answers, weights):
+        if w is not None:
+            m["weight"] = w
+    return json.dumps(obj)
+
+
+def test_weight0_turns_carry_no_tokens(tmp_path, capsys, tokenizer, tokenizer_no_markers):
+    # <|user|> hello there <|end|> <|assistant|> general kenobi <|end|> <|user|> and you <|end|>
+    # <|assistant|> me too <|end|>: 16 tokens; max length 14 keeps "me" of the second answer.
+    turns = ("hello there", "general kenobi", "and you", "me too")
+    f = write(tmp_path, "t.jsonl", "\n".join([
+        weighted(*turns, weights=[None, None]),
+        weighted(*turns, weights=[0, 1]),
+        weighted(*turns, weights=[1, 0.0]),
+    ] * 2) + "\n")
+    want = [(16, 6, 4), (16, 3, 1), (16, 3, 3)] * 2
+    for tok in (tokenizer, tokenizer_no_markers):
+        _, _, examples = run(capsys, "--tokenizer", tok, "--max-length", "14", f)
+        assert [(e["total"], e["assistant"], e["assistant_kept"]) for e in examples] == want, tok
+        assert [e["line"] for e in examples] == [1, 2, 3, 4, 5, 6]
+
+
+def test_unweight_mask_pairs_spans_with_assistant_turns():
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0},
+            {"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]
+    assert token_stats.unweight_mask([0, 1, 1, 0, 0, 1, 1], msgs) == [0, 0, 0, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match="marks 1 {% generation %} span"):
+        token_stats.unweight_mask([0, 1, 1, 1, 1, 1, 1], msgs)
+
+
+def test_lone_cr_surrogates_and_bad_weights(tmp_path, capsys, tokenizer):
+    """A lone CR is whitespace inside a line, not a line end (as in the Go check); a lone
+    surrogate escape and a weight other than 0 or 1 make a line the Go check reports: skipped."""
+    good = row("hello there", "general kenobi")
+    data = (good.replace(", ", ",\r") + "\n"                          # 1: CRs between tokens
+            + row("hello \ud800", "general kenobi") + "\n"           # 2: lone surrogate (escaped)
+            + weighted("hello there", "general kenobi", weights=[2]) + "\n"  # 3: bad weight
+            + weighted("hello there", "general kenobi", weights=[True]) + "\n"  # 4: bad weight
+            + good + "\r\n")                                         # 5
+    assert "\r" in data.split("\n")[0] and "\\ud800" in data.split("\n")[1]
+    f = write(tmp_path, "t.jsonl", data)
+    _, _, examples = run(capsys, "--tokenizer", tokenizer, f)
+    assert [e["line"] for e in examples] == [1, 5]
+    assert all("error" not in e for e in examples)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 
+import make_tiny_model
 import pytest
 from conftest import Trainer, base_config, types
 from safetensors.numpy import load_file
@@ -286,3 +287,147 @@ def test_assistant_only_loss_decision(tiny_model, tiny_model_no_markers, tmp_pat
         return
     assert setup.decide_assistant_only(tok) is effective
     assert [c for c, _ in setup.events.pending] == (["no_generation_markers"] if warned else [])
+
+
+# ------------------------------------------------------------ per-turn weights
+
+def chat(*turns, weights=(), system=None):
+    """A chat row: turns alternate user/assistant; weights[i] (None: no key) goes on the i-th answer."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    answers = iter(weights)
+    for i, text in enumerate(turns):
+        m = {"role": "user" if i % 2 == 0 else "assistant", "content": text}
+        if i % 2:
+            w = next(answers, None)
+            if w is not None:
+                m["weight"] = w
+        msgs.append(m)
+    return json.dumps({"messages": msgs})
+
+
+WEIGHTED_ROWS = [
+    chat("q one", "AAAA AAAA", "q two", "BBBB BBBB", weights=[0, 1], system="be brief"),
+    chat("q three", "BBBB", "q four", "AAAA", weights=[None, 0]),
+    chat("q five", "BBBB BBBB BBBB"),
+    chat("q six", "AAAA", "q seven", "AAAA AAAA", "q eight", "BBBB", weights=[0, 0.0, 1]),
+]
+
+
+@pytest.fixture(scope="module")
+def weighted_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("weighted")
+    (d / "train.jsonl").write_text("\n".join(WEIGHTED_ROWS) + "\n")
+    # The eval file with a BOM and CRLF line ends, which the trainer must read like the data check.
+    (d / "eval.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(WEIGHTED_ROWS[:2]).encode() + b"\r\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def weighted_models(tmp_path_factory, weighted_data):
+    out = {}
+    for name, extra in (("markers", []), ("plain", ["--no-generation-markers"])):
+        d = str(tmp_path_factory.mktemp(f"weighted-model-{name}"))
+        make_tiny_model.main([d, "--data", str(weighted_data / "train.jsonl"), *extra])
+        out[name] = d
+    return out
+
+
+def weighted_config(model, data, **overrides):
+    return base_config(model, **{"data.train": str(data / "train.jsonl"), "data.eval": str(data / "eval.jsonl"),
+                                 "train.max_steps": 2, "train.batch_size": 2, "train.save_steps": 0, **overrides})
+
+
+def build_in_process(cfg, tmp_path, monkeypatch):
+    """Setup.build() in this process, without enable_full_determinism's process-wide switches."""
+    import transformers.trainer_utils
+    monkeypatch.setattr(transformers.trainer_utils, "enable_full_determinism", transformers.trainer_utils.set_seed)
+    setup = setup_for(cfg, tmp_path)
+    return setup, setup.build()
+
+
+def trained_words(dataset, tok):
+    """Per row, the sorted tokens that carry loss (labels other than -100)."""
+    out = []
+    for row in dataset:
+        words = tok.convert_ids_to_tokens(row["input_ids"])
+        out.append(sorted(w for w, label in zip(words, row["labels"]) if label != -100))
+    return out
+
+
+def test_weight0_turns_carry_no_loss(weighted_models, weighted_data, tmp_path, monkeypatch):
+    setup, trainer = build_in_process(weighted_config(weighted_models["markers"], weighted_data), tmp_path, monkeypatch)
+    assert setup.assistant_only_loss is True and setup.weight0 == 4 + 2
+    tok = trainer.processing_class
+    end = "<|end|>"
+    # Only the weight-1 answers (BBBB ...) and their end tokens are labelled; every AAAA is -100.
+    want = [sorted(["BBBB", "BBBB", end]), sorted(["BBBB", end]), sorted(["BBBB"] * 3 + [end]),
+            sorted(["BBBB", end])]
+    assert sorted(trained_words(trainer.train_dataset, tok)) == sorted(want)
+    context = 0
+    for row in trainer.train_dataset:
+        words = tok.convert_ids_to_tokens(row["input_ids"])
+        context += "AAAA" in words  # the weight-0 turns are still there, only not targets
+        for i, (w, label) in enumerate(zip(words, row["labels"])):
+            if w == "AAAA":
+                assert label == -100 and row["labels"][i + 1] == -100  # the next AAAA or its end token
+    assert context == 3
+    # Evaluation scores the same tokens (the eval file has a BOM and CRLF line ends).
+    assert sorted(trained_words(trainer.eval_dataset, tok)) == sorted(want[:2])
+    assert [c for c, _ in setup.events.pending] == []
+
+
+def test_pretokenized_data_matches_trl_own_tokenization(tiny_model, tmp_path, monkeypatch):
+    """Without weights the rows tokenized by the trainer equal what SFTTrainer makes of the
+    plain messages itself: the same input_ids and labels, so runs are unchanged."""
+    from trl import SFTTrainer
+    cfg = base_config(tiny_model, **{"train.max_length": 40})
+    setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
+    raw_train, raw_eval = (d.select_columns(["messages"]) for d in setup.load_data())
+    assert "input_ids" not in raw_train.column_names
+    own = SFTTrainer(model=trainer.model, args=setup.sft_config(), train_dataset=raw_train, eval_dataset=raw_eval,
+                     processing_class=trainer.processing_class)
+    for ours, theirs in ((trainer.train_dataset, own.train_dataset), (trainer.eval_dataset, own.eval_dataset)):
+        assert len(ours) == len(theirs) > 0
+        assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
+        assert any(-100 in labels for labels in ours["labels"])  # assistant-only: prompts carry no loss
+
+
+def test_weights_without_generation_markers_warn_once(weighted_models, weighted_data, tmp_path, monkeypatch):
+    setup, trainer = build_in_process(weighted_config(weighted_models["plain"], weighted_data), tmp_path, monkeypatch)
+    assert setup.assistant_only_loss is False
+    warnings = [(c, m) for c, m in setup.events.pending if c == "weights_ignored"]
+    assert len(warnings) == 1
+    assert warnings[0][1].startswith("6 assistant turn(s) with weight 0 are trained on")
+    assert "no {% generation %} markers" in warnings[0][1]
+    # The whole sequence is trained, AAAA included.
+    assert all("AAAA" in words for words in trained_words(trainer.eval_dataset, trainer.processing_class))
+
+
+def test_weights_with_assistant_only_loss_off_warn(weighted_models, weighted_data, tmp_path, monkeypatch):
+    cfg = weighted_config(weighted_models["markers"], weighted_data, **{"train.assistant_only_loss": False})
+    setup, _ = build_in_process(cfg, tmp_path, monkeypatch)
+    msgs = [m for c, m in setup.events.pending if c == "weights_ignored"]
+    assert len(msgs) == 1 and "train.assistant_only_loss is false" in msgs[0]
+
+
+def test_no_warning_without_weight0_turns(tiny_model_no_markers, tmp_path, monkeypatch):
+    setup, _ = build_in_process(base_config(tiny_model_no_markers), tmp_path, monkeypatch)
+    assert [c for c, _ in setup.events.pending] == ["no_generation_markers"]
+
+
+def test_weighted_run_end_to_end(weighted_models, weighted_data, tmp_path):
+    t = Trainer(tmp_path / "run", weighted_config(weighted_models["markers"], weighted_data))
+    assert t.run() == 0, t.log()[-3000:]
+    evs = t.events()
+    assert evs[0]["train_examples"] == 4 and evs[0]["eval_examples"] == 2
+    assert "warning" not in types(evs) and evs[-1]["status"] == "completed"
+    assert evs[-1]["eval_loss_after"] is not None
+
+
+def test_row_without_assistant_tokens_names_its_line(weighted_models, tmp_path, monkeypatch):
+    from train_lora_support import TrainerError
+    p = tmp_path / "train.jsonl"
+    p.write_text(WEIGHTED_ROWS[0] + "\n" + json.dumps({"messages": [{"role": "user", "content": "q one"}]}) + "\n")
+    cfg = base_config(weighted_models["markers"], **{"data.train": str(p), "data.eval": ""})
+    with pytest.raises(TrainerError, match=f"{p}:2: no token of the example falls inside"):
+        build_in_process(cfg, tmp_path, monkeypatch)
