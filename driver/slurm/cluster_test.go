@@ -279,7 +279,7 @@ func TestFailingJobReportsCodeAndLog(t *testing.T) {
 // checkResumed checks a run that was interrupted and requeued: every attempt but the
 // last exited 75 after a USR1 and was requeued, each attempt resumed at the step its
 // predecessor checkpointed, and the run reached its last step.
-func checkResumed(t *testing.T, task *driver.Task, steps int) []slurm.Attempt {
+func checkResumed(t *testing.T, task *driver.Task, steps int, signal string) []slurm.Attempt {
 	t.Helper()
 	as, err := slurm.ReadAttempts(task.RunDir)
 	if err != nil {
@@ -293,8 +293,9 @@ func checkResumed(t *testing.T, task *driver.Task, steps int) []slurm.Attempt {
 		switch {
 		case a.ExitCode == nil:
 			t.Errorf("attempt %d recorded no end: %+v", i+1, a)
-		case !last && (*a.ExitCode != 75 || a.Signal != "USR1" || !a.Requeued):
-			t.Errorf("attempt %d = %+v, want exit 75 after USR1, requeued", i+1, a)
+		case !last && (*a.ExitCode != 75 || a.Signal != signal || a.Requeued != (signal == "USR1")):
+			// After USR1 the script requeues the job; after a preemption's TERM, Slurm does.
+			t.Errorf("attempt %d = %+v, want exit 75 after %s, requeued by the script: %v", i+1, a, signal, signal == "USR1")
 		case last && (*a.ExitCode != 0 || a.Requeued):
 			t.Errorf("last attempt = %+v, want exit 0", a)
 		}
@@ -355,7 +356,7 @@ func TestUSR1CheckpointRequeueResume(t *testing.T) {
 	if err != nil || !res.Successful() {
 		t.Fatalf("Wait = %+v, %v\n%s", res, err, tail(t, task.LogPath, 30))
 	}
-	as := checkResumed(t, task, 30)
+	as := checkResumed(t, task, 30, "USR1")
 	if len(as) != 2 {
 		t.Errorf("%d attempts, want 2", len(as))
 	}
@@ -364,6 +365,41 @@ func TestUSR1CheckpointRequeueResume(t *testing.T) {
 	}
 	if !sawRequeue {
 		t.Log("the requeued job started again before Inspect saw it pending")
+	}
+}
+
+// TestPreemptionRequeueResume: a job in the test cluster's "urgent" partition needs
+// the GPUs this run holds in "debug" (PreemptType=preempt/partition_prio,
+// PreemptMode=REQUEUE, GraceTime=5). Slurm sends TERM when the grace time ends, the
+// trainer checkpoints and exits 75, Slurm requeues the job, the urgent job runs, and
+// the next attempt resumes from the checkpoint. Not parallel: the urgent job must
+// find this run, and only this run, on the GPUs.
+func TestPreemptionRequeueResume(t *testing.T) {
+	base := needCluster(t)
+	ctx := testCtx(t, 3*time.Minute)
+	d := newDriver()
+	task := newTask(t, base, map[string]string{"FAKE_STEPS": "60", "FAKE_STEP_SECONDS": "0.4"}, `{"gpus": 2, "partition": "debug"}`)
+	h := start(t, ctx, d, task)
+	id, _ := slurm.JobID(h)
+	waitFor(t, ctx, "step 3", func() bool { return len(ofType(readEvents(t, task.RunDir), "log")) >= 3 })
+	out, err := exec.Command("sbatch", "--parsable", "--partition=urgent", "--gres=gpu:2", "--output=/dev/null", "--wrap", "sleep 2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sbatch the urgent job: %v\n%s", err, out)
+	}
+	urgent := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("scancel", urgent).Run() })
+	res, err := d.Wait(ctx, h)
+	if err != nil || !res.Successful() {
+		t.Fatalf("Wait = %+v, %v\n%s", res, err, tail(t, task.LogPath, 30))
+	}
+	if as := checkResumed(t, task, 60, "TERM"); len(as) != 2 {
+		t.Errorf("%d attempts, want 2", len(as))
+	}
+	if got := scontrolField(t, id, "Restarts"); got != "1" {
+		t.Errorf("Slurm counts %s restarts, want 1", got)
+	}
+	if got := scontrolField(t, urgent, "JobState"); got != "COMPLETED" {
+		t.Errorf("the urgent job is %s, want COMPLETED", got)
 	}
 }
 
@@ -381,7 +417,7 @@ func TestTimeLimitCheckpointRequeueResume(t *testing.T) {
 	if err != nil || !res.Successful() {
 		t.Fatalf("Wait = %+v, %v\n%s", res, err, tail(t, task.LogPath, 30))
 	}
-	as := checkResumed(t, task, 60)
+	as := checkResumed(t, task, 60, "USR1")
 	for i, a := range as {
 		if took := a.FinishedAt.Sub(a.StartedAt); took >= time.Minute {
 			t.Errorf("attempt %d ran %v, past the time limit", i+1, took)

@@ -111,8 +111,13 @@ KillWait=10
 InactiveLimit=0
 Waittime=0
 MpiDefault=none
+# Jobs in "urgent" preempt jobs in "debug" by requeueing them, as a shared cluster's
+# high-priority partition does; GraceTime gives the preempted trainer time to checkpoint.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=5
+PartitionName=urgent Nodes=$node MaxTime=INFINITE State=UP PriorityTier=10
 EOF
 
 cat >"$base/etc/gres.conf" <<EOF
