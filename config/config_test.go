@@ -75,8 +75,8 @@ func TestInvalidValues(t *testing.T) {
 		sets       []string
 		want       string // substring: "file:line:col: key: message"
 	}{
-		{"r zero", base + "lora:\n  r: 0\n", nil, ":7:3: lora.r: must be > 0"},
-		{"r negative", base + "lora:\n  r: -4\n", nil, ":7:3: lora.r: must be > 0"},
+		{"r zero", base + "lora:\n  r: 0\n", nil, ":7:3: lora.r: must be between 1 and 4096"},
+		{"r negative", base + "lora:\n  r: -4\n", nil, ":7:3: lora.r: must be between 1 and 4096"},
 		{"r not int", base + "lora:\n  r: big\n", nil, ":7:3: lora.r: must be an integer"},
 		{"dropout one", base + "lora:\n  dropout: 1\n", nil, ":7:3: lora.dropout: must be in [0, 1)"},
 		{"dropout negative", base + "lora:\n  dropout: -0.1\n", nil, "lora.dropout: must be in [0, 1)"},
@@ -109,7 +109,7 @@ func TestInvalidValues(t *testing.T) {
 		{"unknown key", base + "lora:\n  rank: 8\n", nil, ":7:3: lora.rank: unknown key (did you mean \"r\"?)"},
 		{"unknown top key", base + "trian:\n  epochs: 1\n", nil, ":6:1: trian: unknown key (did you mean \"train\"?)"},
 		{"unknown train key", base + "train:\n  learning_rat: 1\n", nil, "train.learning_rat: unknown key (did you mean \"learning_rate\"?)"},
-		{"set bad value", base, []string{"lora.r=-1"}, "--set: lora.r: must be > 0"},
+		{"set bad value", base, []string{"lora.r=-1"}, "--set: lora.r: must be between 1 and 4096"},
 		{"set unknown key", base, []string{"lora.rr=8"}, "--set: lora.rr: unknown key (did you mean \"r\"?)"},
 		{"set no equals", base, []string{"lora.r"}, "want key=value"},
 		{"not yaml", "model: [unclosed\n", nil, "invalid YAML"},

@@ -45,6 +45,16 @@ func (es Errors) Error() string {
 	return fmt.Sprintf("%d problems in config:\n  %s", len(lines), strings.Join(lines, "\n  "))
 }
 
+// has reports whether one of the errors is about key.
+func (es Errors) has(key string) bool {
+	for _, e := range es {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // DidYouMean returns the closest candidate to key, or "" when none is close; sweeps
 // use it for their own keys so suggestions read the same everywhere.
 func DidYouMean(key string, candidates []string) string { return didYouMean(key, candidates) }

@@ -55,16 +55,25 @@ func Load(path string, sets []string) (*Config, error) {
 // Parse is Load for a config already in memory; path names it in errors and anchors
 // relative paths.
 func Parse(path string, src []byte, sets []string) (*Config, error) {
-	c := &Config{Path: path, Dir: filepath.Dir(path), Source: src, Overrides: sets}
-	file, err := parser.ParseBytes(src, 0)
+	c := &Config{Path: path, Dir: filepath.Dir(path), Source: src}
+	// Editors on Windows save a byte order mark; it is not part of the first key.
+	body := bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
+	file, err := parser.ParseBytes(body, 0)
 	if err != nil {
 		return nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
 	}
+	if e := oneDocument(path, file); e != nil {
+		return nil, e
+	}
+	if e := boundedAliases(path, file); e != nil {
+		return nil, e
+	}
 	c.pos = indexPositions(file)
+	c.Overrides = sets
 
 	tree := map[string]any{}
-	if len(bytes.TrimSpace(src)) > 0 {
-		if err := yaml.Unmarshal(src, &tree); err != nil {
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := yaml.Unmarshal(body, &tree); err != nil {
 			return nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
 		}
 		if tree == nil {
@@ -74,25 +83,35 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 	// Unknown keys are reported and dropped, so the values of the known ones are still
 	// validated: the user sees every problem of the file in one pass.
 	var errs Errors
-	errs = append(errs, c.checkKeys(tree, "")...)
 	// The shorthand "quantization: 4bit" becomes a mapping before overrides, so
-	// --set quantization.double_quant=false refines it instead of replacing it.
-	if q, ok := tree["quantization"].(string); ok {
-		tree["quantization"] = map[string]any{"mode": q}
+	// --set quantization.double_quant=false refines it instead of replacing it, and
+	// again after them, for --set quantization=4bit.
+	shorthand := func() {
+		if q, ok := tree["quantization"].(string); ok {
+			tree["quantization"] = map[string]any{"mode": q}
+		}
 	}
-	for _, s := range sets {
+	shorthand()
+	for _, s := range c.Overrides {
 		if e := applySet(tree, s); e != nil {
 			errs = append(errs, e)
 		}
 	}
-	if err := c.decode(tree); err != nil {
-		var decodeErrs Errors
-		if !errors.As(err, &decodeErrs) {
-			return nil, err
-		}
-		return nil, append(errs, decodeErrs...)
+	shorthand()
+	// After the overrides, so a mapping given with --set is checked key by key too.
+	errs = append(errs, c.checkKeys(tree, "")...)
+	decodeErrs, err := c.decode(tree)
+	if err != nil {
+		return nil, err
 	}
-	errs = append(errs, c.resolve()...)
+	errs = append(errs, decodeErrs...)
+	for _, e := range c.resolve() {
+		// A key whose value had the wrong type was dropped to decode the rest; what
+		// resolve says about its absence would only repeat the problem.
+		if !decodeErrs.has(e.Key) {
+			errs = append(errs, e)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -104,7 +123,7 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 func (c *Config) at(key, format string, a ...any) *FieldError {
 	msg := fmt.Sprintf(format, a...)
 	for _, s := range c.Overrides {
-		if k, _, _ := strings.Cut(s, "="); k == key {
+		if k, _, _ := strings.Cut(s, "="); k == key || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[") {
 			return &FieldError{File: "--set", Key: key, Msg: msg}
 		}
 	}
@@ -168,8 +187,8 @@ func applySet(tree map[string]any, s string) *FieldError {
 		}
 		return &FieldError{File: "--set", Key: key, Msg: msg}
 	}
-	var v any
-	if err := yaml.Unmarshal([]byte(raw), &v); err != nil {
+	v, err := setValue(raw)
+	if err != nil {
 		return &FieldError{File: "--set", Key: key, Msg: "invalid value: " + err.Error()}
 	}
 	parts := strings.Split(key, ".")
@@ -186,8 +205,10 @@ func applySet(tree map[string]any, s string) *FieldError {
 	return nil
 }
 
-// decode turns the generic tree into Spec; a wrong type names the key.
-func (c *Config) decode(tree map[string]any) error {
+// decode turns the generic tree into Spec. Every key with a wrong type is reported:
+// each one found is dropped and the rest decoded again. err is for what is not a
+// problem of one key.
+func (c *Config) decode(tree map[string]any) (Errors, error) {
 	sections := map[string]map[string]any{}
 	if d, ok := tree["driver"].(map[string]any); ok {
 		for k, v := range d {
@@ -196,7 +217,7 @@ func (c *Config) decode(tree map[string]any) error {
 			}
 			sec, isMap := v.(map[string]any)
 			if !isMap && v != nil {
-				return Errors{c.at("driver."+k, "must be a mapping of that driver's options")}
+				return Errors{c.at("driver."+k, "must be a mapping of that driver's options")}, nil
 			}
 			sections[k] = sec
 		}
@@ -206,23 +227,51 @@ func (c *Config) decode(tree map[string]any) error {
 		}
 	}
 	if errs := c.nonFinite(tree, ""); len(errs) > 0 {
-		return errs
+		return errs, nil
 	}
-	b, err := json.Marshal(tree)
-	if err != nil {
-		return &FieldError{File: c.Path, Msg: "unsupported value: " + err.Error()}
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c.Spec); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return Errors{c.at(te.Field, "must be %s, not %s", typeWord(te.Type.String()), te.Value)}
+	var errs Errors
+	for range 100 {
+		b, err := json.Marshal(tree)
+		if err != nil {
+			return nil, &FieldError{File: c.Path, Msg: "unsupported value: " + err.Error()}
 		}
-		return &FieldError{File: c.Path, Msg: err.Error()}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		c.Spec = Spec{}
+		err = dec.Decode(&c.Spec)
+		var te *json.UnmarshalTypeError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &te) || te.Field == "" || !deletePath(tree, te.Field) {
+			if len(errs) > 0 {
+				return errs, nil
+			}
+			return nil, &FieldError{File: c.Path, Msg: err.Error()}
+		}
+		errs = append(errs, c.at(te.Field, "must be %s, not %s", typeWord(te.Type.String()), te.Value))
 	}
 	c.Spec.Driver.Sections = sections
-	return nil
+	return errs, nil
+}
+
+// deletePath removes a dotted key ("lora.r") from the tree; false if it is not there.
+func deletePath(tree map[string]any, key string) bool {
+	parts := strings.Split(key, ".")
+	m := tree
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			return false
+		}
+		m = next
+	}
+	last := parts[len(parts)-1]
+	if _, ok := m[last]; !ok {
+		return false
+	}
+	delete(m, last)
+	return true
 }
 
 // nonFinite reports the keys whose value is YAML's .nan or .inf: no setting takes one,
@@ -272,6 +321,11 @@ func typeWord(goType string) string {
 		return "a string"
 	case "[]string":
 		return "a list of strings"
+	case "map[string]string":
+		return "a mapping of names to strings"
+	}
+	if strings.HasPrefix(goType, "config.") {
+		return "a mapping"
 	}
 	return goType
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -52,7 +53,9 @@ func (c *Config) resolve() Errors {
 
 	r.Name = s.Name
 	if r.Name == "" {
-		r.Name = strings.TrimSuffix(filepath.Base(c.Path), filepath.Ext(c.Path))
+		// Taken from the file name, cleaned into a valid name rather than refused: the
+		// user never wrote a name: key to fix.
+		r.Name = nameFromFile(c.Path)
 	}
 	if !nameRE.MatchString(r.Name) {
 		bad("name", "%q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", r.Name)
@@ -103,7 +106,7 @@ func (c *Config) resolve() Errors {
 		}
 	}
 	if strings.HasPrefix(s.Data.SystemPrompt, "@") {
-		b, err := os.ReadFile(c.abs(s.Data.SystemPrompt[1:]))
+		b, err := readPromptFile(c.abs(s.Data.SystemPrompt[1:]))
 		if err != nil {
 			bad("data.system_prompt", "cannot read %s: %v", s.Data.SystemPrompt[1:], err)
 		}
@@ -115,8 +118,8 @@ func (c *Config) resolve() Errors {
 	// LoRA.
 	l := s.LoRA
 	r.LoRA.R = deref(l.R, DefaultR)
-	if r.LoRA.R <= 0 {
-		bad("lora.r", "must be > 0, got %d", r.LoRA.R)
+	if r.LoRA.R <= 0 || r.LoRA.R > maxRank {
+		bad("lora.r", "must be between 1 and %d, got %d", maxRank, r.LoRA.R)
 	}
 	r.LoRA.Alpha = fl(l.Alpha, DefaultAlpha)
 	if r.LoRA.Alpha <= 0 {
@@ -190,8 +193,11 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	s := c.Spec.Train
 	bad := func(key, format string, a ...any) { *errs = append(*errs, c.at(key, format, a...)) }
 	positive := func(key string, v int) {
-		if v <= 0 {
+		switch {
+		case v <= 0:
 			bad(key, "must be > 0, got %d", v)
+		case v > maxCount:
+			bad(key, "must be at most %d, got %d", maxCount, v)
 		}
 	}
 	nonNegative := func(key string, v int) {
@@ -217,7 +223,9 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	t.BatchSize = deref(s.BatchSize, DefaultBatchSize)
 	positive("train.batch_size", t.BatchSize)
 	t.EvalBatchSize = deref(s.EvalBatchSize, t.BatchSize)
-	positive("train.eval_batch_size", t.EvalBatchSize)
+	if s.EvalBatchSize != nil { // the default follows batch_size and is reported there
+		positive("train.eval_batch_size", t.EvalBatchSize)
+	}
 	t.GradAccum = deref(s.GradAccum, 1)
 	positive("train.grad_accum", t.GradAccum)
 	t.MaxLength = deref(s.MaxLength, DefaultMaxLength)
@@ -371,8 +379,68 @@ func fileProblem(p string) string {
 		return err.Error()
 	case fi.IsDir():
 		return fmt.Sprintf("%s is a directory, not a JSONL file", p)
+	case !fi.Mode().IsRegular():
+		// The data check, the run id's hash and the trainer each read it: a pipe would
+		// give each of them different data, or hang.
+		return fmt.Sprintf("%s is not a regular file (a pipe or device cannot be read more than once)", p)
 	}
 	return ""
+}
+
+// Upper bounds that catch a typo or an overflow long before a GPU would.
+const (
+	maxRank  = 4096
+	maxCount = 1 << 20 // batch sizes, accumulation, max_length, step counts
+)
+
+// nameFromFile makes a run name from a config file name: characters a name cannot
+// hold become '-', and a name that starts badly gets "run-" in front.
+func nameFromFile(path string) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	b := []byte(base)
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
+			b[i] = '-'
+		}
+	}
+	name := strings.Trim(string(b), "-.")
+	for strings.Contains(name, "--") {
+		name = strings.ReplaceAll(name, "--", "-")
+	}
+	if name == "" || !nameRE.MatchString(name) {
+		name = "run-" + name
+	}
+	if len(name) > 64 {
+		name = strings.TrimRight(name[:64], "-.")
+	}
+	return name
+}
+
+// maxPromptBytes bounds a system prompt file: a prompt, not a corpus.
+const maxPromptBytes = 1 << 20
+
+// readPromptFile reads a system prompt file of at most maxPromptBytes.
+func readPromptFile(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPromptBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPromptBytes {
+		return nil, fmt.Errorf("larger than %d bytes: a system prompt, not a corpus", maxPromptBytes)
+	}
+	return b, nil
 }
 
 func deref[T any](p *T, def T) T {

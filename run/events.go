@@ -190,6 +190,22 @@ func (f *Follower) Poll() ([]*Event, error) {
 	return out, nil
 }
 
+// Rest returns the last line when it is a whole event without its newline (a writer
+// that ended without one), once the writer is done; nil otherwise. Poll keeps such a
+// line back, since a live writer may still be in the middle of it.
+func (f *Follower) Rest() *Event {
+	line := bytes.TrimSpace(f.partial)
+	if len(line) == 0 {
+		return nil
+	}
+	e, err := ParseEvent(line)
+	if err != nil {
+		return nil
+	}
+	f.partial = nil
+	return e
+}
+
 // Follow sends events to fn as they arrive until done returns true (checked after each
 // poll) or ctx ends. It makes one last poll after done so nothing written just before
 // the trainer exited is lost.
@@ -207,6 +223,9 @@ func (f *Follower) Follow(ctx context.Context, done func() bool, fn func(*Event)
 		if done() {
 			evs, err := f.Poll()
 			for _, e := range evs {
+				fn(e)
+			}
+			if e := f.Rest(); e != nil {
 				fn(e)
 			}
 			return err

@@ -66,6 +66,30 @@ func TestFollowerHoldsPartialLines(t *testing.T) {
 	}
 }
 
+// TestFollowerRest: a last line without its newline is held back while the writer may
+// still be writing it, and handed out by Rest once it is done; a torn line is not.
+func TestFollowerRest(t *testing.T) {
+	p := filepath.Join(t.TempDir(), EventsFile)
+	appendTo(t, p, `{"type":"start","total_steps":4}`+"\n"+`{"type":"end","status":"completed"}`)
+	f := NewFollower(p)
+	if evs, _ := f.Poll(); len(evs) != 1 {
+		t.Fatalf("poll: %+v", evs)
+	}
+	if e := f.Rest(); e == nil || e.Status != "completed" {
+		t.Fatalf("Rest = %+v", e)
+	}
+	if e := f.Rest(); e != nil {
+		t.Errorf("Rest twice: %+v", e)
+	}
+	q := filepath.Join(t.TempDir(), EventsFile)
+	appendTo(t, q, `{"type":"end","sta`)
+	g := NewFollower(q)
+	g.Poll()
+	if e := g.Rest(); e != nil {
+		t.Errorf("a torn line: %+v", e)
+	}
+}
+
 func TestCheckpointsNumericOrderAndCompleteness(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/gofrs/flock"
 )
@@ -74,26 +75,40 @@ func (s *Store) Manifest(id string) (*Manifest, error) {
 }
 
 // List returns the manifests of every run in the store, newest first. Directories
-// without a readable manifest are skipped.
+// without a readable manifest are skipped (Scan reports them).
 func (s *Store) List() ([]*Manifest, error) {
+	ms, _, err := s.Scan()
+	return ms, err
+}
+
+// Scan is List that also returns, by run dir name, the runs whose manifest exists but
+// cannot be read: a user must hear of a run that vanished from the list. Dot-dirs
+// (.trainer, .superseded) and dirs without a manifest yet are not runs.
+func (s *Store) Scan() (ms []*Manifest, unreadable map[string]error, err error) {
 	entries, err := os.ReadDir(s.Base)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []*Manifest
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		if m, err := ReadManifest(s.Dir(e.Name())); err == nil {
-			out = append(out, m)
+		m, err := ReadManifest(s.Dir(e.Name()))
+		switch {
+		case err == nil:
+			ms = append(ms, m)
+		case !errors.Is(err, os.ErrNotExist):
+			if unreadable == nil {
+				unreadable = map[string]error{}
+			}
+			unreadable[e.Name()] = err
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
-	return out, nil
+	sort.Slice(ms, func(i, j int) bool { return ms[i].CreatedAt.After(ms[j].CreatedAt) })
+	return ms, unreadable, nil
 }
 
 // validID rejects ids that could escape the store ("../x", "a/b").

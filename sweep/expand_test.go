@@ -162,7 +162,7 @@ func TestBuildNamesPointAndKey(t *testing.T) {
 	}
 	want := []string{
 		filepath.Join(dir, "sweep.yaml") + ":4:3: lora.dropout: point 1 (lora.r=8 lora.dropout=1.5) and 1 more points: must be in [0, 1), got 1.5",
-		filepath.Join(dir, "sweep.yaml") + ":3:3: lora.r: point 2 (lora.r=0 lora.dropout=0.1) and 1 more points: must be > 0, got 0",
+		filepath.Join(dir, "sweep.yaml") + ":3:3: lora.r: point 2 (lora.r=0 lora.dropout=0.1) and 1 more points: must be between 1 and 4096, got 0",
 	}
 	var got []string
 	for _, e := range errs {

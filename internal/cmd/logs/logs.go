@@ -66,6 +66,9 @@ func logsRun(ctx context.Context, o *Options) error {
 	f := run.NewFollower(filepath.Join(dir, run.EventsFile))
 	if !o.Follow {
 		evs, err := f.Poll()
+		if e := f.Rest(); e != nil {
+			evs = append(evs, e)
+		}
 		for _, e := range evs {
 			p.Event(e)
 		}

@@ -39,7 +39,7 @@ instead (the Slurm batch script, the docker argv).`,
 			return renderRun(opts)
 		},
 	}
-	cmd.Flags().StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.learning_rate=1e-4 (repeatable)")
+	cmdutil.SetFlag(cmd.Flags(), &opts.Sets, "train.learning_rate=1e-4")
 	cmd.Flags().StringVar(&opts.Driver, "driver", "", "render the launch of this driver (slurm, docker, podman, ...)")
 	return cmd
 }

@@ -127,6 +127,9 @@ func (r *Report) print(w io.Writer, asJSON bool) error {
 		switch {
 		case wd.Same():
 			fmt.Fprintf(w, "  adapter weights        identical (%d tensors, bit for bit)\n", wd.Tensors)
+		case wd.NonFinite:
+			fmt.Fprintf(w, "  adapter weights        %d of %d tensors identical; NaN or infinity on one side only, in %s\n",
+				wd.Identical, wd.Tensors, wd.MaxTensor)
 		default:
 			fmt.Fprintf(w, "  adapter weights        %d of %d tensors identical; largest difference %.3g in %s\n",
 				wd.Identical, wd.Tensors, wd.MaxAbsDiff, wd.MaxTensor)

@@ -1,6 +1,7 @@
 package reproduce
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -61,6 +62,20 @@ func TestCompareSafetensors(t *testing.T) {
 	d, err = compareSafetensors(p("orig"), p("close"))
 	if err != nil || d.Same() || d.Identical != 1 || d.MaxTensor != "c.weight" || d.MaxAbsDiff != 1 {
 		t.Fatalf("close files: %+v %v", d, err) // bf16 2.0 → 3.0 beats f32 3 → 3.001
+	}
+	// A NaN on one side: reported, and the report still encodes as JSON.
+	writeTensors(t, p("nan"), map[string][]float32{"a.weight": {1, 2, float32(math.NaN())}, "b.weight": {0.5, -0.5}}, []uint16{0x3f80, 0x4000})
+	d, err = compareSafetensors(p("orig"), p("nan"))
+	if err != nil || !d.NonFinite || d.MaxTensor != "a.weight" {
+		t.Fatalf("NaN on one side: %+v %v", d, err)
+	}
+	var out bytes.Buffer
+	if err := (&Report{Weights: d}).print(&out, true); err != nil || !strings.Contains(out.String(), `"non_finite": true`) {
+		t.Fatalf("JSON report: %v\n%s", err, out.String())
+	}
+	d, _ = compareSafetensors(p("nan"), p("nan"))
+	if !d.Same() || d.NonFinite {
+		t.Errorf("NaN on both sides, same bits: %+v", d)
 	}
 	d, _ = compareSafetensors(p("orig"), p("missing"))
 	if len(d.Mismatch) != 2 || !strings.Contains(d.Mismatch[0], "missing from the reproduction") {

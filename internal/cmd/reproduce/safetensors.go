@@ -72,6 +72,10 @@ type WeightDiff struct {
 	// the tensor holding it.
 	MaxAbsDiff float64 `json:"max_abs_diff"`
 	MaxTensor  string  `json:"max_tensor,omitempty"`
+	// NonFinite: an element is NaN or infinite on one side only (or infinite on both,
+	// with opposite signs). MaxAbsDiff is then the largest float64, which JSON can
+	// carry where +Inf cannot.
+	NonFinite bool `json:"non_finite,omitempty"`
 	// Mismatch lists structural differences (a tensor missing, another dtype or shape).
 	Mismatch []string `json:"mismatch,omitempty"`
 }
@@ -117,6 +121,9 @@ func compareSafetensors(a, b string) (*WeightDiff, error) {
 			d.Mismatch = append(d.Mismatch, n+": "+err.Error())
 			continue
 		}
+		if math.IsInf(diff, 0) || math.IsNaN(diff) {
+			d.NonFinite, diff = true, math.MaxFloat64
+		}
 		if diff > d.MaxAbsDiff || d.MaxTensor == "" {
 			d.MaxAbsDiff, d.MaxTensor = diff, n
 		}
@@ -156,7 +163,10 @@ func maxAbsDiff(dtype string, a, b []byte) (float64, error) {
 	for i := 0; i < len(a); i += size {
 		x, y := dec(a[i:i+size]), dec(b[i:i+size])
 		diff := math.Abs(x - y)
-		if math.IsNaN(x) != math.IsNaN(y) {
+		switch {
+		case math.IsNaN(x) && math.IsNaN(y), x == y: // the same infinity, or both NaN
+			diff = 0
+		case math.IsNaN(x) || math.IsNaN(y) || math.IsNaN(diff):
 			diff = math.Inf(1)
 		}
 		if diff > worst {

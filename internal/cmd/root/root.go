@@ -2,7 +2,10 @@
 package root
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -50,7 +53,42 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 	}
 	cmd.AddCommand(newHelpTopic("exit-codes", "Exit codes of loractl commands", exitCodesHelp))
 	cmd.AddCommand(newHelpTopic("environment", "Environment variables loractl reads", environmentHelp))
+	cmd.SuggestionsMinimumDistance = 2
+	// "loractl bogus" is a usage error (exit 2), with cobra's suggestions; bare
+	// "loractl" prints the help.
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if sug := c.SuggestionsFor(args[0]); len(sug) > 0 {
+			msg += "; did you mean " + strings.Join(sug, " or ") + "?"
+		}
+		return cmdutil.Invalidf("%s (see loractl --help)", msg)
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	usageArgs(cmd)
 	return cmd
+}
+
+// usageArgs makes a wrong argument count a usage error (exit 2) in every command:
+// cobra reports it before any of loractl's code runs, as a plain error (exit 1).
+func usageArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				var ee *cmdutil.ExitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return cmdutil.Invalid(fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath()))
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // configureLog points the controller's own log at stderr: a human console by

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -43,9 +44,17 @@ func runsRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	ms, err := store.List()
+	ms, unreadable, err := store.Scan()
 	if err != nil {
 		return err
+	}
+	names := make([]string, 0, len(unreadable))
+	for name := range unreadable {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		o.Factory.Log.Warn().Str("run", name).Err(unreadable[name]).Msg("run not listed: its manifest cannot be read")
 	}
 	for i, m := range ms {
 		ms[i] = cmdutil.RefreshRun(ctx, o.Factory, store, m)

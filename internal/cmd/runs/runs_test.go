@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/cmdtest"
 	"github.com/loractl/loractl/run"
@@ -72,5 +74,27 @@ func TestRunsJSONAndEmptyStore(t *testing.T) {
 	var ms []run.Manifest
 	if err := json.Unmarshal(out.Bytes(), &ms); err != nil || len(ms) != 2 || ms[0].State != run.StateRunning {
 		t.Fatalf("json: %v %+v", err, ms)
+	}
+}
+
+// TestUnreadableManifestIsReported: a run whose manifest is damaged is not silently
+// missing from the list; the trainer's store dirs are not runs.
+func TestUnreadableManifestIsReported(t *testing.T) {
+	f, out, errOut := cmdtest.Factory(t, &cmdtest.Driver{State: driver.StateExited})
+	l := zerolog.New(errOut)
+	f.Log = &l
+	seed(t, f.RunsDir())
+	bad := filepath.Join(f.RunsDir(), "torn-3")
+	os.MkdirAll(bad, 0o755)
+	os.WriteFile(filepath.Join(bad, run.ManifestFile), []byte(`{"version":1,"run_id":`), 0o644)
+	os.MkdirAll(filepath.Join(f.RunsDir(), ".trainer", "abc"), 0o755)
+	if err := runsRun(context.Background(), &Options{Factory: f}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut.String(), "torn-3") || !strings.Contains(errOut.String(), "cannot be read") || strings.Contains(errOut.String(), ".trainer") {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+	if strings.Count(strings.TrimSpace(out.String()), "\n") != 2 {
+		t.Errorf("table:\n%s", out)
 	}
 }

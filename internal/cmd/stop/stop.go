@@ -29,6 +29,9 @@ func NewCmdStop(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.RunID = args[0]
+			if opts.Grace < 0 {
+				return cmdutil.Invalidf("--grace must not be negative, got %s", opts.Grace)
+			}
 			if runF != nil {
 				return runF(opts)
 			}

@@ -94,7 +94,7 @@ func TestInvalidSweepsExit2(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"bad value", "base: base.yaml\nparameters:\n  lora.r: [8, -1]\n", "sweep.yaml:3:3: lora.r: point 1 (lora.r=-1): must be > 0"},
+		{"bad value", "base: base.yaml\nparameters:\n  lora.r: [8, -1]\n", "sweep.yaml:3:3: lora.r: point 1 (lora.r=-1): must be between 1 and 4096"},
 		{"unknown key", "base: base.yaml\nparameters:\n  lora.rr: [8]\n", `sweep.yaml:3:3: parameters.lora.rr: unknown config key (did you mean "lora.r"?)`},
 		{"bad driver option", "base: base.yaml\nparameters:\n  driver.local.gpus: [1]\n", "driver.local.gpus: point 0 (driver.local.gpus=1): unknown option"},
 		// The driver is not part of a run id: only points that differ otherwise too

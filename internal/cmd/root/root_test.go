@@ -1,0 +1,44 @@
+package root
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/loractl/loractl/internal/cmdtest"
+	"github.com/loractl/loractl/internal/cmdutil"
+)
+
+// TestUsageErrorsExit2: a wrong argument count or an unknown command is a usage
+// error (exit 2), whatever the command; no command and help exit 0.
+func TestUsageErrorsExit2(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"render"}, cmdutil.ExitInvalid, "accepts 1 arg(s), received 0"},
+		{[]string{"logs"}, cmdutil.ExitInvalid, "accepts 1 arg(s)"},
+		{[]string{"stop"}, cmdutil.ExitInvalid, ""},
+		{[]string{"init", "a", "b"}, cmdutil.ExitInvalid, "accepts at most 1 arg(s)"},
+		{[]string{"runs", "extra"}, cmdutil.ExitInvalid, `unknown command "extra"`},
+		{[]string{"bogus"}, cmdutil.ExitInvalid, `unknown command "bogus"`},
+		{[]string{"rnder", "x.yaml"}, cmdutil.ExitInvalid, "did you mean render?"},
+		{[]string{"render", "--no-such-flag"}, cmdutil.ExitInvalid, "unknown flag"},
+		{nil, cmdutil.ExitOK, ""},
+		{[]string{"help", "exit-codes"}, cmdutil.ExitOK, ""},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			f, _, _ := cmdtest.Factory(t, nil)
+			cmd := NewCmdRoot(f)
+			cmd.SetArgs(tc.args)
+			err := cmd.Execute()
+			if got := cmdutil.ExitCode(err); got != tc.code {
+				t.Fatalf("exit %d (%v), want %d", got, err, tc.code)
+			}
+			if tc.msg != "" && !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q lacks %q", err, tc.msg)
+			}
+		})
+	}
+}
