@@ -158,3 +158,16 @@ func TestAbsolutePathSets(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvScalarsBecomeStrings(t *testing.T) {
+	c, err := Load(writeConfig(t, base+"env:\n  set:\n    OMP_NUM_THREADS: 4\n    DEBUG: true\n    SCALE: 0.5\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Spec.Env.Set; s["OMP_NUM_THREADS"] != "4" || s["DEBUG"] != "true" || s["SCALE"] != "0.5" {
+		t.Errorf("env.set %v", s)
+	}
+	if _, err := Load(writeConfig(t, base+"env:\n  set:\n    X: [1]\n"), nil); err == nil || !strings.Contains(err.Error(), "env.set") {
+		t.Errorf("a list in env.set: %v", err)
+	}
+}

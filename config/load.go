@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -98,6 +99,7 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 		}
 	}
 	shorthand()
+	envScalarsToStrings(tree)
 	// After the overrides, so a mapping given with --set is checked key by key too.
 	errs = append(errs, c.checkKeys(tree, "")...)
 	decodeErrs, err := c.decode(tree)
@@ -297,6 +299,29 @@ func (c *Config) nonFinite(v any, path string) Errors {
 		}
 	}
 	return errs
+}
+
+// envScalarsToStrings turns numbers and booleans under env.set into the strings
+// an environment holds: OMP_NUM_THREADS: 4 means "4".
+func envScalarsToStrings(tree map[string]any) {
+	env, _ := tree["env"].(map[string]any)
+	set, _ := env["set"].(map[string]any)
+	for k, v := range set {
+		switch v := v.(type) {
+		case bool:
+			set[k] = strconv.FormatBool(v)
+		case int:
+			set[k] = strconv.Itoa(v)
+		case int64:
+			set[k] = strconv.FormatInt(v, 10)
+		case uint64:
+			set[k] = strconv.FormatUint(v, 10)
+		case float64:
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				set[k] = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+		}
+	}
 }
 
 func shallowCopyWithout(m map[string]any, drop string) map[string]any {
