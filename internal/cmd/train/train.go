@@ -42,8 +42,10 @@ type Options struct {
 	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
 	Signals chan os.Signal
 
-	estimate uint64 // the pre-flight's peak estimate, bytes (0: none)
-	gpuIndex int    // the GPU the run was placed on (-1: CPU)
+	estimate uint64  // the pre-flight's peak estimate, bytes (0: none)
+	waitBare bool    // --wait-gpu was given without =TIMEOUT
+	waitArg  *string // the positional argument taken as --wait-gpu's TIMEOUT
+	gpuIndex int     // the GPU the run was placed on (-1: CPU)
 }
 
 // NewCmdTrain builds the train command.
@@ -61,8 +63,17 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 		Example: `  loractl train my.yaml
   loractl train my.yaml --set train.learning_rate=1e-4
   loractl train --resume my-adapter-1a2b3c4d5e`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			// --wait-gpu TIMEOUT (space-separated) leaves TIMEOUT among the
+			// positional arguments; claim it before counting them.
+			args = opts.takeWaitTimeout(args)
+			return cobra.MaximumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args = opts.takeWaitTimeout(args)
+			if opts.GPU < -1 {
+				return cmdutil.Invalidf("--gpu %d: want a GPU index (0, 1, ...), or -1 for the config's gpu: or the one with most free memory", opts.GPU)
+			}
 			if len(args) == 1 {
 				opts.Config = args[0]
 			}
@@ -80,12 +91,69 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 	fl.StringVar(&opts.Resume, "resume", "", "continue RUN from its newest complete checkpoint")
 	fl.BoolVar(&opts.Force, "force", false, "override a refusal: train again a run id that already exists (the old run dir is kept aside), or launch although the GPU pre-flight says it will not fit")
 	fl.IntVar(&opts.GPU, "gpu", -1, "GPU index to train on (default: the config's gpu:, else the one with most free memory)")
-	fl.DurationVar(&opts.WaitGPU, "wait-gpu", 0, "wait up to this long for enough free GPU memory instead of refusing (--wait-gpu alone: 24h)")
-	fl.Lookup("wait-gpu").NoOptDefVal = "24h"
+	fl.Var(&waitGPUValue{d: &opts.WaitGPU, bare: &opts.waitBare}, "wait-gpu",
+		"wait up to TIMEOUT for enough free GPU memory instead of refusing: --wait-gpu=10m or --wait-gpu 10m (--wait-gpu alone: "+waitGPUDefault+")")
+	fl.Lookup("wait-gpu").NoOptDefVal = waitGPUDefault
 	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with `loractl logs -f`")
 	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
 	return cmd
+}
+
+// waitGPUDefault is --wait-gpu's timeout when none is given.
+const waitGPUDefault = "24h"
+
+// waitGPUValue is --wait-gpu: a duration that remembers whether it was given bare
+// (pflag passes NoOptDefVal to Set for `--wait-gpu` without `=`), so that a
+// space-separated TIMEOUT left among the arguments can be taken as its value.
+type waitGPUValue struct {
+	d    *time.Duration
+	bare *bool
+}
+
+func (v *waitGPUValue) String() string {
+	if v.d == nil {
+		return "0s"
+	}
+	return v.d.String()
+}
+
+func (v *waitGPUValue) Type() string { return "duration" }
+
+func (v *waitGPUValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 10m or 2h: %w", err)
+	}
+	if d < 0 {
+		return fmt.Errorf("want a positive duration, got %s", s)
+	}
+	*v.d, *v.bare = d, s == waitGPUDefault
+	return nil
+}
+
+// takeWaitTimeout takes --wait-gpu's TIMEOUT from the positional arguments when the
+// flag was given bare (`--wait-gpu 10m`): the first argument that parses as a
+// duration becomes the timeout and is removed. Cobra hands the same arguments to
+// Args and RunE, so a second call removes the argument taken by the first.
+func (o *Options) takeWaitTimeout(args []string) []string {
+	for i, a := range args {
+		if o.waitArg == nil {
+			if !o.waitBare {
+				return args
+			}
+			d, err := time.ParseDuration(a)
+			if err != nil || d < 0 {
+				continue
+			}
+			taken := a
+			o.WaitGPU, o.waitArg = d, &taken
+		} else if a != *o.waitArg {
+			continue
+		}
+		return append(append([]string(nil), args[:i]...), args[i+1:]...)
+	}
+	return args
 }
 
 func trainRun(ctx context.Context, o *Options) error {

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,80 @@ func TestDetachRefusedForLocal(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(runs); len(entries) != 0 {
 		t.Fatal("a refused detach left a run dir")
+	}
+}
+
+// --wait-gpu [TIMEOUT]: the timeout may follow the flag after a space, wherever the
+// config sits; with `=` the next argument is never taken.
+func TestWaitGPUFlag(t *testing.T) {
+	tests := []struct {
+		args       []string
+		wantConfig string
+		wantResume string
+		wantWait   time.Duration
+		wantErr    string
+	}{
+		{[]string{"c.yaml"}, "c.yaml", "", 0, ""},
+		{[]string{"c.yaml", "--wait-gpu", "10m"}, "c.yaml", "", 10 * time.Minute, ""},
+		{[]string{"--wait-gpu", "10m", "c.yaml"}, "c.yaml", "", 10 * time.Minute, ""},
+		{[]string{"--resume", "r1", "--wait-gpu", "10m"}, "", "r1", 10 * time.Minute, ""},
+		{[]string{"c.yaml", "--wait-gpu"}, "c.yaml", "", 24 * time.Hour, ""},
+		{[]string{"--wait-gpu", "c.yaml"}, "c.yaml", "", 24 * time.Hour, ""},
+		{[]string{"c.yaml", "--wait-gpu=10m"}, "c.yaml", "", 10 * time.Minute, ""},
+		{[]string{"--wait-gpu=90s", "2h"}, "2h", "", 90 * time.Second, ""},
+		{[]string{"c.yaml", "--wait-gpu", "10m", "d.yaml"}, "", "", 0, "accepts at most 1 arg"},
+		{[]string{"c.yaml", "d.yaml"}, "", "", 0, "accepts at most 1 arg"},
+		{[]string{"c.yaml", "--wait-gpu=soon"}, "", "", 0, "wait-gpu"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			got, err := parseTrain(t, tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Config != tt.wantConfig || got.Resume != tt.wantResume || got.WaitGPU != tt.wantWait {
+				t.Errorf("config %q resume %q wait %s; want %q %q %s", got.Config, got.Resume, got.WaitGPU, tt.wantConfig, tt.wantResume, tt.wantWait)
+			}
+		})
+	}
+	cmd := NewCmdTrain(&cmdutil.Factory{}, nil)
+	if usage := cmd.Flags().FlagUsages(); !strings.Contains(usage, "--wait-gpu 10m") {
+		t.Errorf("--wait-gpu help does not show the space-separated form:\n%s", usage)
+	}
+}
+
+// parseTrain runs the train command's flag and argument handling only.
+func parseTrain(t *testing.T, args []string) (*Options, error) {
+	t.Helper()
+	ios, _, _, _ := iostreams.Test()
+	var got *Options
+	cmd := NewCmdTrain(&cmdutil.Factory{IO: ios}, func(o *Options) error { got = o; return nil })
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	err := cmd.Execute()
+	return got, err
+}
+
+// --gpu takes an index or -1; anything below is refused (exit 2) naming the flag, as
+// plan refuses it, instead of silently meaning "any GPU".
+func TestGPUFlagRange(t *testing.T) {
+	for _, tt := range []struct {
+		gpu  string
+		code int
+	}{{"-7", cmdutil.ExitInvalid}, {"-2", cmdutil.ExitInvalid}, {"-1", cmdutil.ExitOK}, {"0", cmdutil.ExitOK}, {"3", cmdutil.ExitOK}} {
+		_, err := parseTrain(t, []string{"c.yaml", "--gpu", tt.gpu})
+		if code := cmdutil.ExitCode(err); code != tt.code {
+			t.Errorf("--gpu %s: exit %d (%v), want %d", tt.gpu, code, err, tt.code)
+		}
+		if tt.code != cmdutil.ExitOK && (err == nil || !strings.Contains(err.Error(), "--gpu "+tt.gpu)) {
+			t.Errorf("--gpu %s: error %v does not name the flag", tt.gpu, err)
+		}
 	}
 }
