@@ -192,12 +192,15 @@ func (o *Options) available(rep *report, cfgGPU int) error {
 		return cmdutil.Failed(err)
 	}
 	defer func() { _ = m.Shutdown() }()
-	cands, err := preflight.Candidates(m)
+	cands, unusable, err := preflight.Survey(m)
 	if err != nil {
 		return cmdutil.Failed(err)
 	}
 	if len(cands) == 0 {
 		rep.AvailableSource = "no GPU found; give --gpu-memory to judge a fit"
+		if len(unusable) > 0 {
+			rep.AvailableSource = fmt.Sprintf("no usable GPU: %s; give --gpu-memory to judge a fit", unusable[0])
+		}
 		return nil
 	}
 	index := o.GPU

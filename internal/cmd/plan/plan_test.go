@@ -284,3 +284,17 @@ func TestFlags(t *testing.T) {
 		t.Errorf("options = %+v", got)
 	}
 }
+
+// A MIG-enabled GPU without instances is named as the reason there is nothing to
+// judge against, not passed off as a machine without a GPU.
+func TestPlanSaysWhyAMIGGPUIsUnusable(t *testing.T) {
+	mig := gputest.GPU("H100", 80*gib, 80*gib)
+	mig.MIGEnabled = true
+	out, err := planFor(t, &Options{Config: fixture(t, ""), GPU: -1, Manager: func() gpu.Manager { return gputest.New(mig) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "MIG enabled but no MIG instance") {
+		t.Errorf("output does not say why the GPU is unusable:\n%s", out)
+	}
+}
