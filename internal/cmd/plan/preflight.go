@@ -2,7 +2,6 @@ package plan
 
 import (
 	"context"
-	"errors"
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/gpu"
@@ -11,33 +10,33 @@ import (
 	"github.com/loractl/loractl/plan"
 )
 
-// Preflight is the one call `loractl train` makes before launching: it estimates the
-// run's peak, then picks its GPU and refuses (exit 3, *preflight.NoFitError) when the
-// estimate does not fit, unless opts.Force. A machine without an NVIDIA driver gets a
-// CPU decision. When the model's architecture cannot be found before the trainer
-// downloads it, the estimate is nil and the GPU is chosen by free memory alone; the
-// caller should say so. The manager is opened and shut down here.
-func Preflight(ctx context.Context, r *config.Resolved, m gpu.Manager, opts preflight.Options) (*plan.Estimate, *preflight.Decision, error) {
-	var est *plan.Estimate
+// TrainEstimate is the estimate `loractl train` records and judges the fit with.
+// Unlike `loractl plan`, training does not depend on the estimator: when it cannot
+// handle the run (an architecture it does not know, a config.json not downloaded
+// yet, target modules it cannot place), the estimate is nil and the error says why,
+// for the caller to warn with. It never fails the run.
+func TrainEstimate(r *config.Resolved) (*plan.Estimate, error) {
 	run, err := RunFromResolved(r)
-	switch {
-	case errors.Is(err, plan.ErrUnknownModel):
-	case err != nil:
-		return nil, nil, cmdutil.Invalid(err)
-	default:
-		if est, err = run.Estimate(); err != nil {
-			return nil, nil, cmdutil.Invalid(err)
-		}
+	if err != nil {
+		return nil, err
 	}
+	return run.Estimate()
+}
+
+// Preflight is the GPU half of `loractl train`'s checks before launching, for drivers
+// that run the trainer on this machine: it picks the run's GPU and refuses (exit 3,
+// *preflight.NoFitError) when est does not fit, unless opts.Force. A nil est (no
+// estimate) picks the GPU by free memory alone. A machine without an NVIDIA driver
+// gets a CPU decision. The manager is opened and shut down here.
+func Preflight(ctx context.Context, est *plan.Estimate, m gpu.Manager, opts preflight.Options) (*preflight.Decision, error) {
 	mgr, err := gpu.Open(m)
 	if err != nil {
-		return est, nil, cmdutil.Failed(err)
+		return nil, cmdutil.Failed(err)
 	}
 	defer func() { _ = mgr.Shutdown() }()
 	var need uint64
 	if est != nil {
 		need = est.PeakBytes
 	}
-	d, err := preflight.Run(ctx, mgr, need, opts)
-	return est, d, err
+	return preflight.Run(ctx, mgr, need, opts)
 }

@@ -3,6 +3,9 @@ package plan
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/loractl/loractl/config"
@@ -23,6 +26,10 @@ func resolvedFor(t *testing.T, yaml string) *config.Resolved {
 
 func TestPreflight(t *testing.T) {
 	r := resolvedFor(t, "train:\n  batch_size: 4\n  max_length: 2048\n")
+	est, err := TrainEstimate(r)
+	if err != nil || est == nil || est.PeakBytes == 0 {
+		t.Fatalf("no estimate: %v", err)
+	}
 	tests := []struct {
 		name        string
 		mgr         *gputest.Manager
@@ -39,10 +46,7 @@ func TestPreflight(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			est, d, err := Preflight(context.Background(), r, tt.mgr, tt.opts)
-			if est == nil || est.PeakBytes == 0 {
-				t.Fatalf("no estimate: %v", err)
-			}
+			d, err := Preflight(context.Background(), est, tt.mgr, tt.opts)
 			if tt.mgr.Open() {
 				t.Error("manager left open")
 			}
@@ -60,17 +64,61 @@ func TestPreflight(t *testing.T) {
 	}
 }
 
-func TestPreflightWithoutDriverOrArchitecture(t *testing.T) {
+func TestPreflightWithoutDriverOrEstimate(t *testing.T) {
 	noDriver := gputest.New()
 	noDriver.InitErr = gpu.ErrNoDriver
-	est, d, err := Preflight(context.Background(), resolvedFor(t, ""), noDriver, preflight.Options{GPU: preflight.AnyGPU})
-	if err != nil || !d.CPU || est == nil {
+	est, err := TrainEstimate(resolvedFor(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Preflight(context.Background(), est, noDriver, preflight.Options{GPU: preflight.AnyGPU})
+	if err != nil || !d.CPU {
 		t.Fatalf("no driver: %+v, %v", d, err)
 	}
-	r := resolvedFor(t, "")
-	r.Model.NameOrPath = "acme/not-downloaded-yet"
-	est, d, err = Preflight(context.Background(), r, gputest.New(gputest.GPU("A", 24*gib, 20*gib)), preflight.Options{GPU: preflight.AnyGPU})
-	if err != nil || est != nil || d.Visible != "0" {
-		t.Fatalf("unknown architecture: est %v, decision %+v, %v", est, d, err)
+	d, err = Preflight(context.Background(), nil, gputest.New(gputest.GPU("A", 24*gib, 20*gib)), preflight.Options{GPU: preflight.AnyGPU})
+	if err != nil || d.Visible != "0" {
+		t.Fatalf("no estimate: decision %+v, %v", d, err)
 	}
+}
+
+// Whatever the estimator cannot handle gives train no estimate and a reason, never
+// a refusal: an architecture it does not know (gpt_neox, mixtral), a model whose
+// config.json is not here yet, or target modules it cannot place.
+func TestTrainEstimateReasons(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(t *testing.T, r *config.Resolved)
+		wantErr string
+	}{
+		{"not downloaded yet", func(t *testing.T, r *config.Resolved) { r.Model.NameOrPath = "acme/not-downloaded-yet" }, "unknown model"},
+		{"gpt_neox", func(t *testing.T, r *config.Resolved) { r.Model.NameOrPath = modelDir(t, "gpt_neox") }, `model_type "gpt_neox"`},
+		{"mixtral", func(t *testing.T, r *config.Resolved) { r.Model.NameOrPath = modelDir(t, "mixtral") }, `model_type "mixtral"`},
+		{"unknown target", func(t *testing.T, r *config.Resolved) { r.LoRA.TargetModules = []string{"query_key_value"} }, "query_key_value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := resolvedFor(t, "")
+			tt.edit(t, r)
+			est, err := TrainEstimate(r)
+			if est != nil || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("estimate %v, err %v; want none, saying %q", est, err, tt.wantErr)
+			}
+		})
+	}
+	// A PEFT-style suffix is a known target.
+	r := resolvedFor(t, "")
+	r.LoRA.TargetModules = []string{"self_attn.q_proj", "self_attn.v_proj"}
+	if est, err := TrainEstimate(r); err != nil || est == nil {
+		t.Fatalf("self_attn.q_proj: %v", err)
+	}
+}
+
+// modelDir writes a model directory whose config.json has model_type mt.
+func modelDir(t *testing.T, mt string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := `{"model_type": "` + mt + `", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+ "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 50304}`
+	must(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644))
+	return dir
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
+	"github.com/loractl/loractl/driver/container"
+	"github.com/loractl/loractl/driver/local"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
 	plancmd "github.com/loractl/loractl/internal/cmd/plan"
@@ -30,11 +32,48 @@ func (o *Options) preLaunch(ctx context.Context, cfg *config.Config, p *runner.P
 	return o.preflight(ctx, cfg, lo)
 }
 
-// preflight estimates the run's peak GPU memory, picks the GPU (--gpu, the config's
-// gpu:, or the one with most free memory) and refuses with exit 3 when the run will
-// not fit, unless --force; --wait-gpu waits for memory to free up instead.
+// runsHere reports whether a driver starts the trainer on this machine, so that this
+// machine's GPUs are the ones it will use. Slurm and external drivers run it
+// elsewhere: a GPU on the login node says nothing about the job's.
+func runsHere(driverName string) bool {
+	switch driverName {
+	case local.Name, string(container.Docker), string(container.Podman):
+		return true
+	}
+	return false
+}
+
+// preflight estimates the run's peak GPU memory and, for a driver that runs the
+// trainer on this machine, picks the GPU (--gpu, the config's gpu:, or the one with
+// most free memory) and refuses with exit 3 when the run will not fit, unless --force;
+// --wait-gpu waits for memory to free up instead. Other drivers get the estimate
+// recorded and nothing else: the fit is judged where the job runs. An estimate the
+// estimator cannot make is a warning, never a refusal.
 func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
 	log := o.Factory.Log
+	est, why := plancmd.TrainEstimate(&cfg.Resolved)
+	if why != nil {
+		est = nil
+		log.Warn().Str("reason", why.Error()).Msg("no memory estimate: the GPU fit is not checked before launch")
+	}
+	if est != nil {
+		var err error
+		if lo.Estimate, err = json.Marshal(est); err != nil {
+			return err
+		}
+		o.estimate = est.PeakBytes
+	}
+	if !runsHere(cfg.DriverName) {
+		ev := log.Info().Str("driver", cfg.DriverName)
+		if est != nil {
+			ev = ev.Str("estimated_peak", gpu.FormatBytes(est.PeakBytes))
+		}
+		ev.Msg("GPU pre-flight skipped: the trainer runs elsewhere, so its GPU and the fit are judged where the job runs")
+		if o.GPU >= 0 || o.WaitGPU > 0 || cfg.GPU >= 0 {
+			log.Warn().Str("driver", cfg.DriverName).Msg("--gpu, --wait-gpu and gpu: pick a GPU of this machine; they are ignored for a driver that runs the trainer elsewhere")
+		}
+		return nil
+	}
 	index := cfg.GPU
 	if o.GPU >= 0 {
 		index = o.GPU
@@ -42,33 +81,28 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 	if index < 0 {
 		index = preflight.AnyGPU
 	}
-	est, dec, err := plancmd.Preflight(ctx, &cfg.Resolved, o.GPUManager(), preflight.Options{
+	dec, err := plancmd.Preflight(ctx, est, o.GPUManager(), preflight.Options{
 		GPU: index, Force: o.Force, Wait: o.WaitGPU, Poll: o.WaitPoll,
 		Status: o.Factory.IO.ErrOut, StatusTTY: o.Factory.IO.IsStderrTTY(),
 	})
 	if err != nil {
 		return err
 	}
-	if est != nil {
-		if lo.Estimate, err = json.Marshal(est); err != nil {
-			return err
-		}
-		o.estimate = est.PeakBytes
-	}
 	if dec.CPU {
+		ev := log.Info()
 		if est != nil {
-			log.Info().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Msg("no NVIDIA GPU: training on the CPU")
+			ev = ev.Str("estimated_peak", gpu.FormatBytes(est.PeakBytes))
 		}
+		ev.Msg("no NVIDIA GPU: training on the CPU")
 		return nil
 	}
-	if est == nil {
-		log.Warn().Msg("no memory estimate: the model's config.json is not available locally yet")
-	} else {
-		ev := log.Info().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Str("free", gpu.FormatBytes(dec.Free)).Int("gpu", dec.Index)
+	if est != nil {
+		ev := log.Info()
 		if dec.Forced {
-			ev = log.Warn().Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Str("free", gpu.FormatBytes(dec.Free)).Int("gpu", dec.Index)
+			ev = log.Warn()
 		}
-		ev.Bool("fits", dec.Fits).Msg("GPU pre-flight")
+		ev.Str("estimated_peak", gpu.FormatBytes(est.PeakBytes)).Str("free", gpu.FormatBytes(dec.Free)).Int("gpu", dec.Index).
+			Bool("fits", dec.Fits).Msg("GPU pre-flight")
 	}
 	if lo.Env == nil {
 		lo.Env = map[string]string{}

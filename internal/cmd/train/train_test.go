@@ -22,11 +22,15 @@ import (
 )
 
 // fakeTrainer completes instantly: it writes a start and an end event.
-type fakeTrainer struct{ started int }
+type fakeTrainer struct {
+	started int
+	task    *driver.Task // the last task started
+}
 
 func (d *fakeTrainer) Name() string { return "fake" }
 func (d *fakeTrainer) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
 	d.started++
+	d.task = t
 	ev := filepath.Join(t.RunDir, run.EventsFile)
 	for _, e := range []string{
 		`{"type":"start","time":"2026-01-01T00:00:00Z","device":"cuda:0","total_steps":1}`,
@@ -50,14 +54,22 @@ func (d *fakeTrainer) Inspect(context.Context, *driver.Handle) (*driver.Status, 
 }
 
 // setup writes a config for a model the built-in architecture table knows, and a
-// factory whose driver is the fake trainer.
+// factory whose driver is the fake trainer. The config names the local driver, one
+// that runs the trainer on this machine, so the GPU pre-flight applies.
 func setup(t *testing.T) (*Options, *fakeTrainer, string) {
+	t.Helper()
+	return setupWith(t, "local", "")
+}
+
+// setupWith is setup with the config's driver.name and extra YAML lines (a lora:
+// section, say) appended.
+func setupWith(t *testing.T, driverName, extra string) (*Options, *fakeTrainer, string) {
 	t.Helper()
 	dir := t.TempDir()
 	data, _ := filepath.Abs(filepath.Join("..", "..", "..", "examples", "data"))
 	cfg := filepath.Join(dir, "c.yaml")
 	yaml := "name: big\nmodel: Qwen/Qwen2.5-7B-Instruct\ndata:\n  train: " + filepath.Join(data, "train.jsonl") +
-		"\n  eval: " + filepath.Join(data, "eval.jsonl") + "\ntrain:\n  batch_size: 1\n  max_length: 512\ndriver:\n  name: fake\n"
+		"\n  eval: " + filepath.Join(data, "eval.jsonl") + "\ntrain:\n  batch_size: 1\n  max_length: 512\ndriver:\n  name: " + driverName + "\n" + extra
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +257,117 @@ func TestGPUFlagRange(t *testing.T) {
 		if tt.code != cmdutil.ExitOK && (err == nil || !strings.Contains(err.Error(), "--gpu "+tt.gpu)) {
 			t.Errorf("--gpu %s: error %v does not name the flag", tt.gpu, err)
 		}
+	}
+}
+
+func TestRunsHere(t *testing.T) {
+	for name, want := range map[string]bool{"local": true, "docker": true, "podman": true, "slurm": false, "my-plugin": false} {
+		if got := runsHere(name); got != want {
+			t.Errorf("runsHere(%q) = %v", name, got)
+		}
+	}
+}
+
+// A driver that runs the trainer elsewhere (Slurm, an external plugin) must not be
+// steered by this machine's GPU: no CUDA_VISIBLE_DEVICES from the login node's NVML,
+// no refusal because the login node's GPU is busy. The estimate is still recorded.
+func TestRemoteDriversSkipTheLocalGPU(t *testing.T) {
+	gpus := map[string]func() *gputest.Manager{
+		// A small, busy GPU here: the local pre-flight would refuse with exit 3.
+		"busy": func() *gputest.Manager { return gputest.New(gputest.GPU("NVIDIA T4", 16<<30, 1<<30)) },
+		// An idle one: the local pre-flight would export CUDA_VISIBLE_DEVICES=1.
+		"idle": func() *gputest.Manager {
+			return gputest.New(gputest.GPU("NVIDIA T4", 16<<30, 1<<30), gputest.GPU("NVIDIA H100 80GB HBM3", 80<<30, 79<<30))
+		},
+	}
+	for _, name := range []string{"slurm", "my-plugin"} {
+		for state, mgr := range gpus {
+			t.Run(name+" "+state, func(t *testing.T) {
+				o, fake, runs := setupWith(t, name, "")
+				o.GPUManager = func() gpu.Manager { return mgr() }
+				o.WaitGPU, o.WaitPoll = 50*time.Millisecond, 5*time.Millisecond
+				if err := trainRun(context.Background(), o); err != nil {
+					t.Fatalf("exit %d: %v", cmdutil.ExitCode(err), err)
+				}
+				if fake.started != 1 {
+					t.Fatal("not launched")
+				}
+				if v, ok := fake.task.Env["CUDA_VISIBLE_DEVICES"]; ok {
+					t.Errorf("launch env sets CUDA_VISIBLE_DEVICES=%q from this machine's GPU", v)
+				}
+				if len(fake.task.GPUs) != 0 {
+					t.Errorf("task GPUs %v come from this machine", fake.task.GPUs)
+				}
+				ms, _ := (&run.Store{Base: runs}).List()
+				if len(ms) != 1 || ms[0].GPU != nil || len(ms[0].Estimate) == 0 {
+					t.Fatalf("manifest should hold the estimate and no local GPU: %+v", ms)
+				}
+			})
+		}
+	}
+	// The same config with the local driver is refused.
+	o, fake, _ := setupWith(t, "local", "")
+	o.GPUManager = func() gpu.Manager { return gputest.New(gputest.GPU("NVIDIA T4", 16<<30, 1<<30)) }
+	if err := trainRun(context.Background(), o); cmdutil.ExitCode(err) != cmdutil.ExitNoFit || fake.started != 0 {
+		t.Fatalf("local driver: exit %d (%v), started %d", cmdutil.ExitCode(err), err, fake.started)
+	}
+}
+
+// A model or target the estimator cannot handle is no reason to refuse training:
+// the run launches without an estimate and the warning says why.
+func TestNoEstimateIsAWarning(t *testing.T) {
+	hub := t.TempDir()
+	snap := filepath.Join(hub, "models--acme--neox", "snapshots", "main")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	neox := `{"model_type": "gpt_neox", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+ "num_attention_heads": 16, "vocab_size": 50304}`
+	if err := os.WriteFile(filepath.Join(snap, "config.json"), []byte(neox), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HF_HUB_CACHE", hub)
+	tests := []struct {
+		name, extra, model string
+		wantReason         string // "" : an estimate is made
+	}{
+		{"unknown model_type", "", "acme/neox", `model_type \"gpt_neox\"`},
+		{"target the estimator does not know", "lora:\n  target_modules: [query_key_value]\n", "", "query_key_value"},
+		{"PEFT-style suffix", "lora:\n  target_modules: [self_attn.q_proj, self_attn.v_proj]\n", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, fake, runs := setupWith(t, "local", tt.extra)
+			if tt.model != "" {
+				src, _ := os.ReadFile(o.Config)
+				os.WriteFile(o.Config, []byte(strings.Replace(string(src), "Qwen/Qwen2.5-7B-Instruct", tt.model, 1)), 0o644)
+			}
+			var logBuf strings.Builder
+			l := zerolog.New(&logBuf)
+			o.Factory.Log = &l
+			o.GPUManager = func() gpu.Manager { return gputest.New(gputest.GPU("NVIDIA H100 80GB HBM3", 80<<30, 79<<30)) }
+			if err := trainRun(context.Background(), o); err != nil {
+				t.Fatalf("exit %d: %v\n%s", cmdutil.ExitCode(err), err, logBuf.String())
+			}
+			if fake.started != 1 {
+				t.Fatal("not launched")
+			}
+			ms, _ := (&run.Store{Base: runs}).List()
+			if len(ms) != 1 {
+				t.Fatalf("runs: %+v", ms)
+			}
+			if tt.wantReason == "" {
+				if len(ms[0].Estimate) == 0 || strings.Contains(logBuf.String(), "no memory estimate") {
+					t.Errorf("no estimate for a target PEFT accepts:\n%s", logBuf.String())
+				}
+				return
+			}
+			if len(ms[0].Estimate) != 0 {
+				t.Errorf("an estimate was recorded: %s", ms[0].Estimate)
+			}
+			if !strings.Contains(logBuf.String(), "no memory estimate") || !strings.Contains(logBuf.String(), tt.wantReason) {
+				t.Errorf("warning does not name the reason %q:\n%s", tt.wantReason, logBuf.String())
+			}
+		})
 	}
 }
