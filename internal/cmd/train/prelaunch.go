@@ -61,7 +61,7 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		if lo.Estimate, err = json.Marshal(est); err != nil {
 			return err
 		}
-		o.estimate = est.PeakBytes
+		o.estimate = est
 	}
 	if !runsHere(cfg.DriverName) {
 		ev := log.Info().Str("driver", cfg.DriverName)
@@ -113,6 +113,12 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 	lo.GPUs = []int{dec.Index}
 	lo.GPU = &run.GPUInfo{Index: dec.Index, Name: dec.Name, UUID: dec.UUID, MemoryBytes: dec.Total}
 	o.gpuIndex = dec.Index
+	// The sampler reads the whole GPU's memory: comparable with the estimate once the
+	// memory in use before the launch is taken off, and not at all on a MIG slice.
+	o.nvmlComparable = !dec.MIG && dec.Total >= dec.Free
+	if o.nvmlComparable {
+		o.baseUsed = dec.Total - dec.Free
+	}
 	return nil
 }
 

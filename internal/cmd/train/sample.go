@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/runner"
@@ -41,7 +42,12 @@ func (o *Options) sampleGPU(ctx context.Context, a *runner.Active) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	s := &gpu.Sampler{Device: dev, Interval: gpu.DefaultSampleInterval, Emit: gpu.EventWriter(fh),
+	write := gpu.EventWriter(fh)
+	emit := func(at time.Time, smp gpu.Sample) {
+		o.nvmlPeak = max(o.nvmlPeak, smp.MemoryUsedBytes)
+		write(at, smp)
+	}
+	s := &gpu.Sampler{Device: dev, Interval: gpu.DefaultSampleInterval, Emit: emit,
 		OnError: func(err error) { o.Factory.Log.Debug().Err(err).Msg("gpu sample") }}
 	go func() {
 		defer wg.Done()

@@ -68,12 +68,10 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 			fmt.Fprintf(w, "  verdict    do not adopt: the adapter does not beat the base model on the eval set\n")
 		}
 	}
-	if r := m.Result; r != nil && r.PeakReservedBytes > 0 {
-		line := fmt.Sprintf("  gpu memory peak %s reserved, %s allocated", gpu.FormatBytes(r.PeakReservedBytes), gpu.FormatBytes(r.PeakAllocatedBytes))
-		if o.estimate > 0 {
-			line += fmt.Sprintf(" (estimate %s, measured/estimate %.2f)", gpu.FormatBytes(o.estimate), float64(r.PeakReservedBytes)/float64(o.estimate))
+	if r := m.Result; r != nil {
+		for _, l := range o.memoryLines(r.PeakReservedBytes, r.PeakAllocatedBytes) {
+			fmt.Fprintln(w, l)
 		}
-		fmt.Fprintln(w, line)
 	}
 	if res.AdapterPath != "" {
 		fmt.Fprintf(w, "  adapter    %s\n", res.AdapterPath)
@@ -103,6 +101,35 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		}
 	}
 	return exit(code)
+}
+
+// memoryLines compares the measured peaks with the estimate, like with like. Torch's
+// reserved peak is what the caching allocator held: the estimate without the CUDA
+// context (which lives outside the allocator). NVML's peak is the whole process as
+// the driver sees it, sampled every few seconds, less what the GPU had in use before
+// the launch: the full estimate.
+func (o *Options) memoryLines(reserved, allocated uint64) []string {
+	var lines []string
+	if reserved > 0 {
+		line := fmt.Sprintf("  gpu memory peak %s reserved, %s allocated (torch)", gpu.FormatBytes(reserved), gpu.FormatBytes(allocated))
+		if e := o.estimate; e != nil {
+			torchEst := e.PeakBytes - min(e.Breakdown()["cuda_context"], e.PeakBytes)
+			if torchEst > 0 {
+				line += fmt.Sprintf("; estimate without the CUDA context %s, measured/estimate %.2f",
+					gpu.FormatBytes(torchEst), float64(reserved)/float64(torchEst))
+			}
+		}
+		lines = append(lines, line)
+	}
+	if o.nvmlComparable && o.nvmlPeak > o.baseUsed {
+		used := o.nvmlPeak - o.baseUsed
+		line := fmt.Sprintf("  gpu memory peak %s used (NVML, sampled, less the %s in use before launch)", gpu.FormatBytes(used), gpu.FormatBytes(o.baseUsed))
+		if e := o.estimate; e != nil && e.PeakBytes > 0 {
+			line += fmt.Sprintf("; full estimate %s, measured/estimate %.2f", gpu.FormatBytes(e.PeakBytes), float64(used)/float64(e.PeakBytes))
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 func exit(code int) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
 )
 
@@ -42,10 +43,15 @@ type Options struct {
 	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
 	Signals chan os.Signal
 
-	estimate uint64  // the pre-flight's peak estimate, bytes (0: none)
-	waitBare bool    // --wait-gpu was given without =TIMEOUT
-	waitArg  *string // the positional argument taken as --wait-gpu's TIMEOUT
-	gpuIndex int     // the GPU the run was placed on (-1: CPU)
+	estimate *plan.Estimate // the pre-flight's peak estimate (nil: none)
+	waitBare bool           // --wait-gpu was given without =TIMEOUT
+	waitArg  *string        // the positional argument taken as --wait-gpu's TIMEOUT
+	// baseUsed is the GPU's used memory at the pre-flight, before the trainer started;
+	// nvmlPeak the most the sampler saw in use while it ran. nvmlComparable is set when
+	// their difference is the run's own use (a whole GPU, not a MIG slice).
+	baseUsed, nvmlPeak uint64
+	nvmlComparable     bool
+	gpuIndex           int // the GPU the run was placed on (-1: CPU)
 }
 
 // NewCmdTrain builds the train command.

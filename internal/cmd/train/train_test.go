@@ -18,6 +18,7 @@ import (
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
 )
 
@@ -115,8 +116,8 @@ func TestPreflightForcePlacesAndRecords(t *testing.T) {
 		t.Fatalf("manifest should name GPU 1 (most free) and hold the estimate: %+v", ms)
 	}
 	out := o.Factory.IO.Out.(interface{ String() string }).String()
-	if !strings.Contains(out, "measured/estimate") {
-		t.Errorf("summary lacks the measured peak beside the estimate:\n%s", out)
+	if !strings.Contains(out, "reserved, ") || !strings.Contains(out, "(torch); estimate without the CUDA context") || !strings.Contains(out, "measured/estimate") {
+		t.Errorf("summary lacks torch's peak beside the estimate without the CUDA context:\n%s", out)
 	}
 }
 
@@ -369,5 +370,31 @@ func TestNoEstimateIsAWarning(t *testing.T) {
 				t.Errorf("warning does not name the reason %q:\n%s", tt.wantReason, logBuf.String())
 			}
 		})
+	}
+}
+
+// The summary compares torch's reserved peak with the estimate less the CUDA
+// context, and NVML's peak (less what was in use before) with the full estimate.
+func TestMemoryLinesCompareLikeWithLike(t *testing.T) {
+	est := &plan.Estimate{PeakBytes: 10 << 30, Terms: []plan.Term{{Name: "base_weights", Bytes: 10<<30 - 600<<20}, {Name: "cuda_context", Bytes: 600 << 20}}}
+	o := &Options{estimate: est, nvmlComparable: true, baseUsed: 1 << 30, nvmlPeak: 11 << 30}
+	lines := o.memoryLines(9<<30, 8<<30)
+	if len(lines) != 2 {
+		t.Fatalf("lines = %q", lines)
+	}
+	for _, want := range []string{"9.0 GiB reserved", "(torch)", "without the CUDA context 9.4 GiB", "measured/estimate 0.96"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("torch line %q lacks %q", lines[0], want)
+		}
+	}
+	for _, want := range []string{"10.0 GiB used (NVML", "1.0 GiB in use before launch", "full estimate 10.0 GiB", "measured/estimate 1.00"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("NVML line %q lacks %q", lines[1], want)
+		}
+	}
+	// No NVML line on a MIG slice (the sampler reads the whole GPU) or without samples.
+	o.nvmlComparable = false
+	if lines := o.memoryLines(9<<30, 8<<30); len(lines) != 1 {
+		t.Errorf("MIG: lines = %q", lines)
 	}
 }
