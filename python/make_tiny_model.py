@@ -3,7 +3,7 @@
 
     python make_tiny_model.py OUT_DIR [--data FILE ...] [--arch llama] [--hidden 32]
         [--layers 2] [--heads 4] [--kv-heads 2] [--intermediate 64] [--seed 0]
-        [--no-generation-markers]
+        [--no-generation-markers] [--tool-template]
 
 The result loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT_DIR) and
 needs no network. It lets the trainer, the quickstart and the tests run real PEFT/TRL
@@ -16,7 +16,14 @@ The trainer's tests load every output through transformers, which checks the lay
 
 The vocabulary is every word (as split by the Whitespace pre-tokenizer) of the message
 contents in the given chat JSONL files, sorted, after the special tokens; so the same
-inputs always give byte-identical outputs.
+inputs always give byte-identical outputs. The tool-calling keys of a row (a message's
+tool_calls, name, tool_call_id, reasoning_content, thinking; the row's tools), where there
+are any, add the words of their JSON text.
+
+--tool-template writes a chat template that also renders what tool-calling templates do:
+the row's `tools` (their function names) in a system block first, an assistant turn's
+`tool_calls` (function name and arguments, an object as JSON) inside its generation block,
+and its `reasoning_content`; tool results are `<|tool|>` turns like any other.
 """
 
 import argparse
@@ -54,6 +61,37 @@ TEMPLATE_WITHOUT_MARKERS = TEMPLATE_WITH_MARKERS.replace("{% generation %}", "")
     "{% endgeneration %}", ""
 )
 
+# Tool calling, rendered the way real templates do it (Qwen, Llama 3.1 ...): the function
+# schemas in the system area, each call of an assistant turn inside its generation block.
+TOOL_WORDS = ["call", "think", "tools", ":"]
+# A generation block must not begin with whitespace: transformers maps the block's first
+# character to a token, finds none, and leaves that turn and every later one out of the mask.
+TEMPLATE_WITH_TOOLS = (
+    "{%- if tools -%}"
+    "<|system|> tools :{% for tool in tools %} {{ tool['function']['name'] }}{% endfor %} <|end|>\n"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "<|assistant|> {% generation %}"
+    "{%- if message['reasoning_content'] is defined and message['reasoning_content'] -%}"
+    "think : {{ message['reasoning_content'] }}{{ ' ' }}"
+    "{%- endif -%}"
+    "{{ message['content'] }}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}"
+    "{%- for call in message['tool_calls'] -%}"
+    "{{ ' ' if message['content'] or not loop.first else '' }}call {{ call['function']['name'] }} "
+    "{%- if call['function']['arguments'] is string %} {{ call['function']['arguments'] }}"
+    "{%- else %} {{ call['function']['arguments'] | tojson }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif %} <|end|>{% endgeneration %}\n"
+    "{%- else -%}"
+    "<|{{ message['role'] }}|> {{ message['content'] }} <|end|>\n"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+TOOL_KEYS = ("name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,7 +110,11 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-generation-markers", action="store_true",
                    help="chat template without {% generation %} markers")
+    p.add_argument("--tool-template", action="store_true",
+                   help="chat template that renders tools, tool_calls and reasoning_content (with markers)")
     args = p.parse_args(argv)
+    if args.tool_template and args.no_generation_markers:
+        p.error("--tool-template has generation markers: not with --no-generation-markers")
     for name in ("hidden", "layers", "heads", "kv_heads", "intermediate", "max_position"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be > 0")
@@ -84,7 +126,8 @@ def parse_args(argv):
 
 
 def read_texts(path):
-    """Yield every message content of a chat JSONL file, naming file:line on bad input."""
+    """Yield every message content of a chat JSONL file, and the JSON text of its tool-calling
+    keys where there are any, naming file:line on bad input."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -93,14 +136,28 @@ def read_texts(path):
                 row = json.loads(line)
                 for message in row["messages"]:
                     yield str(message["content"])
+                    for key in TOOL_KEYS:
+                        if key in message:
+                            yield from json_texts(message[key])
+                if "tools" in row:
+                    yield from json_texts(row["tools"])
             except (ValueError, KeyError, TypeError) as e:
                 raise SystemExit(f"{path}:{lineno}: not a chat row ({e.__class__.__name__}: {e})")
 
 
-def build_tokenizer(paths):
+def json_texts(value):
+    """A value as JSON and, so that each renders in known words when a template prints it
+    alone, every object and list inside it; and every string as it is."""
+    yield value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        yield from json_texts(item)
+
+
+def build_tokenizer(paths, extra_words=()):
     """A WordLevel tokenizer over the sorted words of the given files."""
     splitter = pre_tokenizers.Whitespace()
-    words = set(BASE_WORDS)
+    words = set(BASE_WORDS) | set(extra_words)
     for path in paths:
         for text in read_texts(path):
             words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
@@ -184,7 +241,7 @@ def write_json(path, obj):
 
 def build(args):
     os.makedirs(args.out_dir, exist_ok=True)
-    tok, vocab = build_tokenizer(args.data)
+    tok, vocab = build_tokenizer(args.data, TOOL_WORDS if args.tool_template else ())
     tok.save(os.path.join(args.out_dir, "tokenizer.json"))
     write_json(os.path.join(args.out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -193,7 +250,8 @@ def build(args):
         "eos_token": END,
         "model_max_length": args.max_position,
     })
-    template = TEMPLATE_WITHOUT_MARKERS if args.no_generation_markers else TEMPLATE_WITH_MARKERS
+    template = (TEMPLATE_WITH_TOOLS if args.tool_template else
+                TEMPLATE_WITHOUT_MARKERS if args.no_generation_markers else TEMPLATE_WITH_MARKERS)
     with open(os.path.join(args.out_dir, "chat_template.jinja"), "w", encoding="utf-8") as f:
         f.write(template)
     write_json(os.path.join(args.out_dir, "config.json"), model_config(args, vocab))

@@ -17,8 +17,12 @@ at a newline byte only; a BOM at the start of a file is skipped). `total` is the
 before truncation, `assistant` the tokens that carry loss (assistant turns, their end token
 included when the template puts it there, except turns with `"weight": 0`, which the trainer
 does not train on), `assistant_kept` those left after truncation to --max-length (keep-start
-truncation, as TRL does). Lines that are not chat rows (including a weight other than 0 or 1
-and a string with a lone surrogate escape) are skipped silently: the Go check reports them.
+truncation, as TRL does). Messages are rendered as the trainer renders them: with the keys
+chat templates read (role, content, name, tool_calls, tool_call_id, reasoning_content,
+thinking) and nothing else, and the row's optional top-level `tools` (a list of function
+schemas) passed as apply_chat_template(tools=...). Lines that are not chat rows (including a
+weight other than 0 or 1, a `tools` that is not a list of objects and a string with a lone
+surrogate escape) are skipped silently: the Go check reports them.
 Exit status 2 on bad arguments or a tokenizer that cannot be loaded.
 """
 
@@ -32,6 +36,8 @@ BOM = b"\xef\xbb\xbf"
 BATCH = 64
 PROBE_ANSWER = "loractl probe answer"
 MARKER_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
+# The message keys the trainer hands to the chat template (train_lora_support.TEMPLATE_KEYS).
+TEMPLATE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
 
 
 def parse_args(argv):
@@ -57,8 +63,8 @@ def load_tokenizer(path):
 
 
 def records(path, max_line_bytes):
-    """Yield (line number, messages) for every chat row, reading at most max_line_bytes of
-    any line, numbering lines exactly as the Go check does."""
+    """Yield (line number, messages, tools or None) for every chat row, reading at most
+    max_line_bytes of any line, numbering lines exactly as the Go check does."""
     with open(path, "rb") as f:
         lineno = 0
         while True:
@@ -85,11 +91,14 @@ def records(path, max_line_bytes):
                     for m in messages
                 ):
                     continue
+                tools = obj.get("tools")
+                if "tools" in obj and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+                    continue
                 if b"\\u" in line:  # only an escape can make a lone surrogate, which has no UTF-8 form
                     json.dumps(obj, ensure_ascii=False).encode("utf-8")
             except (ValueError, KeyError, TypeError):  # UnicodeEncodeError is a ValueError
                 continue
-            yield lineno, messages
+            yield lineno, messages, tools
 
 
 def weight(message):
@@ -162,9 +171,10 @@ def first_line(e):
     return (text[0] if text else e.__class__.__name__)[:200]
 
 
-def strip_weights(messages):
-    # The weight key is loractl's; templates do not need it.
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+def template_messages(messages):
+    """The messages as the trainer gives them to the template: TEMPLATE_KEYS only (the weight
+    key is loractl's)."""
+    return [{k: m[k] for k in TEMPLATE_KEYS if k in m} for m in messages]
 
 
 def unweight_mask(mask, messages):
@@ -193,19 +203,20 @@ def unweight_mask(mask, messages):
 
 
 def masks_by_markers(tok, batch):
-    """(ids, mask) of each conversation of a batch of (file, line, messages)."""
-    enc = tok.apply_chat_template([strip_weights(m) for _, _, m in batch], tokenize=True, return_dict=True,
-                                  return_assistant_tokens_mask=True)
+    """(ids, mask) of each conversation of a batch of (file, line, messages, tools), whose
+    tools are all the same (apply_chat_template takes one tools= for a whole batch)."""
+    enc = tok.apply_chat_template([template_messages(m) for _, _, m, _ in batch], tokenize=True, return_dict=True,
+                                  return_assistant_tokens_mask=True, tools=batch[0][3])
     return [(ids, unweight_mask(mask, m))
-            for (_, _, m), ids, mask in zip(batch, enc["input_ids"], enc["assistant_masks"])]
+            for (_, _, m, _), ids, mask in zip(batch, enc["input_ids"], enc["assistant_masks"])]
 
 
-def mask_by_prefix(tok, messages):
+def mask_by_prefix(tok, messages, tools=None):
     """Without generation markers: an assistant turn's tokens are those its rendering adds
     to the conversation before it (with the generation prompt). Weight-0 turns carry none."""
     weights = [weight(m) for m in messages]
-    messages = strip_weights(messages)
-    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    messages = template_messages(messages)
+    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True, tools=tools)["input_ids"]
     mask = [0] * len(ids)
     for i, m in enumerate(messages):
         if m["role"] != "assistant" or weights[i] == 0:
@@ -213,8 +224,9 @@ def mask_by_prefix(tok, messages):
         before = 0
         if i > 0:
             before = len(tok.apply_chat_template(messages[:i], tokenize=True, return_dict=True,
-                                                 add_generation_prompt=True)["input_ids"])
-        upto = len(tok.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+                                                 add_generation_prompt=True, tools=tools)["input_ids"])
+        upto = len(tok.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True,
+                                           tools=tools)["input_ids"])
         for j in range(before, min(upto, len(ids))):
             mask[j] = 1
     return ids, mask
@@ -226,18 +238,20 @@ def counts(ids, mask, max_length):
 
 
 def count_batch(tok, markers, batch, max_length, emit):
-    """Count one batch of (file, line, messages); on a template error retry one by one so
-    only the failing examples are reported."""
-    if markers and len(batch) > 1:
+    """Count one batch of (file, line, messages, tools); on a template error retry one by one
+    so only the failing examples are reported. A batch where some row has tools goes one by one
+    too: tools= applies to a whole batched call."""
+    if markers and len(batch) > 1 and all(tools is None for *_, tools in batch):
         try:
-            for (fi, line, _), (ids, mask) in zip(batch, masks_by_markers(tok, batch)):
+            for (fi, line, _, _), (ids, mask) in zip(batch, masks_by_markers(tok, batch)):
                 emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
             return
         except Exception:
             pass
-    for fi, line, messages in batch:
+    for item in batch:
+        fi, line, messages, tools = item
         try:
-            ids, mask = masks_by_markers(tok, [(fi, line, messages)])[0] if markers else mask_by_prefix(tok, messages)
+            ids, mask = masks_by_markers(tok, [item])[0] if markers else mask_by_prefix(tok, messages, tools)
             emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
         except Exception as e:
             emit({"type": "example", "file": fi, "line": line, "error": first_line(e)})
@@ -262,8 +276,8 @@ def main(argv=None):
     emit(info)
     for fi, path in enumerate(args.files):
         batch = []
-        for line, messages in records(path, args.max_line_bytes):
-            batch.append((fi, line, messages))
+        for line, messages, tools in records(path, args.max_line_bytes):
+            batch.append((fi, line, messages, tools))
             if len(batch) == BATCH:
                 count_batch(tok, info["generation_markers"], batch, args.max_length, emit)
                 batch = []

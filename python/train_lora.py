@@ -259,16 +259,18 @@ class Setup:
                 raise ConfigError(f"train.{key}: unknown name {t[key]!r}; known: {', '.join(known)}")
 
     def load_data(self):
+        """The train and eval rows (read_chat_jsonl's dicts), split as before: data.eval_split
+        picks the same rows as datasets' train_test_split of the whole file with the run's seed."""
         from datasets import Dataset
         d, t = self.cfg["data"], self.cfg["train"]
-        train_rows = read_chat_jsonl(d["train"])
-        eval_rows = read_chat_jsonl(d["eval"]) if d["eval"] else []
-        self.weight0 = weight0_turns(train_rows) + weight0_turns(eval_rows)
-        train = Dataset.from_list(train_rows)
-        evalset = Dataset.from_list(eval_rows) if eval_rows else None
+        train = read_chat_jsonl(d["train"])
+        evalset = read_chat_jsonl(d["eval"]) if d["eval"] else None
         if d["eval_split"] > 0:
-            parts = train.train_test_split(test_size=d["eval_split"], seed=t["seed"], shuffle=True)
-            train, evalset = parts["train"], parts["test"]
+            # Split row numbers, not rows: the rows never go through an Arrow table (see prepare_data).
+            parts = Dataset.from_dict({"row": list(range(len(train)))}).train_test_split(
+                test_size=d["eval_split"], seed=t["seed"], shuffle=True)
+            train, evalset = [train[i] for i in parts["train"]["row"]], [train[i] for i in parts["test"]["row"]]
+        self.weight0 = weight0_turns(train) + weight0_turns(evalset or [])
         if evalset is None:
             self.events.warn("no_eval_set", "no data.eval and no data.eval_split: the run cannot report whether "
                              "the adapter improved the eval loss")
@@ -320,36 +322,57 @@ class Setup:
                          "training on the whole sequence (prompts included), not only the assistant turns")
         return False
 
-    def prepare_data(self, dataset, tokenizer):
-        """The dataset as SFTTrainer is given it.
+    def prepare_data(self, rows, tokenizer):
+        """The dataset as SFTTrainer is given it: the rows tokenized here, from the dicts
+        read_chat_jsonl returns, with the same apply_chat_template call SFTTrainer makes for
+        conversational data (tokenize=True, return_dict=True, the training template TRL would
+        swap in, return_assistant_tokens_mask=assistant-only loss; no extra special tokens or
+        EOS: the template has them), except that the row's `tools` go to tools= and the
+        messages keep their tool-calling and reasoning keys. An Arrow table of the raw rows
+        would merge their shapes (tool calls whose arguments are a string in one row and an
+        object in another, keys in some messages only, nulls added to the rest), and TRL
+        passes tools=None unless a `tools` column exists.
 
-        With assistant-only loss the rows are tokenized here exactly as SFTTrainer tokenizes
-        conversational data (apply_chat_template with return_assistant_tokens_mask=True and
-        the training template TRL would swap in), except that the mask spans of weight-0
-        assistant turns are zeroed. A dataset with `input_ids` counts as processed for TRL: it
-        builds the labels from `assistant_masks` (-100 where the mask is 0), truncates, drops
-        fully masked rows and packs as usual, for training and evaluation alike. The
-        `messages` column stays so TRL still sees conversational data; the Trainer drops it
-        from the batches. Without assistant-only loss every token is trained and weights
-        cannot apply (see build)."""
-        if not self.assistant_only_loss:
-            return dataset.select_columns(["messages"])
-        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
-        template = None if has_generation_markers(tokenizer.chat_template) else get_training_chat_template(tokenizer)
-
-        def tokenize(row):
-            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                                return_assistant_tokens_mask=True, chat_template=template, tools=None)
-            if 1 not in out["assistant_masks"]:
+        A dataset with `input_ids` counts as processed for TRL: it builds the labels from
+        `assistant_masks` (-100 where the mask is 0; labels = input_ids without one),
+        truncates, drops fully masked rows and packs as usual, for training and evaluation
+        alike. With assistant-only loss the spans of weight-0 assistant turns are zeroed in
+        the mask, and a `messages` column of role and content only is kept because SFTTrainer
+        refuses assistant_only_loss unless the first row looks conversational; the Trainer
+        drops it from the batches. Without assistant-only loss every token is trained and
+        weights cannot apply (see build)."""
+        from datasets import Dataset
+        aol = self.assistant_only_loss
+        template = None
+        if aol:
+            from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+            template = None if has_generation_markers(tokenizer.chat_template) else get_training_chat_template(tokenizer)
+        out = []
+        for row in rows:
+            try:
+                enc = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                    return_assistant_tokens_mask=aol, chat_template=template,
+                                                    tools=row["tools"])
+            except Exception as e:  # a template may raise anything (jinja2 errors, its own raise_exception)
+                text = str(e).strip().splitlines()
+                raise TrainerError(f"{row['where']}: the chat template cannot render this example: "
+                                   f"{text[0] if text else type(e).__name__}",
+                                   hint="run loractl data check --tokenizer on the data, which reports "
+                                        "chat_template_error per line") from e
+            ids = list(enc["input_ids"])
+            if not aol:
+                out.append({"input_ids": ids})
+                continue
+            if 1 not in enc["assistant_masks"]:
                 raise TrainerError(
                     f"{row['where']}: no token of the example falls inside the chat template's {{% generation %}} "
                     "markers, so assistant-only loss has nothing to train on",
                     hint="give every example an assistant turn (loractl data check reports those without one), or "
                          "set train.assistant_only_loss to false")
-            mask = unweight_mask(out["assistant_masks"], row["messages"], row["weights"], row["where"])
-            return {"input_ids": out["input_ids"], "assistant_masks": mask}
-
-        return dataset.map(tokenize, remove_columns=["weights", "where"])
+            mask = unweight_mask(list(enc["assistant_masks"]), row["messages"], row["weights"], row["where"])
+            out.append({"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
+                        "input_ids": ids, "assistant_masks": mask})
+        return Dataset.from_list(out)
 
     def check_targets(self, model):
         """Name the missing module, with the model's own Linear names, before PEFT says less."""

@@ -403,17 +403,47 @@ def _utf8_ok(text):
     return True
 
 
+# The message keys handed to the chat template: those the data check accepts, less loractl's
+# own `weight`. The tool-calling and reasoning keys are what templates read to render a tool
+# call, a tool result or a reasoning block; without them an assistant turn that only calls a
+# tool would be trained as an empty turn.
+TEMPLATE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
+
+
+def _bad_string_path(value, path):
+    """The JSON path of the first string (key or value) in value that holds a lone surrogate,
+    or None."""
+    if isinstance(value, str):
+        return None if _utf8_ok(value) else path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not _utf8_ok(k):
+                return path
+            found = _bad_string_path(v, f"{path}.{k}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _bad_string_path(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def read_chat_jsonl(path):
-    """Rows as {"messages": [{"role", "content"}], "weights": [0|1 per message], "where": "FILE:LINE"},
-    naming file:line on bad input.
+    """Rows as {"messages": [...], "tools": [...] or None, "weights": [0|1 per message],
+    "where": "FILE:LINE"}, naming file:line on bad input.
 
     Lines end at a newline byte only and are numbered as `loractl data check` numbers them: a UTF-8
     byte order mark at the start of the file is skipped, a CR before the newline (CRLF) or
-    anywhere else between JSON tokens is whitespace, not a line end. Messages keep only role
-    and content (the trainer's chat templates use nothing else, and a uniform shape keeps
-    the Arrow schema of the dataset stable); `weights` holds each message's `weight`
-    (default 1; only an assistant turn's matters: weight 0 makes it context, not a target).
-    An example whose assistant turns all have weight 0 is refused, as the data check does."""
+    anywhere else between JSON tokens is whitespace, not a line end. Messages keep the keys
+    chat templates read (TEMPLATE_KEYS: role, content and the tool-calling and reasoning keys,
+    as written) and nothing else; `weights` holds each message's `weight` (default 1; only an
+    assistant turn's matters: weight 0 makes it context, not a target). `tools`, the row's
+    optional top-level list of function schemas for apply_chat_template(tools=...), must be a
+    list of objects. An example whose assistant turns all have weight 0 is refused, as the
+    data check does. The rows are tokenized from these dicts as they are (never through an
+    Arrow table, which would merge the shapes of tool calls across rows)."""
     rows = []
     with open(path, "rb") as f:  # binary lines end at b"\n" only
         for lineno, raw in enumerate(f, 1):
@@ -433,25 +463,37 @@ def read_chat_jsonl(path):
             msgs = obj.get("messages") if isinstance(obj, dict) else None
             if not isinstance(msgs, list) or not msgs:
                 raise ConfigError(f'{where}: want an object with a non-empty "messages" list')
+            tools = obj.get("tools")
+            if "tools" in obj and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+                raise ConfigError(f"{where}: tools: must be a list of objects (function schemas), "
+                                  f"got {json.dumps(tools)[:80]}")
+            escapes = "\\u" in line  # only an escape can make a lone surrogate
             clean, weights = [], []
             for i, m in enumerate(msgs):
                 if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                     raise ConfigError(f"{where}: messages[{i}] needs string role and content")
-                for key in ("role", "content"):
-                    if not _utf8_ok(m[key]):
-                        raise ConfigError(f"{where}: messages[{i}].{key}: not valid UTF-8 "
-                                          "(a lone surrogate escape such as \\ud800)")
+                kept = {k: m[k] for k in TEMPLATE_KEYS if k in m}
+                if escapes:
+                    for key, value in kept.items():
+                        bad = _bad_string_path(value, f"messages[{i}].{key}")
+                        if bad:
+                            raise ConfigError(f"{where}: {bad}: not valid UTF-8 "
+                                              "(a lone surrogate escape such as \\ud800)")
                 weight = _weight(m.get("weight", 1))
                 if weight is None:
                     raise ConfigError(f"{where}: messages[{i}].weight: must be the number 0 or 1, "
                                       f"got {json.dumps(m['weight'])}")
-                clean.append({"role": m["role"], "content": m["content"]})
+                clean.append(kept)
                 weights.append(weight)
+            if escapes and tools:
+                bad = _bad_string_path(tools, "tools")
+                if bad:
+                    raise ConfigError(f"{where}: {bad}: not valid UTF-8 (a lone surrogate escape such as \\ud800)")
             targets = [w for m, w in zip(clean, weights) if m["role"] == "assistant"]
             if targets and not any(targets):
                 raise ConfigError(f"{where}: every assistant message has weight 0: "
                                   "the example has nothing to learn from")
-            rows.append({"messages": clean, "weights": weights, "where": where})
+            rows.append({"messages": clean, "tools": tools, "weights": weights, "where": where})
     if not rows:
         raise ConfigError(f"{path}: no examples")
     return rows

@@ -40,6 +40,7 @@ def test_cli_is_fast(tmp_path):
     (["--hidden", "30"], "multiple of --heads"),
     (["--kv-heads", "3"], "multiple of --kv-heads"),
     (["--layers", "0"], "--layers must be > 0"),
+    (["--tool-template", "--no-generation-markers"], "not with --no-generation-markers"),
 ])
 def test_bad_shapes_are_refused(tmp_path, capsys, args, needle):
     with pytest.raises(SystemExit) as e:
@@ -77,3 +78,22 @@ def test_loads_with_transformers_and_masks_assistant_turns(tmp_path, markers):
         masked = [t for t, m in zip(tokens, enc["assistant_masks"]) if m]
         assert masked == ["Go", "to", "/", "forgot", "-", "password", ".", "<|end|>"]
         assert is_chat_template_stop_token_trained(tok)
+
+
+def test_tool_template_and_tool_words(tmp_path):
+    """Tool keys add their words (the JSON of each object and list inside them) to the
+    vocabulary; --tool-template only swaps the template and adds its own words."""
+    import json
+    tool_row = {"tools": [{"type": "function", "function": {"name": "lookup"}}],
+                "messages": [{"role": "user", "content": "hi"},
+                             {"role": "assistant", "content": "", "tool_calls": [
+                                 {"function": {"name": "lookup", "arguments": {"q": "zebra"}}}]}]}
+    data = tmp_path / "tools.jsonl"
+    data.write_text(json.dumps(tool_row) + "\n")
+    make_tiny_model.main([str(tmp_path / "t"), "--data", str(data), "--tool-template"])
+    make_tiny_model.main([str(tmp_path / "a"), "--data", TRAIN_DATA])
+    with open(tmp_path / "t" / "tokenizer.json") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    assert {"lookup", "zebra", '{"', '"}', "call", "tools"} <= set(vocab)
+    with open(tmp_path / "a" / "chat_template.jinja") as fa, open(tmp_path / "t" / "chat_template.jinja") as ft:
+        assert fa.read() == make_tiny_model.TEMPLATE_WITH_MARKERS and ft.read() == make_tiny_model.TEMPLATE_WITH_TOOLS

@@ -140,16 +140,59 @@ def test_invalid_utf8_names_the_line(tmp_path):
         sup.read_chat_jsonl(str(p))
 
 
-def test_chat_rows_keep_role_content_and_weights(tmp_path):
+def test_chat_rows_keep_template_keys_and_weights(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_text('{"messages": [{"role": "user", "content": "hi", "weight": 0}, {"role": "assistant", "content": "a", '
-                 '"weight": 0.0, "name": "x"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "b", '
-                 '"weight": 1e0}], "id": 7}\n')
+                 '"weight": 0.0, "name": "x", "extra": 1}, {"role": "user", "content": "q"}, {"role": "assistant", '
+                 '"content": "b", "weight": 1e0}], "id": 7}\n')
     rows = sup.read_chat_jsonl(str(p))
-    assert rows == [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+    assert rows == [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a", "name": "x"},
                                   {"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
-                     "weights": [0, 0, 1, 1], "where": f"{p}:1"}]
+                     "tools": None, "weights": [0, 0, 1, 1], "where": f"{p}:1"}]
     assert sup.weight0_turns(rows) == 1  # the user message's weight counts for nothing
+
+
+def test_tool_calling_keys_and_tools_are_kept_as_written(tmp_path):
+    """Tool calls keep their own shape per row (arguments a string here, an object there):
+    nothing is merged or filled in, as an Arrow table would."""
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    first = {"tools": tools, "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [call], "reasoning_content": "look it up"},
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1", "name": "get_weather"},
+        {"role": "assistant", "content": "sunny", "thinking": "easy"}]}
+    call2 = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+    second = {"messages": [{"role": "user", "content": "rome?"}, {"role": "assistant", "content": "", "tool_calls": [call2]}],
+              "tools": []}
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    rows = sup.read_chat_jsonl(str(p))
+    assert [r["messages"] for r in rows] == [first["messages"], second["messages"]]
+    assert [r["tools"] for r in rows] == [tools, []]
+
+
+@pytest.mark.parametrize("tools", ['null', '{"type": "function"}', '"get_weather"', '[{"type": "function"}, "x"]',
+                                   '[[]]'])
+def test_bad_tools_name_file_line_and_key(tmp_path, tools):
+    p = tmp_path / "d.jsonl"
+    good = '{"messages": [{"role": "user", "content": "hi"}]}\n'
+    p.write_text(good + '{"messages": [{"role": "user", "content": "hi"}], "tools": %s}\n' % tools)
+    with pytest.raises(sup.ConfigError, match=rf"d.jsonl:2: tools: must be a list of objects"):
+        sup.read_chat_jsonl(str(p))
+
+
+@pytest.mark.parametrize("row,path", [
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f\ud800"}}]}]},
+     "messages[0].tool_calls[0].function.name"),
+    ({"messages": [{"role": "user", "content": "q"}], "tools": [{"description": "\udc00"}]}, "tools[0].description"),
+])
+def test_lone_surrogates_in_tool_keys_name_the_path(tmp_path, row, path):
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps(row) + "\n")
+    with pytest.raises(sup.ConfigError) as e:
+        sup.read_chat_jsonl(str(p))
+    assert str(e.value) == f"{p}:1: {path}: not valid UTF-8 (a lone surrogate escape such as \\ud800)"
 
 
 def test_bom_crlf_and_lone_cr_number_lines_as_the_data_check(tmp_path):

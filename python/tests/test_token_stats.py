@@ -188,3 +188,42 @@ def test_lone_cr_surrogates_and_bad_weights(tmp_path, capsys, tokenizer):
     _, _, examples = run(capsys, "--tokenizer", tokenizer, f)
     assert [e["line"] for e in examples] == [1, 5]
     assert all("error" not in e for e in examples)
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+TOOL_MESSAGES = [
+    {"role": "user", "content": "hello there"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    {"role": "assistant", "content": "general kenobi"}]
+
+
+@pytest.fixture(scope="module")
+def tool_tokenizer(tmp_path_factory):
+    p = tmp_path_factory.mktemp("tool-vocab") / "vocab.jsonl"
+    p.write_text(json.dumps({"tools": TOOLS, "messages": TOOL_MESSAGES}) + "\n")
+    d = str(tmp_path_factory.mktemp("tok") / "tools")
+    make_tiny_model.main([d, "--data", str(p), "--tool-template"])
+    return d
+
+
+def test_tools_and_tool_calls_are_counted(tmp_path, capsys, tool_tokenizer):
+    """<|system|> tools : get_weather <|end|> | <|user|> hello there <|end|> | <|assistant|> call
+    get_weather {" city ": " Paris "} <|end|> | <|tool|> sunny <|end|> | <|assistant|> general
+    kenobi <|end|>: 5 + 4 + 10 + 3 + 4 = 26 tokens, 9 + 3 of them in the answers, 5 within
+    the first 15 (9 without the tools block). Rows with and without tools share a batch; a
+    `tools` that is not a list of objects (null included) is skipped, `[]` renders no tools."""
+    plain = {"messages": TOOL_MESSAGES}
+    lines = [json.dumps({"tools": TOOLS, "messages": TOOL_MESSAGES}), json.dumps(plain),
+             json.dumps({"tools": TOOLS[0], "messages": TOOL_MESSAGES}),
+             json.dumps({"tools": None, "messages": TOOL_MESSAGES}),
+             json.dumps({"tools": [], "messages": TOOL_MESSAGES}), row("hello there", "general kenobi")]
+    f = write(tmp_path, "t.jsonl", "\n".join(lines) + "\n")
+    plain_tpl = with_template(tmp_path, tool_tokenizer, lambda tpl: tpl.replace("{% generation %}", "").replace(
+        "{% endgeneration %}", ""))
+    for tok in (tool_tokenizer, str(plain_tpl)):
+        _, info, examples = run(capsys, "--tokenizer", tok, "--max-length", "15", f)
+        assert info["problem"] == "", tok
+        assert [(e["line"], e["total"], e["assistant"], e["assistant_kept"]) for e in examples] == [
+            (1, 26, 12, 5), (2, 21, 12, 9), (5, 21, 12, 9), (6, 8, 3, 3)], tok

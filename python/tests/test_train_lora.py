@@ -376,20 +376,78 @@ def test_weight0_turns_carry_no_loss(weighted_models, weighted_data, tmp_path, m
     assert [c for c, _ in setup.events.pending] == []
 
 
-def test_pretokenized_data_matches_trl_own_tokenization(tiny_model, tmp_path, monkeypatch):
-    """Without weights the rows tokenized by the trainer equal what SFTTrainer makes of the
-    plain messages itself: the same input_ids and labels, so runs are unchanged."""
+def messages_only(rows):
+    """Rows as the trainer gave them to TRL before it tokenized every mode itself: a dataset
+    of role/content messages, which SFTTrainer tokenizes on its own."""
+    from datasets import Dataset
+    return Dataset.from_list([{"messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]}
+                              for r in rows])
+
+
+@pytest.mark.parametrize("markers,overrides,aol", [
+    (True, {}, True),
+    (True, {"train.assistant_only_loss": False}, False),
+    (False, {}, False),
+    (True, {"train.packing": True, "train.max_length": 128, "data.eval": "", "data.eval_split": 0.1}, True),
+    (True, {"train.packing": True, "train.max_length": 128, "data.eval": "", "data.eval_split": 0.1,
+            "train.assistant_only_loss": False}, False),
+])
+def test_pretokenized_data_matches_trl_own_tokenization(tiny_model, tiny_model_no_markers, tmp_path, monkeypatch,
+                                                        markers, overrides, aol):
+    """Without tool keys or weights the rows tokenized by the trainer equal what SFTTrainer
+    makes of the plain messages itself, in both loss modes, truncated or packed: the same
+    input_ids and labels (and packed lengths), in the same order, so runs are unchanged. The
+    eval split picks the rows that train_test_split of the whole file picked."""
+    from datasets import Dataset
+    from train_lora_support import read_chat_jsonl
     from trl import SFTTrainer
-    cfg = base_config(tiny_model, **{"train.max_length": 40})
+    cfg = base_config(tiny_model if markers else tiny_model_no_markers, **{"train.max_length": 40, **overrides})
     setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
-    raw_train, raw_eval = (d.select_columns(["messages"]) for d in setup.load_data())
-    assert "input_ids" not in raw_train.column_names
+    assert setup.assistant_only_loss is aol
+    rows_train, rows_eval = setup.load_data()
+    raw_train, raw_eval = messages_only(rows_train), messages_only(rows_eval)
+    if cfg["data"]["eval_split"]:
+        whole = Dataset.from_list([{"messages": r["messages"]} for r in read_chat_jsonl(cfg["data"]["train"])])
+        parts = whole.train_test_split(test_size=cfg["data"]["eval_split"], seed=cfg["train"]["seed"], shuffle=True)
+        assert parts["train"]["messages"] == raw_train["messages"] and parts["test"]["messages"] == raw_eval["messages"]
     own = SFTTrainer(model=trainer.model, args=setup.sft_config(), train_dataset=raw_train, eval_dataset=raw_eval,
                      processing_class=trainer.processing_class)
     for ours, theirs in ((trainer.train_dataset, own.train_dataset), (trainer.eval_dataset, own.eval_dataset)):
         assert len(ours) == len(theirs) > 0
         assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
-        assert any(-100 in labels for labels in ours["labels"])  # assistant-only: prompts carry no loss
+        if cfg["train"]["packing"]:
+            assert ours["seq_lengths"] == theirs["seq_lengths"]
+        # assistant-only: prompts carry no loss; whole sequence: every token does
+        assert any(-100 in labels for labels in ours["labels"]) is aol
+
+
+@pytest.mark.parametrize("aol", ["auto", False])
+def test_plain_data_trains_the_adapter_trl_would(tiny_model, tmp_path, monkeypatch, aol):
+    """The trainer's own tokenization trains the very adapter that SFTTrainer trains from the
+    plain messages (how the trainer ran before it tokenized the rows itself), bit for bit."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from transformers import set_seed
+    from trl import SFTTrainer
+    cfg = base_config(tiny_model, **{"train.max_steps": 4, "train.eval_steps": 0, "train.save_steps": 1000,
+                                     "data.eval": "", "train.assistant_only_loss": aol})
+    os.makedirs(tmp_path / "ours"), os.makedirs(tmp_path / "theirs")
+    setup, ours = build_in_process(cfg, tmp_path / "ours", monkeypatch)
+    ours.train()
+    other = setup_for(cfg, tmp_path / "theirs")
+    other.resolve_device()
+    set_seed(cfg["train"]["seed"])
+    rows, _ = other.load_data()
+    model, tok = other.load_model()
+    other.has_eval, other.assistant_only_loss = False, setup.assistant_only_loss
+    theirs = SFTTrainer(model=model, args=other.sft_config(), train_dataset=messages_only(rows), processing_class=tok,
+                        peft_config=ours.model.peft_config["default"])
+    assert ours.train_dataset["input_ids"] == theirs.train_dataset["input_ids"]
+    theirs.train()
+    a, b = get_peft_model_state_dict(ours.model), get_peft_model_state_dict(theirs.model)
+    assert sorted(a) == sorted(b) and len(a) > 0
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 def test_weights_without_generation_markers_warn_once(weighted_models, weighted_data, tmp_path, monkeypatch):
@@ -430,4 +488,141 @@ def test_row_without_assistant_tokens_names_its_line(weighted_models, tmp_path, 
     p.write_text(WEIGHTED_ROWS[0] + "\n" + json.dumps({"messages": [{"role": "user", "content": "q one"}]}) + "\n")
     cfg = base_config(weighted_models["markers"], **{"data.train": str(p), "data.eval": ""})
     with pytest.raises(TrainerError, match=f"{p}:2: no token of the example falls inside"):
+        build_in_process(cfg, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------ tool calling
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "weather of a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOL_ROW = {"tools": TOOLS, "messages": [
+    {"role": "user", "content": "weather in Paris please"},
+    {"role": "assistant", "content": "", "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    {"role": "assistant", "content": "done"}]}
+TOOL_ROWS = [
+    TOOL_ROW,
+    # The same call with its arguments as a JSON string, no tools and no id: shapes an Arrow
+    # table would have to merge with the first row's.
+    {"messages": [{"role": "user", "content": "weather in Rome please"},
+                  {"role": "assistant", "content": "", "reasoning_content": "look it up",
+                   "tool_calls": [{"type": "function", "function": {"name": "get_weather",
+                                                                    "arguments": '{"city": "Rome"}'}}]},
+                  {"role": "tool", "name": "get_weather", "content": "rain"},
+                  {"role": "assistant", "content": "done"}]},
+    {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"}]},
+    # A weight-0 tool call: context, not a target.
+    {"tools": TOOLS, "messages": [*TOOL_ROW["messages"][:1], dict(TOOL_ROW["messages"][1], weight=0),
+                                  *TOOL_ROW["messages"][2:]]},
+]
+# <|assistant|> call get_weather {"city": "Paris"} <|end|>, as the tool template renders it
+PARIS_CALL = ["call", "get_weather", '{"', "city", '":', '"', "Paris", '"}', "<|end|>"]
+
+
+@pytest.fixture(scope="module")
+def tool_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tools")
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TOOL_ROWS))
+    (d / "eval.jsonl").write_text(json.dumps(TOOL_ROW) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def tool_model(tmp_path_factory, tool_data):
+    d = str(tmp_path_factory.mktemp("tool-model"))
+    make_tiny_model.main([d, "--data", str(tool_data / "train.jsonl"), "--tool-template"])
+    return d
+
+
+def tool_config(model, data, **overrides):
+    return base_config(model, **{"data.train": str(data / "train.jsonl"), "data.eval": str(data / "eval.jsonl"),
+                                 "train.max_steps": 2, "train.batch_size": 2, "train.save_steps": 0, **overrides})
+
+
+def test_tool_calls_and_tools_are_rendered_and_trained(tool_model, tool_data, tmp_path, monkeypatch):
+    setup, trainer = build_in_process(tool_config(tool_model, tool_data), tmp_path, monkeypatch)
+    assert setup.assistant_only_loss is True
+    tok = trainer.processing_class
+    rendered = []  # (text, trained words) per row
+    for row in trainer.train_dataset:
+        words = tok.convert_ids_to_tokens(row["input_ids"])
+        rendered.append((" ".join(words), [w for w, label in zip(words, row["labels"]) if label != -100]))
+    assert not any("<unk>" in text for text, _ in rendered)
+    paris = [(text, trained) for text, trained in rendered if "Paris" in text]
+    assert len(paris) == 2  # the row and its weight-0 twin
+    for text, _ in paris:
+        # The tools in the system area, the call in the first assistant turn.
+        assert text == ("<|system|> tools : get_weather <|end|> <|user|> weather in Paris please <|end|> "
+                        "<|assistant|> " + " ".join(PARIS_CALL) + " <|tool|> sunny <|end|> <|assistant|> done <|end|>")
+    assert sorted(trained for _, trained in paris) == sorted([["done", "<|end|>"], PARIS_CALL + ["done", "<|end|>"]])
+    rome = [(text, trained) for text, trained in rendered if "Rome" in text][0]
+    assert "<|system|>" not in rome[0]  # no tools in that row
+    assert rome[1] == ["think", ":", "look", "it", "up", "call", "get_weather", '{"', "city", '":', '"', "Rome",
+                       '"}', "<|end|>", "done", "<|end|>"]
+    # The eval set is prepared the same way.
+    eval_row = trainer.eval_dataset[0]
+    assert [w for w, label in zip(tok.convert_ids_to_tokens(eval_row["input_ids"]), eval_row["labels"])
+            if label != -100] == PARIS_CALL + ["done", "<|end|>"]
+
+
+def test_tool_calls_are_in_the_whole_sequence_too(tool_model, tool_data, tmp_path, monkeypatch):
+    cfg = tool_config(tool_model, tool_data, **{"train.assistant_only_loss": False})
+    setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
+    assert setup.assistant_only_loss is False
+    tok = trainer.processing_class
+    ids = trainer.eval_dataset[0]["input_ids"]
+    assert trainer.eval_dataset[0]["labels"] == ids
+    assert " ".join(PARIS_CALL) in " ".join(tok.convert_ids_to_tokens(ids))
+    assert tok.convert_ids_to_tokens(ids)[:4] == ["<|system|>", "tools", ":", "get_weather"]
+
+
+def test_token_stats_counts_what_the_trainer_trains(tool_model, tool_data, tmp_path, monkeypatch, capsys):
+    import token_stats
+    max_length = 24  # cuts the Paris rows after the call: "done" is lost
+    cfg = tool_config(tool_model, tool_data, **{"data.eval": "", "train.max_length": max_length})
+    setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
+    rows, _ = setup.load_data()
+    full = setup.prepare_data(rows, trainer.processing_class)  # before truncation
+    capsys.readouterr()
+    assert token_stats.main(["--tokenizer", tool_model, "--max-length", str(max_length),
+                             str(tool_data / "train.jsonl")]) == 0
+    examples = [json.loads(line) for line in capsys.readouterr().out.splitlines()][1:]
+    assert [e["line"] for e in examples] == [1, 2, 3, 4]
+    for e, whole in zip(examples, full):
+        assert e["total"] == len(whole["input_ids"]) and e["assistant"] == sum(whole["assistant_masks"])
+    # The weight-0 twin keeps no label within max_length: TRL drops it, and token_stats says so.
+    assert [e["assistant_kept"] > 0 for e in examples] == [True, True, True, False]
+    kept = [e for e in examples if e["assistant_kept"]]
+    assert len(trainer.train_dataset) == len(kept)
+    for e, row in zip(kept, trainer.train_dataset):
+        assert e["assistant_kept"] == sum(label != -100 for label in row["labels"])
+    assert examples[0]["assistant"] > examples[0]["assistant_kept"] > 0
+
+
+def test_tool_run_end_to_end(tool_model, tool_data, tmp_path):
+    t = Trainer(tmp_path / "run", tool_config(tool_model, tool_data))
+    assert t.run() == 0, t.log()[-3000:]
+    evs = t.events()
+    assert evs[0]["train_examples"] == 4 and evs[0]["assistant_only_loss"] is True
+    assert "warning" not in types(evs) and evs[-1]["status"] == "completed"
+
+
+def test_bad_tools_exit_2_naming_the_line(tool_model, tool_data, tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text(json.dumps(TOOL_ROW) + "\n" + json.dumps(dict(TOOL_ROW, tools=TOOLS[0])) + "\n")
+    t = Trainer(tmp_path / "run", tool_config(tool_model, tool_data, **{"data.train": str(p)}))
+    assert t.run(timeout=120) == 2
+    err = [e for e in t.events() if e["type"] == "error"][0]
+    assert err["error_type"] == "ConfigError" and err["message"].startswith(f"{p}:2: tools: must be a list of objects")
+
+
+def test_template_error_names_the_line(tool_model, tool_data, tmp_path, monkeypatch):
+    from train_lora_support import TrainerError
+    p = tmp_path / "train.jsonl"
+    bad = {"messages": [{"role": "user", "content": "hi"},
+                        {"role": "assistant", "content": "", "tool_calls": [{"type": "function"}]}]}
+    p.write_text(json.dumps(TOOL_ROW) + "\n" + json.dumps(bad) + "\n")
+    cfg = tool_config(tool_model, tool_data, **{"data.train": str(p)})
+    with pytest.raises(TrainerError, match=f"{p}:2: the chat template cannot render this example"):
         build_in_process(cfg, tmp_path, monkeypatch)
