@@ -3,19 +3,23 @@
 
 Each setting builds a random-weight model of a real architecture (memory does not depend
 on the weights' values), trains ~20 LoRA steps the way loractl's trainer does (bf16
-autocast, PEFT adapters, AdamW, gradient clipping, TRL's fused log-prob head when TRL is
-importable, else the model's own loss over full logits), and records torch's peak
-allocated and reserved memory and the process's peak as NVML sees it. The estimate comes
-from `loractl plan RESOLVED.json --json` for a resolved.json describing the same run.
-Every setting runs in its own process, so each starts from a clean CUDA context.
+autocast, PEFT adapters, AdamW, gradient clipping, TRL's fused log-prob head when a tiny
+forward and backward of it runs here, else the model's own loss over full logits), and
+records torch's peak allocated and reserved memory and the peak as NVML sees it (through
+pynvml, else libnvidia-ml.so.1 via ctypes, else `loractl gpu --json`; the table says
+which). The estimate comes from `loractl plan RESOLVED.json --json` for a resolved.json
+describing the same run. Every setting runs in its own process, with its own time limit,
+so each starts from a clean CUDA context and one that hangs costs only its own limit.
 
     scripts/gpu_measure.py --loractl bin/loractl                 # the GPU table
     scripts/gpu_measure.py --loractl bin/loractl --check-params  # parameter counts vs transformers (CPU)
     scripts/gpu_measure.py --loractl bin/loractl --device cpu    # dry run on the CPU (tiny shapes)
 
-scripts/gpu-check.sh wraps it. Results go to stdout as a table and, with --out, as JSON.
+scripts/gpu-check.sh wraps it. Each row is printed as its setting ends; with --out the
+JSON results and the table (.txt beside it) are rewritten after every setting.
 """
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -100,13 +104,31 @@ def make_config(s):
     return AutoConfig.for_model(model_type, **kw)
 
 
-def fused_kernel():
-    """TRL's chunked log-prob function (what SFTTrainer's loss runs), or None."""
+def fused_kernel(device):
+    """TRL's chunked log-prob function (what SFTTrainer's loss runs), or None, and why
+    not. Importing trl.kernels is not enough: the kernel's backward imports
+    trl.trainer.utils, which needs pandas and datasets, so a trl installed without its
+    dependencies imports fine and then crashes mid-step. A tiny forward and backward on
+    the device decides; on any error the measurement falls back to full logits."""
     try:
+        import torch
         from trl.kernels import ChunkedLogProbFunction
-        return ChunkedLogProbFunction
-    except Exception:
-        return None
+        if device == "cuda":
+            g = torch.Generator().manual_seed(0)
+            hidden = torch.randn(8, 16, generator=g).to("cuda", torch.bfloat16).requires_grad_()
+            w = torch.randn(64, 16, generator=g).to("cuda", torch.bfloat16).requires_grad_()
+            tgt = torch.randint(0, 64, (8,), generator=g).to("cuda")
+            lp, _, _, _, _ = ChunkedLogProbFunction.apply(hidden, w, None, tgt, 1.0, 32768, None, 1.0,
+                                                          ("log_probs", "entropy", "is_top1"))
+            (-lp.sum()).backward()
+            torch.cuda.synchronize()
+            if hidden.grad is None or not torch.isfinite(hidden.grad.float()).all():
+                raise RuntimeError("the kernel's backward gave no finite gradient")
+            del hidden, w, tgt, lp
+            torch.cuda.empty_cache()
+        return ChunkedLogProbFunction, ""
+    except Exception as e:  # ImportError, a missing dependency in backward, a CUDA error
+        return None, f"{type(e).__name__}: {e}".splitlines()[0][:300]
 
 
 def plan_estimate(loractl, resolved_path):
@@ -116,49 +138,138 @@ def plan_estimate(loractl, resolved_path):
     return json.loads(out.stdout)["estimate"]
 
 
-class NVMLPeak:
-    """Polls the process's GPU memory through NVML (nvidia-ml-py) in a thread. Where the
-    driver does not report per-process memory (some containers), it falls back to the
-    device's used memory less what was used before this process touched CUDA."""
+class _Mem(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
 
-    def __init__(self, index=0, interval=0.02):
-        self.peak, self.per_process, self.ok = 0, True, False
+
+class _CtypesNVML:
+    """The one NVML call the fallback needs, from libnvidia-ml.so.1 through ctypes
+    (present wherever the NVIDIA driver is, unlike the pynvml package)."""
+
+    def __init__(self, index):
+        self.lib = ctypes.CDLL("libnvidia-ml.so.1")
+        init = getattr(self.lib, "nvmlInit_v2", None) or self.lib.nvmlInit
+        rc = init()
+        if rc != 0:
+            raise RuntimeError(f"nvmlInit returned {rc}")
+        self.h = ctypes.c_void_p()
+        get = getattr(self.lib, "nvmlDeviceGetHandleByIndex_v2", None) or self.lib.nvmlDeviceGetHandleByIndex
+        rc = get(ctypes.c_uint(index), ctypes.byref(self.h))
+        if rc != 0:
+            raise RuntimeError(f"nvmlDeviceGetHandleByIndex({index}) returned {rc}")
+        self.used()
+
+    def used(self):
+        m = _Mem()
+        rc = self.lib.nvmlDeviceGetMemoryInfo(self.h, ctypes.byref(m))
+        if rc != 0:
+            raise RuntimeError(f"nvmlDeviceGetMemoryInfo returned {rc}")
+        return m.used
+
+
+def _nvml_index():
+    """The NVML index of cuda:0: CUDA_VISIBLE_DEVICES' first entry when it is a number."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    return int(first) if first.isdigit() else 0
+
+
+class NVMLPeak:
+    """Polls GPU memory in a thread while a setting runs. In order of preference:
+    pynvml (nvidia-ml-py) with the process's own memory; pynvml, or else NVML through
+    ctypes, with the device's used memory less what was used before this process
+    touched CUDA; else `loractl gpu --json` polled the same way. `method` says which
+    was used, `error` why there is no reading at all."""
+
+    def __init__(self, loractl=None, interval=0.02):
+        self.peak_process = self.peak_device = 0
+        self.ok, self.method, self.error = False, None, ""
+        self.index, self.loractl = _nvml_index(), loractl
+        errors = []
         try:
             import pynvml
             pynvml.nvmlInit()
             self.nv = pynvml
-            self.h = pynvml.nvmlDeviceGetHandleByIndex(index)
-            self.baseline = pynvml.nvmlDeviceGetMemoryInfo(self.h).used
-            self.ok = True
-        except Exception as e:  # no pynvml or no driver: NVML column stays empty
-            self.error = str(e)
+            self.h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._device_used = lambda: self.nv.nvmlDeviceGetMemoryInfo(self.h).used
+            self.method = "pynvml per-process"
+        except Exception as e:
+            errors.append(f"pynvml: {e}")
+        if self.method is None:
+            try:
+                c = _CtypesNVML(self.index)
+                self._device_used = c.used
+                self.method = "NVML via ctypes, device used less baseline"
+            except Exception as e:
+                errors.append(f"ctypes libnvidia-ml.so.1: {e}")
+        if self.method is None and loractl:
+            try:
+                self._device_used = self._loractl_used
+                self._device_used()
+                self.method = "loractl gpu --json, device used less baseline"
+                interval = max(interval, 0.25)  # a process per reading
+            except Exception as e:
+                errors.append(f"loractl gpu --json: {e}")
+        if self.method is None:
+            self.error = "; ".join(errors)
             return
+        try:
+            self.baseline = self._device_used()
+        except Exception as e:
+            self.error, self.method = f"{self.method}: {e}", None
+            return
+        self.ok = True
         self.interval, self.stop = interval, threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
+    def _loractl_used(self):
+        out = subprocess.run([self.loractl, "gpu", "--json"], capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise RuntimeError((out.stderr or out.stdout).strip()[-200:] or f"exit {out.returncode}")
+        for d in json.loads(out.stdout).get("devices") or []:
+            if d.get("index") == self.index:
+                return d["memory_used_bytes"]
+        raise RuntimeError(f"no GPU {self.index} in its output")
+
     def read(self):
-        pid = os.getpid()
-        try:
-            for p in self.nv.nvmlDeviceGetComputeRunningProcesses(self.h):
-                if p.pid == pid and p.usedGpuMemory:
-                    return p.usedGpuMemory
-        except Exception:
-            pass
-        self.per_process = False
-        return self.nv.nvmlDeviceGetMemoryInfo(self.h).used - self.baseline
+        """Takes one reading: the device's used memory less the baseline and, where
+        pynvml reports it, the process's own memory."""
+        self.peak_device = max(self.peak_device, self._device_used() - self.baseline)
+        if self.method == "pynvml per-process":
+            pid = os.getpid()
+            try:
+                for p in self.nv.nvmlDeviceGetComputeRunningProcesses(self.h):
+                    # NVML_VALUE_NOT_AVAILABLE (2^64-1) means the driver does not say.
+                    if p.pid == pid and p.usedGpuMemory and p.usedGpuMemory < (1 << 63):
+                        self.peak_process = max(self.peak_process, p.usedGpuMemory)
+            except Exception:
+                pass
 
     def loop(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, self.read())
+            try:
+                self.read()
+            except Exception as e:  # keep what was read; say why it stopped
+                self.error = f"reading stopped: {e}"
+                return
             time.sleep(self.interval)
 
     def finish(self):
-        if self.ok:
-            self.stop.set()
-            self.thread.join()
-            self.peak = max(self.peak, self.read())
-        return self.peak if self.ok else None
+        """Stops polling and returns the peak: the process's own when it was reported,
+        else the device's less the baseline (None without a reading)."""
+        if not self.ok:
+            return None
+        self.stop.set()
+        self.thread.join()
+        try:
+            self.read()
+        except Exception:
+            pass
+        if self.peak_process:
+            return self.peak_process
+        if self.method == "pynvml per-process":
+            self.method = "pynvml, device used less baseline (no per-process memory reported)"
+        return self.peak_device or None
 
 
 def build_model(s, cfg, device, tmp):
@@ -259,8 +370,12 @@ def cpu_allocated_peak(step):
 def measure_one(s, loractl, device, loss):
     """Runs one setting in this process and returns its result record."""
     import torch
-    nvml = NVMLPeak() if device == "cuda" else None
-    fused = fused_kernel() if loss == "auto" else None
+    nvml = NVMLPeak(loractl) if device == "cuda" else None
+    fused, why = (None, "")
+    if loss == "auto":
+        fused, why = fused_kernel(device)
+        if fused is None:
+            print(f"TRL's fused loss is not usable ({why}); measuring full logits", file=sys.stderr, flush=True)
     loss_type = "nll" if fused is not None else "full_logits"
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(s)
@@ -273,6 +388,8 @@ def measure_one(s, loractl, device, loss):
         rec = {"setting": s["name"], "shape": s["shape"], "loss": loss_type,
                "estimate_peak_bytes": est["peak_bytes"], "estimate_allocated_bytes": est["allocated_bytes"],
                "estimate_breakdown": est["breakdown"], "trainable_params": est["trainable_params"]}
+        if why:
+            rec["fused_loss_unusable"] = why
         model = build_model(s, cfg, device, tmp)
         step, model, opt = prepare(s, model, device, fused)
         if device == "cuda":
@@ -287,7 +404,9 @@ def measure_one(s, loractl, device, loss):
             rec["torch_allocated_bytes"] = torch.cuda.max_memory_allocated()
             rec["torch_reserved_bytes"] = torch.cuda.max_memory_reserved()
             rec["nvml_bytes"] = nvml.finish()
-            rec["nvml_per_process"] = nvml.per_process if nvml.ok else None
+            rec["nvml_method"] = nvml.method
+            if nvml.error:
+                rec["nvml_error"] = nvml.error
             rec["gpu"] = torch.cuda.get_device_name(0)
         else:
             # The CPU allocator has no peak counter: the first step creates the
@@ -303,7 +422,8 @@ def measure_one(s, loractl, device, loss):
 
 def check_params(loractl):
     """Plan's parameter counts against transformers' own modules, built on the meta
-    device (no memory), for every shape: total, and trainable for q,v and all-linear."""
+    device (no memory), for every shape: total, and trainable for q,v, all-linear and
+    module-path suffixes (self_attn.q_proj, mlp.down_proj)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -316,7 +436,9 @@ def check_params(loractl):
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
         total_hf = sum(p.numel() for p in model.parameters())
-        for targets in (s["targets"], ALL):
+        # The last: PEFT-style module-path suffixes, which PEFT and plan must match alike.
+        suffixed = ["self_attn." + s["targets"][0], "mlp.down_proj"]
+        for targets in (s["targets"], ALL, suffixed):
             s["targets"] = targets
             with tempfile.TemporaryDirectory() as tmp:
                 cfg.save_pretrained(tmp)
@@ -335,26 +457,84 @@ def check_params(loractl):
     return bad
 
 
+HEAD = (f"{'setting':34s} {'estimate':>9s} {'NVML':>9s} {'ratio':>6s} | {'est alloc':>9s} {'torch alloc':>11s} "
+        f"{'ratio':>6s} | {'reserved':>9s} {'est-ctx':>9s} {'ratio':>6s} | loss")
+
+
+def row(r):
+    """One line of the table for a result record."""
+    if "error" in r:
+        return f"{r['setting']:34s} error: {r['error']}"
+    if r.get("torch_allocated_bytes") is None:
+        cpu = r["cpu_allocated_bytes"]
+        return (f"{r['setting']:34s} {r['estimate_peak_bytes'] / GIB:8.2f}G {'(CPU)':>9s} {'':6s} | "
+                f"{r['estimate_allocated_bytes'] / GIB:8.2f}G {cpu / GIB:10.2f}G "
+                f"{r['estimate_allocated_bytes'] / cpu:6.3f} | CPU allocator, loss {r['loss']}")
+    nv = r.get("nvml_bytes")
+    nv_s = f"{nv / GIB:8.2f}G" if nv else "       -"
+    ratio = f"{r['estimate_peak_bytes'] / nv:6.3f}" if nv else "     -"
+    # torch's reserved peak is the allocator's: compare it with the estimate less the
+    # CUDA context, which lives outside the allocator.
+    est_ctx = r["estimate_peak_bytes"] - r.get("estimate_breakdown", {}).get("cuda_context", 0)
+    res = r["torch_reserved_bytes"]
+    return (f"{r['setting']:34s} {r['estimate_peak_bytes'] / GIB:8.2f}G {nv_s} {ratio} | "
+            f"{r['estimate_allocated_bytes'] / GIB:8.2f}G {r['torch_allocated_bytes'] / GIB:10.2f}G "
+            f"{r['estimate_allocated_bytes'] / r['torch_allocated_bytes']:6.3f} | {res / GIB:8.2f}G "
+            f"{est_ctx / GIB:8.2f}G {est_ctx / res:6.3f} | {r['loss']}")
+
+
+def notes(results):
+    """What the table's columns came from, once per distinct method or reason."""
+    out = []
+    methods = sorted({r.get("nvml_method") or "none" for r in results if "nvml_bytes" in r})
+    if methods:
+        out.append("NVML column: " + ", ".join(methods))
+    for why in sorted({r["nvml_error"] for r in results if r.get("nvml_error")}):
+        out.append("NVML: " + why)
+    for why in sorted({r["fused_loss_unusable"] for r in results if r.get("fused_loss_unusable")}):
+        out.append("TRL's fused loss not usable, full logits measured: " + why)
+    return out
+
+
 def table(results):
-    head = f"{'setting':34s} {'estimate':>9s} {'NVML':>9s} {'ratio':>6s} | {'est alloc':>9s} {'torch alloc':>11s} {'ratio':>6s} | {'reserved':>9s}"
-    lines = [head, "-" * len(head)]
-    for r in results:
-        if "error" in r:
-            lines.append(f"{r['setting']:34s} error: {r['error']}")
-            continue
-        if r.get("torch_allocated_bytes") is None:
-            cpu = r["cpu_allocated_bytes"]
-            lines.append(f"{r['setting']:34s} {r['estimate_peak_bytes'] / GIB:8.2f}G {'(CPU)':>9s} {'':6s} | "
-                         f"{r['estimate_allocated_bytes'] / GIB:8.2f}G {cpu / GIB:10.2f}G "
-                         f"{r['estimate_allocated_bytes'] / cpu:6.3f} | CPU allocator, loss {r['loss']}")
-            continue
-        nv = r.get("nvml_bytes")
-        nv_s = f"{nv / GIB:8.2f}G" if nv else "       -"
-        ratio = f"{r['estimate_peak_bytes'] / nv:6.3f}" if nv else "     -"
-        lines.append(f"{r['setting']:34s} {r['estimate_peak_bytes'] / GIB:8.2f}G {nv_s} {ratio} | "
-                     f"{r['estimate_allocated_bytes'] / GIB:8.2f}G {r['torch_allocated_bytes'] / GIB:10.2f}G "
-                     f"{r['estimate_allocated_bytes'] / r['torch_allocated_bytes']:6.3f} | {r['torch_reserved_bytes'] / GIB:8.2f}G")
-    return "\n".join(lines)
+    lines = [HEAD, "-" * len(HEAD)] + [row(r) for r in results]
+    return "\n".join(lines + notes(results))
+
+
+def save(results, out):
+    """Rewrites results.json and the table beside it (results.txt): called after every
+    setting, so a run cut short keeps what it measured."""
+    if not out:
+        return
+    for path, text in ((out, json.dumps(results, indent=2)), (os.path.splitext(out)[0] + ".txt", table(results) + "\n")):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+
+def run_setting(s, a, timeout):
+    """Runs one setting in its own process, with its own time limit."""
+    cmd = [sys.executable, __file__, "--loractl", a.loractl, "--device", a.device, "--loss", a.loss, "--one", json.dumps(s)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        tail = err.strip().splitlines()[-1:]
+        return {"setting": s["name"], "error": f"timed out after {timeout:.0f}s" + (f" ({tail[0]})" if tail else "")}
+    for line in p.stderr.splitlines():
+        if "fused loss is not usable" in line and line not in _said:
+            _said.add(line)
+            print("  " + line, flush=True)
+    rec = next((json.loads(line[7:]) for line in p.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if rec is None:
+        # The exception's own line, not the traceback above it.
+        tail = [l.strip() for l in (p.stderr or p.stdout).splitlines() if l.strip()][-1:]
+        rec = {"setting": s["name"], "error": (tail[0][:300] if tail else "") or f"exit {p.returncode}"}
+    return rec
+
+
+_said = set()  # messages from the settings' processes already printed once
 
 
 def main():
@@ -363,13 +543,21 @@ def main():
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--only", help="run only settings whose name contains this")
     ap.add_argument("--loss", choices=["auto", "full"],
-                    help="auto: TRL's fused head when TRL is importable (the trainer's loss), else full logits; "
-                         "full: the model's own loss over full logits. Default: auto on CUDA, full on the CPU, where "
-                         "TRL's tile kernel runs as torch ops with temporaries the GPU kernel does not have")
-    ap.add_argument("--out", help="write the results as JSON here")
+                    help="auto: TRL's fused head when it runs here (a tiny forward and backward decides; the "
+                         "trainer's loss), else full logits; full: the model's own loss over full logits. Default: "
+                         "auto on CUDA, full on the CPU, where TRL's tile kernel runs as torch ops with temporaries "
+                         "the GPU kernel does not have")
+    ap.add_argument("--out", help="write the results as JSON here (and the table beside it, .txt), after every setting")
+    ap.add_argument("--setting-timeout", type=float, default=150, help="seconds one setting may take (default 150)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds all settings may take together: a setting gets at most what is left, and none "
+                         "starts with less than 30s (or --setting-timeout, if smaller) left (default: no limit)")
     ap.add_argument("--check-params", action="store_true", help="compare parameter counts with transformers and exit")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: one setting, JSON in, JSON out
     a = ap.parse_args()
+    if not (os.path.isfile(a.loractl) and os.access(a.loractl, os.X_OK)):
+        sys.exit(f"gpu_measure: no loractl binary at {a.loractl}: build it (CGO_ENABLED=1 go build -o bin/loractl "
+                 f"./cmd/loractl) and carry it along, or pass --loractl")
     if a.check_params:
         sys.exit(1 if check_params(a.loractl) else 0)
     if a.one:
@@ -379,31 +567,34 @@ def main():
     settings = GPU_SETTINGS if a.device == "cuda" else CPU_SETTINGS
     if a.only:
         settings = [s for s in settings if a.only in s["name"]]
+    start = time.time()
     results = []
+    print(HEAD, flush=True)
+    print("-" * len(HEAD), flush=True)
     for s in settings:
         if s.get("quant"):
             try:
                 import bitsandbytes  # noqa: F401
-            except Exception:
-                print(f"skip {s['name']}: bitsandbytes is not installed", flush=True)
+            except Exception as e:
+                print(f"skip {s['name']}: bitsandbytes does not import ({type(e).__name__})", flush=True)
                 continue
+        timeout = a.setting_timeout
+        if a.budget:
+            left = a.budget - (time.time() - start)
+            if left < min(a.setting_timeout, 30):
+                print(f"skip {s['name']} and the rest: {max(left, 0):.0f}s of the {a.budget:.0f}s budget left", flush=True)
+                break
+            timeout = min(timeout, left)
         t0 = time.time()
-        p = subprocess.run([sys.executable, __file__, "--loractl", a.loractl, "--device", a.device, "--loss", a.loss,
-                            "--one", json.dumps(s)],
-                           capture_output=True, text=True)
-        rec = next((json.loads(line[7:]) for line in p.stdout.splitlines() if line.startswith("RESULT ")), None)
-        if rec is None:
-            tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-            rec = {"setting": s["name"], "error": " | ".join(tail) or f"exit {p.returncode}"}
+        rec = run_setting(s, a, timeout)
         rec["wall_seconds"] = round(time.time() - t0, 1)
         results.append(rec)
-        print(f"done {s['name']} in {rec['wall_seconds']}s", flush=True)
+        print(f"{row(rec)}   [{rec['wall_seconds']}s]", flush=True)
+        save(results, a.out)
     print()
     print(table(results))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=2)
-    sys.exit(1 if any("error" in r for r in results) else 0)
+    save(results, a.out)
+    sys.exit(1 if any("error" in r for r in results) or not results else 0)
 
 
 if __name__ == "__main__":
