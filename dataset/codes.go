@@ -18,6 +18,8 @@ const (
 	CodeLineTooLong             = "line_too_long"
 	// CodeTooFewExamples is an error under MinExamples and a warning under FewExamples.
 	CodeTooFewExamples = "too_few_examples"
+	// CodeInvalidTools: a row's "tools" is not a list of objects (function schemas).
+	CodeInvalidTools = "invalid_tools"
 	// CodeNoEvalExamples: an eval file was given but holds no valid example.
 	CodeNoEvalExamples = "no_eval_examples"
 	// CodeDuplicateKey: a key appears twice in one object; JSON loaders keep the last

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -73,10 +74,12 @@ type lineChecker struct {
 	res    lineCheck
 
 	sawMessages bool
+	sawTools    bool
 	emptyMsgs   bool
 	msgErrors   bool // a message-level or messages-type error was found
-	// loneSurrogate: the last decoded string had an unpaired \ud800-\udfff escape.
-	loneSurrogate bool
+	// lastLone: the last decoded string had an unpaired \ud800-\udfff escape;
+	// loneSurrogate: some decoded string of the line had one.
+	lastLone, loneSurrogate bool
 	hint          string // the foreign format the line looks like, if any
 }
 
@@ -84,7 +87,8 @@ type lineChecker struct {
 func (c *lineChecker) check(line []byte) *lineCheck {
 	r := &c.res
 	r.errors, r.warnings, r.msgs = r.errors[:0], r.warnings[:0], r.msgs[:0]
-	c.sawMessages, c.emptyMsgs, c.msgErrors, c.hint = false, false, false, ""
+	c.sawMessages, c.sawTools, c.emptyMsgs, c.msgErrors, c.hint = false, false, false, false, ""
+	c.lastLone, c.loneSurrogate = false, false
 	if cap(c.arena) < len(line) {
 		c.arena = make([]byte, 0, len(line))
 	}
@@ -107,6 +111,10 @@ func (c *lineChecker) check(line []byte) *lineCheck {
 	}
 	if c.object() && c.atEnd() {
 		c.semantics()
+		if !c.loneSurrogate && hasLoneSurrogate(line) {
+			// In a key the checker skips (tool calls, tools): the trainer refuses it too.
+			c.add(CodeInvalidUTF8, "", "an unpaired surrogate escape (\\ud800-\\udfff without its pair) is not a character: Python reads it but cannot encode it")
+		}
 		return r
 	}
 	c.syntaxError()
@@ -168,6 +176,7 @@ func (c *lineChecker) stringValue() ([]byte, bool) {
 	start := len(c.arena)
 	var lone bool
 	c.arena, lone = appendUnescaped(c.arena, raw)
+	c.lastLone = lone
 	c.loneSurrogate = c.loneSurrogate || lone
 	return c.arena[start:len(c.arena):len(c.arena)], true
 }
@@ -200,6 +209,18 @@ func (c *lineChecker) object() bool {
 			if !c.messages() {
 				return false
 			}
+		case "tools":
+			if c.sawTools {
+				c.add(CodeDuplicateKey, "tools", dupKeyMsg("tools"))
+				if !s.value(1) {
+					return false
+				}
+				break
+			}
+			c.sawTools = true
+			if !c.tools() {
+				return false
+			}
 		default:
 			c.noteForeignKey(string(k))
 			if !s.value(1) {
@@ -208,6 +229,72 @@ func (c *lineChecker) object() bool {
 		}
 		if !s.objectNext() {
 			return s.err == ""
+		}
+	}
+}
+
+// tools checks a row's "tools": a list of function schemas (objects) that the chat
+// template renders into the prompt. The schemas themselves are the template's business.
+func (c *lineChecker) tools() bool {
+	s := &c.s
+	if s.peek() != '[' {
+		kind := s.kindAt()
+		if !s.value(1) {
+			return false
+		}
+		c.add(CodeInvalidTools, "tools", "\"tools\" must be a list of function schemas (objects), got "+kind)
+		return true
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for k := 0; ; k++ {
+		isObject := s.peek() == '{'
+		kind := s.kindAt()
+		if !s.value(2) {
+			return false
+		}
+		if !isObject {
+			c.add(CodeInvalidTools, fmt.Sprintf("tools[%d]", k), "a tool must be an object (a function schema), got "+kind)
+		}
+		if !s.arrayNext() {
+			return s.err == ""
+		}
+	}
+}
+
+// hasLoneSurrogate reports whether a valid JSON line holds a \uD800-\uDFFF escape
+// without its pair. Backslashes only occur inside strings in valid JSON, so escapes
+// can be walked without tracking strings.
+func hasLoneSurrogate(line []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(line[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i+1 >= len(line) || line[i+1] != 'u' || i+6 > len(line) {
+			i += 2
+			continue
+		}
+		r := rune(hex4(line[i+2 : i+6]))
+		i += 6
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+6 > len(line) || line[i] != '\\' || line[i+1] != 'u' {
+				return true
+			}
+			if r2 := rune(hex4(line[i+2 : i+6])); r2 < 0xDC00 || r2 > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+		if i >= len(line) {
+			return false
 		}
 	}
 }
@@ -312,13 +399,13 @@ func (c *lineChecker) message(k int) bool {
 			case string(key) == "content":
 				hasContent = true
 				if s.peek() == '"' {
-					c.loneSurrogate = false
+					c.lastLone = false
 					v, ok := c.stringValue()
 					if !ok {
 						return false
 					}
 					m.content, m.hasContent = v, true
-					if c.loneSurrogate {
+					if c.lastLone {
 						valid = false
 						c.add(CodeInvalidUTF8, msgPath(k, "content"), "an unpaired surrogate escape (\\ud800-\\udfff without its pair) is not a character: Python reads it but cannot encode it, so tokenizing fails")
 					}

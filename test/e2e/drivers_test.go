@@ -142,3 +142,34 @@ func TestDockerTrain(t *testing.T) {
 	}
 	t.Logf("docker run took %s", time.Since(start).Round(time.Second))
 }
+
+// TestDockerfileImageTrains runs the trainer in the image Dockerfile.gpu builds
+// (scripts/ci/build-trainer-image.sh, registry-free), with nothing from the host but
+// the run dir, data and model: the image's own interpreter and stack train the tiny
+// model on the CPU and the adapter is adopted.
+func TestDockerfileImageTrains(t *testing.T) {
+	image := os.Getenv("LORACTL_TRAINER_IMAGE")
+	if image == "" {
+		t.Skip("LORACTL_TRAINER_IMAGE is not set: build the image with scripts/ci/build-trainer-image.sh")
+	}
+	f := newFixture(t, "")
+	cfg, _ := os.ReadFile(f.config)
+	cfg = append(cfg, []byte("driver:\n  name: docker\n  docker:\n    image: "+image+"\n    stop_grace: 60s\n")...)
+	os.WriteFile(f.config, cfg, 0o644)
+
+	start := time.Now()
+	r := f.loractl(t, "train", f.config, "--json")
+	if r.code != 0 {
+		t.Fatalf("train in the Dockerfile.gpu image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	_, final := jsonLines(t, r.stdout)
+	runID := final["run_id"].(string)
+	m, err := run.ReadManifest(filepath.Join(f.runs, runID))
+	if err != nil || m.State != run.StateCompleted || m.DriverInfo["image"] != image {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	if m.Result == nil || m.Result.Improved == nil || !*m.Result.Improved {
+		t.Errorf("the adapter was not adopted: %+v", m.Result)
+	}
+	t.Logf("run in the Dockerfile.gpu image took %s", time.Since(start).Round(time.Second))
+}

@@ -59,7 +59,7 @@ gentlest first, and prints the adjusted resolved config with --json.`,
 			return planRun(opts)
 		},
 	}
-	cmd.Flags().StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.batch_size=2 (repeatable)")
+	cmdutil.SetFlag(cmd.Flags(), &opts.Sets, "train.batch_size=2")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the estimate as JSON (estimate.peak_bytes, estimate.breakdown in bytes)")
 	cmd.Flags().StringVar(&opts.GPUMemory, "gpu-memory", "", "judge the fit against this much memory (24GiB, 80GB) instead of a GPU's free memory")
 	cmd.Flags().IntVar(&opts.GPU, "gpu", preflight.AnyGPU, "judge the fit on this GPU index (default: the config's gpu, else the one with most free memory)")

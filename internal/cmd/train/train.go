@@ -93,7 +93,7 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVar(&opts.Sets, "set", nil, "override a config key: --set train.learning_rate=1e-4 (repeatable)")
+	cmdutil.SetFlag(fl, &opts.Sets, "train.learning_rate=1e-4")
 	fl.StringVar(&opts.Resume, "resume", "", "continue RUN from its newest complete checkpoint")
 	fl.BoolVar(&opts.Force, "force", false, "override a refusal: train again a run id that already exists (the old run dir is kept aside), or launch although the GPU pre-flight says it will not fit")
 	fl.IntVar(&opts.GPU, "gpu", -1, "GPU index to train on (default: the config's gpu:, else the one with most free memory)")
