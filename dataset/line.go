@@ -80,7 +80,7 @@ type lineChecker struct {
 	// lastLone: the last decoded string had an unpaired \ud800-\udfff escape;
 	// loneSurrogate: some decoded string of the line had one.
 	lastLone, loneSurrogate bool
-	hint          string // the foreign format the line looks like, if any
+	hint                    string // the foreign format the line looks like, if any
 }
 
 // check checks one non-empty line. The result is valid until the next call.
