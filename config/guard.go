@@ -1,18 +1,39 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // maxExpandedNodes bounds a config once its aliases are expanded. A real config has
 // a few hundred nodes; a file of nested aliases (the "billion laughs") would expand
 // to billions and exhaust memory in every walk over the decoded tree.
 const maxExpandedNodes = 100_000
+
+// CheckYAML is the guard every loractl YAML file passes before it is decoded (configs,
+// sweep files): a leading byte order mark is dropped (body is the rest), and a file
+// with several documents, or with aliases that expand past maxExpandedNodes, is
+// refused at the line that makes it so.
+func CheckYAML(path string, src []byte) (body []byte, err error) {
+	body = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
+	file, err := parser.ParseBytes(body, 0)
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
+	}
+	if e := oneDocument(path, file); e != nil {
+		return nil, e
+	}
+	if e := boundedAliases(path, file); e != nil {
+		return nil, e
+	}
+	return body, nil
+}
 
 // oneDocument refuses a file with several YAML documents: only the first would be
 // read, and the others would be silently ignored.
@@ -140,7 +161,8 @@ func AbsolutePathSets(sets []string) []string {
 			}
 			prefix, p = "@", p[1:]
 		case "model":
-			if !looksLikePath(p) {
+			// A hub id has a slash too: only a directory that exists here is a path.
+			if abs, err := filepath.Abs(p); !looksLikePath(p) && (err != nil || !isDir(abs)) {
 				continue
 			}
 		case "python":

@@ -171,3 +171,45 @@ func TestEnvScalarsBecomeStrings(t *testing.T) {
 		t.Errorf("a list in env.set: %v", err)
 	}
 }
+
+func TestEnvValuesAsWritten(t *testing.T) {
+	c, err := Load(writeConfig(t, base+"env:\n  set:\n    ARCH: 8.0\n    VER: 1.10\n    MASK: 0755\n    ON: yes\n"), []string{"env.set.LR=1.0e-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"ARCH": "8.0", "VER": "1.10", "MASK": "0755", "LR": "1.0e-4"} {
+		if got := c.Spec.Env.Set[k]; got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// TestNoFalseRequired: a NaN or a bad driver section is one error, not also
+// "model is required" for a config that sets it.
+func TestNoFalseRequired(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"nan":            base + "lora:\n  dropout: .nan\n",
+		"driver section": base + "driver:\n  slurm: 5\n",
+	} {
+		_, err := Load(writeConfig(t, yaml), nil)
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != 1 {
+			t.Errorf("%s: %v, want exactly one problem", name, err)
+		}
+	}
+}
+
+func TestSetModelDirRelativeToWorkingDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.MkdirAll(filepath.Join("models", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got := AbsolutePathSets([]string{"model=models/x", "model=org/name"})
+	if want := `model="` + filepath.Join(dir, "models", "x") + `"`; got[0] != want {
+		t.Errorf("%s, want %s", got[0], want)
+	}
+	if got[1] != "model=org/name" {
+		t.Errorf("a hub id was rewritten: %s", got[1])
+	}
+}

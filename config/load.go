@@ -99,7 +99,7 @@ func Parse(path string, src []byte, sets []string) (*Config, error) {
 		}
 	}
 	shorthand()
-	envScalarsToStrings(tree)
+	envScalarsToStrings(tree, scalarTexts(file, "env.set"))
 	// After the overrides, so a mapping given with --set is checked key by key too.
 	errs = append(errs, c.checkKeys(tree, "")...)
 	decodeErrs, err := c.decode(tree)
@@ -193,6 +193,9 @@ func applySet(tree map[string]any, s string) *FieldError {
 	if err != nil {
 		return &FieldError{File: "--set", Key: key, Msg: "invalid value: " + err.Error()}
 	}
+	if strings.HasPrefix(key, "env.set.") {
+		v = raw // an environment value is the text typed, never a YAML number
+	}
 	parts := strings.Split(key, ".")
 	m := tree
 	for _, p := range parts[:len(parts)-1] {
@@ -212,6 +215,7 @@ func applySet(tree map[string]any, s string) *FieldError {
 // problem of one key.
 func (c *Config) decode(tree map[string]any) (Errors, error) {
 	sections := map[string]map[string]any{}
+	var sectionErrs Errors
 	if d, ok := tree["driver"].(map[string]any); ok {
 		for k, v := range d {
 			if k == "name" {
@@ -219,7 +223,8 @@ func (c *Config) decode(tree map[string]any) (Errors, error) {
 			}
 			sec, isMap := v.(map[string]any)
 			if !isMap && v != nil {
-				return Errors{c.at("driver."+k, "must be a mapping of that driver's options")}, nil
+				sectionErrs = append(sectionErrs, c.at("driver."+k, "must be a mapping of that driver's options"))
+				continue
 			}
 			sections[k] = sec
 		}
@@ -228,10 +233,13 @@ func (c *Config) decode(tree map[string]any) (Errors, error) {
 			tree["driver"] = map[string]any{"name": name}
 		}
 	}
-	if errs := c.nonFinite(tree, ""); len(errs) > 0 {
-		return errs, nil
+	errs := sectionErrs
+	// NaN and infinity are reported and dropped like a wrong type: the rest of the
+	// config still decodes, so nothing set is reported as missing.
+	for _, e := range c.nonFinite(tree, "") {
+		errs = append(errs, e)
+		deletePath(tree, e.Key)
 	}
-	var errs Errors
 	for range 100 {
 		b, err := json.Marshal(tree)
 		if err != nil {
@@ -302,11 +310,20 @@ func (c *Config) nonFinite(v any, path string) Errors {
 }
 
 // envScalarsToStrings turns numbers and booleans under env.set into the strings
-// an environment holds: OMP_NUM_THREADS: 4 means "4".
-func envScalarsToStrings(tree map[string]any) {
+// an environment holds, as written: OMP_NUM_THREADS: 4 means "4", and
+// TORCH_CUDA_ARCH_LIST: 8.0 means "8.0", not "8". raw holds the file's text of
+// each scalar by key; values from --set are kept as typed (applySet).
+func envScalarsToStrings(tree map[string]any, raw map[string]string) {
 	env, _ := tree["env"].(map[string]any)
 	set, _ := env["set"].(map[string]any)
 	for k, v := range set {
+		if _, isString := v.(string); isString {
+			continue
+		}
+		if text, ok := raw["env.set."+k]; ok {
+			set[k] = text
+			continue
+		}
 		switch v := v.(type) {
 		case bool:
 			set[k] = strconv.FormatBool(v)

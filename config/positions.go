@@ -67,3 +67,42 @@ func Positions(src []byte) (map[string]Position, error) {
 	}
 	return out, nil
 }
+
+// scalarTexts returns, by dotted key, the source text of the scalar values directly
+// under the mapping at prefix ("env.set"): what the user wrote, before YAML typed it.
+func scalarTexts(f *ast.File, prefix string) map[string]string {
+	out := map[string]string{}
+	var walk func(n ast.Node, path string)
+	walk = func(n ast.Node, path string) {
+		switch n := n.(type) {
+		case *ast.MappingNode:
+			for _, mv := range n.Values {
+				walk(mv, path)
+			}
+		case *ast.MappingValueNode:
+			key := n.Key.GetToken().Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			if path == prefix {
+				switch v := n.Value.(type) {
+				case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+					out[p] = v.GetToken().Value
+				}
+				return
+			}
+			walk(n.Value, p)
+		case *ast.TagNode:
+			walk(n.Value, path)
+		case *ast.AnchorNode:
+			walk(n.Value, path)
+		}
+	}
+	for _, d := range f.Docs {
+		if d != nil {
+			walk(d.Body, "")
+		}
+	}
+	return out
+}

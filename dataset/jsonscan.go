@@ -156,6 +156,9 @@ func isHex4(b []byte) bool {
 }
 
 // number scans a JSON number at s.i and returns its text.
+// maxIntDigits is Python's default limit on the digits of an int parsed from text.
+const maxIntDigits = 4300
+
 func (s *scanner) number() ([]byte, bool) {
 	b, start, i := s.b, s.i, s.i
 	if i < len(b) && b[i] == '-' {
@@ -172,6 +175,7 @@ func (s *scanner) number() ([]byte, bool) {
 		s.i = i
 		return nil, s.fail("invalid number")
 	}
+	intEnd := i
 	if i < len(b) && b[i] == '.' {
 		i++
 		if i >= len(b) || b[i] < '0' || b[i] > '9' {
@@ -194,6 +198,12 @@ func (s *scanner) number() ([]byte, bool) {
 		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
 			i++
 		}
+	}
+	if i == intEnd && intEnd-start > maxIntDigits {
+		// Python reads an integer literal through int(), which refuses this many
+		// digits (sys.int_info.default_max_str_digits): the trainer could not load it.
+		s.i = start
+		return nil, s.fail("an integer of more than %d digits, which Python's JSON reader refuses", maxIntDigits)
 	}
 	s.i = i
 	return b[start:i], true

@@ -55,6 +55,8 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 			cachePath = filepath.Join(p.CacheDir, key+".jsonl")
 			if info, err := replayCached(cachePath, each); err == nil {
 				p.Cached = true
+				// The same tokenizer files may sit in another directory now.
+				info.Tokenizer = p.Dir
 				return info, nil
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return nil, err
@@ -115,7 +117,8 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	case info == nil:
 		return nil, fmt.Errorf("%s printed no template record", tokenScript)
 	}
-	if keep != nil && keep.Sync() == nil && keep.Close() == nil && os.Rename(keep.Name(), cachePath) == nil {
+	// 0644: CreateTemp's 0600 would make the entry useless to anyone sharing the cache.
+	if keep != nil && keep.Chmod(0o644) == nil && keep.Sync() == nil && keep.Close() == nil && os.Rename(keep.Name(), cachePath) == nil {
 		pruneTokenCache(p.CacheDir)
 	}
 	return info, nil
@@ -127,7 +130,8 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 func replayCached(path string, each func(ExampleTokens) error) (*TemplateInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		// Missing, or not ours to read (a shared cache): count afresh.
+		return nil, os.ErrNotExist
 	}
 	defer f.Close()
 	if info, err := readTokenLines(f, func(ExampleTokens) error { return nil }); err != nil || info == nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/loractl/loractl/python"
 )
@@ -43,9 +44,13 @@ func tokenCacheKey(pythonPath, tokDir string, req TokenRequest) (key string, ok 
 		}
 	}
 	w("token_stats/1", string(script), pythonPath)
-	if real, err := filepath.EvalSymlinks(pythonPath); err == nil {
+	real, err := filepath.EvalSymlinks(pythonPath)
+	if err == nil {
 		w(real)
 	}
+	// The installed tokenizer stack: upgrading transformers in place under the same
+	// interpreter path changes the counts too.
+	w(stackVersions(pythonPath, real)...)
 	entries, err := os.ReadDir(tokDir)
 	if err != nil {
 		return "", false
@@ -75,6 +80,45 @@ func tokenCacheKey(pythonPath, tokDir string, req TokenRequest) (key string, ok 
 	return hex.EncodeToString(h.Sum(nil))[:32], true
 }
 
+// stackPackages are the distributions whose versions decide the token counts.
+var stackPackages = []string{"transformers-", "tokenizers-", "jinja2-"}
+
+// stackVersions lists the dist-info directories of stackPackages in the site-packages
+// of the interpreter (a venv's, found from its unresolved path, and the base install's,
+// from the resolved one). Listing a directory is cheap; running Python is what the
+// cache avoids.
+func stackVersions(paths ...string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		prefix := filepath.Dir(filepath.Dir(p))
+		dirs, _ := filepath.Glob(filepath.Join(prefix, "lib", "python3*", "site-packages"))
+		dirs = append(dirs, filepath.Join(prefix, "lib", "python3", "dist-packages"))
+		for _, d := range dirs {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			entries, _ := os.ReadDir(d)
+			for _, e := range entries {
+				name := strings.ToLower(e.Name())
+				if !strings.HasSuffix(name, ".dist-info") {
+					continue
+				}
+				for _, pkg := range stackPackages {
+					if strings.HasPrefix(name, pkg) {
+						out = append(out, d+"/"+name)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
 // hashInto adds a file's contents, framed by a separator, to h.
 func hashInto(h io.Writer, path string) bool {
 	f, err := os.Open(path)
@@ -101,6 +145,13 @@ func pruneTokenCache(dir string) {
 	}
 	var all []entry
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			// Left by a count that was killed; one still being written is younger.
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+			continue
+		}
 		if !strings.HasSuffix(e.Name(), ".jsonl") {
 			continue
 		}

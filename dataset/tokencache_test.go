@@ -118,3 +118,48 @@ func TestPruneTokenCache(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenCacheSeesTheStack: upgrading transformers under the same interpreter path
+// misses the cache; entries are readable by everyone sharing the cache.
+func TestTokenCacheSeesTheStack(t *testing.T) {
+	dir := t.TempDir()
+	venv := filepath.Join(dir, "venv")
+	site := filepath.Join(venv, "lib", "python3.11", "site-packages")
+	for _, d := range []string{filepath.Join(venv, "bin"), filepath.Join(site, "transformers-5.0.0.dist-info")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	python := filepath.Join(venv, "bin", "python")
+	body := "#!/bin/sh\necho x >> " + filepath.Join(dir, "calls") + "\necho '{\"type\":\"template\",\"ends_assistant_with_eos\":true}'\n"
+	if err := os.WriteFile(python, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(dir, "tok")
+	os.MkdirAll(tok, 0o755)
+	os.WriteFile(filepath.Join(tok, "tokenizer.json"), []byte("{}"), 0o644)
+	train := writeLines(t, "train.jsonl", examples(0, 20, prod))
+	cache := filepath.Join(dir, "cache")
+	tc := &PythonTokenCounter{Python: python, Dir: tok, CacheDir: cache}
+	run := func() bool {
+		t.Helper()
+		check(t, Options{Train: train, MaxLength: 64, Tokenizer: tc})
+		return tc.Cached
+	}
+	if run() || !run() {
+		t.Fatal("first count cached, or second not")
+	}
+	entries, _ := filepath.Glob(filepath.Join(cache, "*.jsonl"))
+	if len(entries) != 1 {
+		t.Fatalf("entries %v", entries)
+	}
+	if st, _ := os.Stat(entries[0]); st.Mode().Perm() != 0o644 {
+		t.Errorf("entry mode %v, want 0644", st.Mode().Perm())
+	}
+	if err := os.Rename(filepath.Join(site, "transformers-5.0.0.dist-info"), filepath.Join(site, "transformers-5.1.0.dist-info")); err != nil {
+		t.Fatal(err)
+	}
+	if run() {
+		t.Error("a transformers upgrade hit the cache")
+	}
+}

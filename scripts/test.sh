@@ -23,6 +23,12 @@ export LORACTL_REQUIRE_E2E=1
 
 cleanup() {
   set +e
+  # An early exit (vet, gofmt) must not leave the image build running: it is its own
+  # process group (setsid), so the docker build under it goes too.
+  if [ -n "${image_pid:-}" ] && kill -0 "$image_pid" 2>/dev/null; then
+    kill -- "-$image_pid" 2>/dev/null
+    wait "$image_pid" 2>/dev/null
+  fi
   scripts/ci/slurm-down.sh "$work/slurm" >/dev/null 2>&1
   [ -n "${LORACTL_DOCKERD_DIR:-}" ] && scripts/ci/dockerd-down.sh "$LORACTL_DOCKERD_DIR" >/dev/null 2>&1
   rm -rf "$work"
@@ -44,7 +50,7 @@ export LORACTL_DOCKER_TEST=1 LORACTL_PODMAN_TEST=1
 # Dockerfile.gpu itself, built for real from local parts (2-3 minutes, mostly PyPI
 # downloads, 6 GB) while vet and pytest run; go test needs it.
 echo "== trainer image from Dockerfile.gpu (in the background)" >&2
-scripts/ci/build-trainer-image.sh >"$work/trainer-image.out" 2>"$work/trainer-image.log" &
+setsid scripts/ci/build-trainer-image.sh >"$work/trainer-image.out" 2>"$work/trainer-image.log" &
 image_pid=$!
 
 echo "== go vet, gofmt" >&2

@@ -112,13 +112,18 @@ func Load(path string) (*File, error) {
 // config.Errors, each naming the key and the file:line.
 func Parse(path string, src []byte) (*File, error) {
 	f := &File{Path: path, Source: src}
-	pos, err := config.Positions(src)
+	// The same guard as a config: one document, bounded aliases, a BOM tolerated.
+	body, err := config.CheckYAML(path, src)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := config.Positions(body)
 	if err != nil {
 		return nil, &config.FieldError{File: path, Msg: "invalid YAML: " + err.Error()}
 	}
 	f.pos = pos
 	var tree map[string]any
-	if err := yaml.Unmarshal(src, &tree); err != nil {
+	if err := yaml.Unmarshal(body, &tree); err != nil {
 		return nil, &config.FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
 	}
 	if tree == nil {

@@ -207,3 +207,15 @@ func TestExampleSweepFile(t *testing.T) {
 		t.Fatalf("configs/sweep.yaml expands to %d points: %v", len(points), labels(points))
 	}
 }
+
+// TestSweepFileGuards: a sweep file passes the same YAML guard as a config.
+func TestSweepFileGuards(t *testing.T) {
+	dir := project(t)
+	if _, err := parse(t, dir, "base: base.yaml\nparameters:\n  lora.r: [8, 16]\n---\nparameters:\n  lora.r: [1, 2, 3, 4]\n"); err == nil || !strings.Contains(err.Error(), "a second YAML document") {
+		t.Errorf("two documents: %v", err)
+	}
+	f, err := parse(t, dir, "\xef\xbb\xbfbase: base.yaml\nparameters:\n  lora.r: [8, 16]\n")
+	if err != nil || len(f.Params) != 1 {
+		t.Errorf("a BOM: %v", err)
+	}
+}

@@ -165,15 +165,13 @@ func newState(pl *Plan, driverName string, old *State, prev map[string]*PointSta
 	return st
 }
 
-// carried collects, by run id, the newest record of every point of the sweeps named
-// name under base (this sweep's own dir included): the newest points.json to have
-// seen a run knows its launches and failures best. Unreadable states are skipped.
+// carried collects, by run id, the most advanced record of every point of the sweeps
+// named name under base (this sweep's own dir included). Every save rewrites every
+// point, so the newest file can hold a stale copy of a point another version ran;
+// launches only grow, so the record with the most launches (then failures) knows the
+// point best. Unreadable states are skipped.
 func carried(base, name, self string) map[string]*PointState {
-	type seen struct {
-		ps *PointState
-		at time.Time
-	}
-	best := map[string]seen{}
+	best := map[string]*PointState{}
 	entries, _ := os.ReadDir(base)
 	for _, e := range entries {
 		dir := filepath.Join(base, e.Name())
@@ -185,16 +183,13 @@ func carried(base, name, self string) map[string]*PointState {
 			continue
 		}
 		for _, p := range st.Points {
-			if b, ok := best[p.RunID]; !ok || st.UpdatedAt.After(b.at) {
-				best[p.RunID] = seen{p, st.UpdatedAt}
+			b, ok := best[p.RunID]
+			if !ok || p.Launches > b.Launches || p.Launches == b.Launches && p.Failures > b.Failures {
+				best[p.RunID] = p
 			}
 		}
 	}
-	out := make(map[string]*PointState, len(best))
-	for id, b := range best {
-		out[id] = b.ps
-	}
-	return out
+	return best
 }
 
 // ReadState loads dir/points.json.

@@ -53,27 +53,37 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 	}
 	cmd.AddCommand(newHelpTopic("exit-codes", "Exit codes of loractl commands", exitCodesHelp))
 	cmd.AddCommand(newHelpTopic("environment", "Environment variables loractl reads", environmentHelp))
-	cmd.SuggestionsMinimumDistance = 2
-	// "loractl bogus" is a usage error (exit 2), with cobra's suggestions; bare
-	// "loractl" prints the help.
-	cmd.Args = func(c *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return nil
-		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
-		if sug := c.SuggestionsFor(args[0]); len(sug) > 0 {
-			msg += "; did you mean " + strings.Join(sug, " or ") + "?"
-		}
-		return cmdutil.Invalidf("%s (see loractl --help)", msg)
-	}
-	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	usageArgs(cmd)
 	return cmd
 }
 
-// usageArgs makes a wrong argument count a usage error (exit 2) in every command:
-// cobra reports it before any of loractl's code runs, as a plain error (exit 1).
+// unknownCommand is the Args of a command group ("loractl", "loractl data"): a word
+// that is none of its subcommands is a usage error (exit 2) with cobra's suggestions;
+// the bare group prints its help.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	if sug := c.SuggestionsFor(args[0]); len(sug) > 0 {
+		msg += "; did you mean " + strings.Join(sug, " or ") + "?"
+	}
+	return cmdutil.Invalidf("%s (see %s --help)", msg, c.CommandPath())
+}
+
+// usageArgs makes a wrong argument count, or an unknown subcommand of a group, a
+// usage error (exit 2) in every command: cobra reports them before any of loractl's
+// code runs, as plain errors (exit 1), or prints the help and exits 0.
 func usageArgs(c *cobra.Command) {
+	if c.HasSubCommands() && c.Args == nil && !c.Runnable() {
+		c.SuggestionsMinimumDistance = 2
+		c.Args = unknownCommand
+		c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		for _, sub := range c.Commands() {
+			usageArgs(sub)
+		}
+		return
+	}
 	if check := c.Args; check != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if err := check(cmd, args); err != nil {

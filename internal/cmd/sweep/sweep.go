@@ -190,7 +190,9 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
 	}
 	lo := runner.LaunchOptions{Python: py}
-	if x.DataChecks, err = o.checkData(ctx, queued, lo); err != nil {
+	// lo keeps the last group's report: the fallback for a point launched later
+	// that was not queued now (a watched Slurm point that failed and is retried).
+	if x.DataChecks, err = o.checkData(ctx, queued, &lo); err != nil {
 		return err
 	}
 	x.Launch = lo
@@ -215,7 +217,7 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 // check, and a point that sweeps any of them is checked with its own values. It
 // returns each point's report for its manifest; any error stops the whole sweep
 // before a point runs.
-func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo runner.LaunchOptions) (map[int]json.RawMessage, error) {
+func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *runner.LaunchOptions) (map[int]json.RawMessage, error) {
 	type group struct {
 		cfg     *config.Config
 		indices []int
@@ -238,7 +240,7 @@ func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo run
 		if len(groups) > 1 && !o.SkipDataCheck {
 			fmt.Fprintf(o.Factory.IO.ErrOut, "checking the data of point(s) %s\n", joinInts(g.indices))
 		}
-		if err := train.CheckData(ctx, o.Factory, g.cfg, &lo, o.SkipDataCheck); err != nil {
+		if err := train.CheckData(ctx, o.Factory, g.cfg, lo, o.SkipDataCheck); err != nil {
 			return nil, err
 		}
 		for _, i := range g.indices {

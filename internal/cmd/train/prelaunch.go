@@ -193,6 +193,6 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 func DataCheckKey(cfg *config.Config) string {
 	r := cfg.Resolved
 	b, _ := json.Marshal([]any{r.Data.Train, r.Data.Eval, r.Data.EvalSplit, cfg.SystemPrompt,
-		r.Train.MaxLength, r.Train.Epochs, r.Model.NameOrPath})
+		r.Train.MaxLength, r.Train.Epochs, r.Model.NameOrPath, cfg.Spec.Python})
 	return string(b)
 }
