@@ -79,4 +79,8 @@ fi
 echo "== go test" >&2
 go test -count=1 -timeout 30m ./... || status=1
 
+# Takes the test cluster's only node down: alone, after everything else.
+echo "== slurm node failure" >&2
+LORACTL_SLURM_NODEFAIL_TEST=1 go test -count=1 -run TestNodeFailureRequeueResume ./driver/slurm || status=1
+
 exit $status

@@ -403,6 +403,40 @@ func TestPreemptionRequeueResume(t *testing.T) {
 	}
 }
 
+// TestNodeFailureRequeueResume: the run's node is marked DOWN (what slurmctld does
+// when a node stops responding). Slurm cancels the job "due to node failure" with TERM,
+// the trainer checkpoints and exits 75, Slurm requeues the job (--requeue), the node
+// returns to service (ReturnToService=2) and the next attempt resumes from the
+// checkpoint. It takes the whole test cluster down for a moment, so it runs only when
+// asked, alone: scripts/test.sh runs it after the other suites.
+func TestNodeFailureRequeueResume(t *testing.T) {
+	base := needCluster(t)
+	if os.Getenv("LORACTL_SLURM_NODEFAIL_TEST") != "1" {
+		t.Skip("LORACTL_SLURM_NODEFAIL_TEST is not set: it takes the node down, so scripts/test.sh runs it alone")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	d := newDriver()
+	task := newTask(t, base, map[string]string{"FAKE_STEPS": "50", "FAKE_STEP_SECONDS": "0.3"}, "")
+	h := start(t, ctx, d, task)
+	id, _ := slurm.JobID(h)
+	waitFor(t, ctx, "step 10", func() bool { return len(ofType(readEvents(t, task.RunDir), "log")) >= 10 })
+	node := scontrolField(t, id, "NodeList")
+	t.Cleanup(func() { _ = exec.Command("scontrol", "update", "nodename="+node, "state=resume").Run() })
+	if out, err := exec.Command("scontrol", "update", "nodename="+node, "state=down", "reason=loractl-test").CombinedOutput(); err != nil {
+		t.Fatalf("scontrol update state=down: %v\n%s", err, out)
+	}
+	res, err := d.Wait(ctx, h)
+	if err != nil || !res.Successful() {
+		t.Fatalf("Wait = %+v, %v\n%s", res, err, tail(t, task.LogPath, 30))
+	}
+	if as := checkResumed(t, task, 50, "TERM"); len(as) != 2 {
+		t.Errorf("%d attempts, want 2", len(as))
+	}
+	if log := tail(t, task.LogPath, 30); !strings.Contains(log, "DUE TO NODE FAILURE") {
+		t.Errorf("the first attempt did not end by node failure:\n%s", log)
+	}
+}
+
 // TestTimeLimitCheckpointRequeueResume lets Slurm deliver the warning itself: a one
 // minute limit with --signal=B:USR1@45 sends USR1 about 15 s into every attempt.
 func TestTimeLimitCheckpointRequeueResume(t *testing.T) {
