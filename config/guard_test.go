@@ -213,3 +213,10 @@ func TestSetModelDirRelativeToWorkingDir(t *testing.T) {
 		t.Errorf("a hub id was rewritten: %s", got[1])
 	}
 }
+
+func TestTypeErrorsShowTheValue(t *testing.T) {
+	_, err := Load(writeConfig(t, base+"lora:\n  r: 1e30\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), `lora.r: must be an integer, not string "1e30"`) {
+		t.Errorf("got %v", err)
+	}
+}

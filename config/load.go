@@ -253,16 +253,49 @@ func (c *Config) decode(tree map[string]any) (Errors, error) {
 		if err == nil {
 			break
 		}
+		shown := ""
+		if errors.As(err, &te) && te.Field != "" {
+			shown = showValue(getPath(tree, te.Field))
+		}
 		if !errors.As(err, &te) || te.Field == "" || !deletePath(tree, te.Field) {
 			if len(errs) > 0 {
 				return errs, nil
 			}
 			return nil, &FieldError{File: c.Path, Msg: err.Error()}
 		}
-		errs = append(errs, c.at(te.Field, "must be %s, not %s", typeWord(te.Type.String()), te.Value))
+		errs = append(errs, c.at(te.Field, "must be %s, not %s%s", typeWord(te.Type.String()), te.Value, shown))
 	}
 	c.Spec.Driver.Sections = sections
 	return errs, nil
+}
+
+// getPath returns the value at a dotted key, or nil.
+func getPath(tree map[string]any, key string) any {
+	parts := strings.Split(key, ".")
+	var v any = tree
+	for _, p := range parts {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}
+
+// showValue renders a scalar for an error message (" \"1e30\""); nothing for
+// lists and mappings, whose kind the message already names.
+func showValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return fmt.Sprintf(" %q", v)
+	case int, int64, uint64, float64, bool:
+		return fmt.Sprintf(" %v", v)
+	}
+	return ""
 }
 
 // deletePath removes a dotted key ("lora.r") from the tree; false if it is not there.
