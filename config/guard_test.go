@@ -220,3 +220,11 @@ func TestTypeErrorsShowTheValue(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestNaNInAList(t *testing.T) {
+	_, err := Load(writeConfig(t, base+"lora:\n  target_modules: [q_proj, .nan]\n"), nil)
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Key != "lora.target_modules[1]" {
+		t.Errorf("got %v", err)
+	}
+}

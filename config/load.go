@@ -238,7 +238,8 @@ func (c *Config) decode(tree map[string]any) (Errors, error) {
 	// config still decodes, so nothing set is reported as missing.
 	for _, e := range c.nonFinite(tree, "") {
 		errs = append(errs, e)
-		deletePath(tree, e.Key)
+		key, _, _ := strings.Cut(e.Key, "[") // a list item: drop the list
+		deletePath(tree, key)
 	}
 	for range 100 {
 		b, err := json.Marshal(tree)
