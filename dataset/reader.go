@@ -57,7 +57,7 @@ func (lr *lineReader) next() (rawLine, error) {
 		if !tooLong {
 			if len(lr.long) == 0 && err == nil && len(chunk) <= lr.max+2 {
 				// Fast path: the whole line sits in the buffer.
-				return lr.finish(chunk, size, false)
+				return lr.finish(chunk, size, false, true)
 			}
 			if len(lr.long)+len(chunk) > lr.max+2 {
 				tooLong = true
@@ -68,21 +68,21 @@ func (lr *lineReader) next() (rawLine, error) {
 		}
 		switch {
 		case err == nil:
-			return lr.finish(lr.long, size, tooLong)
+			return lr.finish(lr.long, size, tooLong, true)
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
 			if size == 0 {
 				return rawLine{}, io.EOF
 			}
-			return lr.finish(lr.long, size, tooLong)
+			return lr.finish(lr.long, size, tooLong, false)
 		default:
 			return rawLine{}, err
 		}
 	}
 }
 
-func (lr *lineReader) finish(b []byte, size int64, tooLong bool) (rawLine, error) {
+func (lr *lineReader) finish(b []byte, size int64, tooLong, newline bool) (rawLine, error) {
 	lr.lineNo++
 	b = bytes.TrimSuffix(b, []byte{'\n'})
 	b = bytes.TrimSuffix(b, []byte{'\r'})
@@ -93,15 +93,10 @@ func (lr *lineReader) finish(b []byte, size int64, tooLong bool) (rawLine, error
 		b = bytes.TrimPrefix(b, utf8BOM)
 	}
 	if tooLong || len(b) > lr.max {
-		return rawLine{No: lr.lineNo, TooLong: true, Size: trimmedSize(size)}, nil
+		if newline {
+			size-- // the terminator is not part of the line
+		}
+		return rawLine{No: lr.lineNo, TooLong: true, Size: size}, nil
 	}
 	return rawLine{No: lr.lineNo, Data: b, Size: int64(len(b))}, nil
-}
-
-// trimmedSize approximates a skipped line's length without its terminator.
-func trimmedSize(size int64) int64 {
-	if size > 0 {
-		return size - 1
-	}
-	return size
 }
