@@ -35,6 +35,9 @@ type Executor struct {
 	// DataChecks, by point index, replace Launch.DataCheck for points whose data was
 	// checked with their own values (a swept data.train or max_length).
 	DataChecks map[int]json.RawMessage
+	// Pythons, by point index, replace Launch.Python for points whose config names
+	// another interpreter (a swept python:).
+	Pythons map[int]string
 	// Slots bound how many points run at once when the driver runs them here; each
 	// gives its point a GPU or the CPU. Drivers that submit job arrays ignore them:
 	// the array's own cap (max_parallel) applies on the cluster.
@@ -236,6 +239,9 @@ func (x *Executor) options(j *job, d driver.Driver, slot Slot) runner.LaunchOpti
 	lo.Driver, lo.Sweep = d, x.Sweep.State.ID
 	if dc, ok := x.DataChecks[j.p.Index]; ok {
 		lo.DataCheck = dc
+	}
+	if py, ok := x.Pythons[j.p.Index]; ok {
+		lo.Python = py
 	}
 	spec := j.p.Prepared.Config.Spec
 	lo.Env = maps.Clone(x.Launch.Env)

@@ -309,6 +309,25 @@ func TestFailedPointRetriedOthersContinue(t *testing.T) {
 	}
 }
 
+// TestPointsUseTheirOwnPython: a point whose config names another interpreter is
+// launched with it; the others with the template's.
+func TestPointsUseTheirOwnPython(t *testing.T) {
+	h := newHarness(t, fourPoints)
+	d := newFake(quick(0))
+	h.execute(t, d, 1, func(x *Executor) { x.Pythons = map[int]string{2: "/opt/other/python"} })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.procs {
+		want := "python3"
+		if p.task.RunID == h.point(2) {
+			want = "/opt/other/python"
+		}
+		if got := p.task.Command[0]; got != want {
+			t.Errorf("%s ran %s, want %s", p.task.RunID, got, want)
+		}
+	}
+}
+
 // TestEditedSweepKeepsRetryCounts: adding a value gives the sweep a new id, but a
 // point that used up its retries under the old one does not get a fresh set.
 func TestEditedSweepKeepsRetryCounts(t *testing.T) {

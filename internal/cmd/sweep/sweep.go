@@ -189,10 +189,20 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 	if err != nil {
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
 	}
+	// Each point's own interpreter, when its config names one (python: swept).
+	x.Pythons = map[int]string{}
+	for _, p := range queued {
+		if p.Prepared.Config.Spec.Python == cfg.Spec.Python {
+			continue
+		}
+		if x.Pythons[p.Index], _, err = pyenv.Find(p.Prepared.Config.Spec.Python); err != nil {
+			return cmdutil.Invalid(fmt.Errorf("point %d: %w (see `loractl doctor`)", p.Index, err))
+		}
+	}
 	lo := runner.LaunchOptions{Python: py}
 	// lo keeps the last group's report: the fallback for a point launched later
 	// that was not queued now (a watched Slurm point that failed and is retried).
-	if x.DataChecks, err = o.checkData(ctx, queued, &lo); err != nil {
+	if x.DataChecks, err = o.checkData(ctx, queued, &lo, x.Pythons); err != nil {
 		return err
 	}
 	x.Launch = lo
@@ -217,7 +227,7 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 // check, and a point that sweeps any of them is checked with its own values. It
 // returns each point's report for its manifest; any error stops the whole sweep
 // before a point runs.
-func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *runner.LaunchOptions) (map[int]json.RawMessage, error) {
+func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *runner.LaunchOptions, pythons map[int]string) (map[int]json.RawMessage, error) {
 	type group struct {
 		cfg     *config.Config
 		indices []int
@@ -240,12 +250,18 @@ func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *ru
 		if len(groups) > 1 && !o.SkipDataCheck {
 			fmt.Fprintf(o.Factory.IO.ErrOut, "checking the data of point(s) %s\n", joinInts(g.indices))
 		}
-		if err := train.CheckData(ctx, o.Factory, g.cfg, lo, o.SkipDataCheck); err != nil {
+		// Tokens are counted by the interpreter that will train the group.
+		glo := *lo
+		if py, ok := pythons[g.indices[0]]; ok {
+			glo.Python = py
+		}
+		if err := train.CheckData(ctx, o.Factory, g.cfg, &glo, o.SkipDataCheck); err != nil {
 			return nil, err
 		}
 		for _, i := range g.indices {
-			out[i] = lo.DataCheck
+			out[i] = glo.DataCheck
 		}
+		lo.DataCheck = glo.DataCheck
 	}
 	return out, nil
 }

@@ -254,7 +254,7 @@ func TestDataCheckedPerPoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := &Options{Factory: f, File: path}
-			checks, err := o.checkData(context.Background(), pl.Points, &runner.LaunchOptions{Python: "python3"})
+			checks, err := o.checkData(context.Background(), pl.Points, &runner.LaunchOptions{Python: "python3"}, nil)
 			if c.fail != "" {
 				if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(errOut.String(), c.fail) ||
 					!strings.Contains(errOut.String(), "checking the data of point(s) 1\n") {
