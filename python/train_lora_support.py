@@ -430,13 +430,19 @@ def _bad_string_path(value, path):
     return None
 
 
+# What the data check (and token_stats) count as blank: ASCII whitespace only. str.strip()
+# would also take NBSP, U+1C..U+1F, U+2000.. for blank, and skip a line the checker refuses.
+ASCII_SPACE = b" \t\r\n\x0b\x0c"
+
+
 def read_chat_jsonl(path):
     """Rows as {"messages": [...], "tools": [...] or None, "weights": [0|1 per message],
     "where": "FILE:LINE"}, naming file:line on bad input.
 
     Lines end at a newline byte only and are numbered as `loractl data check` numbers them: a UTF-8
     byte order mark at the start of the file is skipped, a CR before the newline (CRLF) or
-    anywhere else between JSON tokens is whitespace, not a line end. Messages keep the keys
+    anywhere else between JSON tokens is whitespace, not a line end, and a line is blank (skipped)
+    when it holds ASCII whitespace only (a line of an NBSP is not JSON). Messages keep the keys
     chat templates read (TEMPLATE_KEYS: role, content and the tool-calling and reasoning keys,
     as written) and nothing else; `weights` holds each message's `weight` (default 1; only an
     assistant turn's matters: weight 0 makes it context, not a target). `tools`, the row's
@@ -450,12 +456,12 @@ def read_chat_jsonl(path):
             where = f"{path}:{lineno}"
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
+            if not raw.strip(ASCII_SPACE):  # not str.strip(): an NBSP-only line is not blank
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ConfigError(f"{where}: not valid UTF-8 (byte {e.start})")
-            if not line.strip():
-                continue
             try:
                 obj = json.loads(line)
             except ValueError as e:

@@ -4,6 +4,7 @@ exercised in-process (no torch needed)."""
 import copy
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -193,6 +194,20 @@ def test_lone_surrogates_in_tool_keys_name_the_path(tmp_path, row, path):
     with pytest.raises(sup.ConfigError) as e:
         sup.read_chat_jsonl(str(p))
     assert str(e.value) == f"{p}:1: {path}: not valid UTF-8 (a lone surrogate escape such as \\ud800)"
+
+
+@pytest.mark.parametrize("blankish", ["\u00a0", "\u2003", "\x1c", " \u00a0\t"])
+def test_only_ascii_whitespace_makes_a_line_blank(tmp_path, blankish):
+    """As in the data check, a line is blank when it holds ASCII whitespace only (space, tab,
+    CR, LF, VT, FF); one holding an NBSP, an em space or U+001C is a JSON error at its line,
+    not a skipped line (str.strip() would take all of them for blank)."""
+    good = '{"messages": [{"role": "user", "content": "hi"}]}\n'
+    p = tmp_path / "d.jsonl"
+    p.write_bytes((good + " \t\x0b\x0c\r\n" + good).encode())
+    assert [r["where"] for r in sup.read_chat_jsonl(str(p))] == [f"{p}:1", f"{p}:3"]
+    p.write_bytes((good + " \t\x0b\x0c\r\n" + blankish + "\n" + good).encode())
+    with pytest.raises(sup.ConfigError, match=rf"^{re.escape(str(p))}:3: not valid JSON"):
+        sup.read_chat_jsonl(str(p))
 
 
 def test_bom_crlf_and_lone_cr_number_lines_as_the_data_check(tmp_path):
