@@ -7,7 +7,7 @@
 structure; it only needs the numbers a tokenizer alone can give). It prints JSON lines on
 stdout:
 
-    {"type": "template", "tokenizer", "generation_markers", "eos_token",
+    {"type": "template", "tokenizer", "generation_markers", "training_template", "eos_token",
      "ends_assistant_with_eos", "problem"}
     {"type": "example", "file": I, "line": N, "total", "assistant", "assistant_kept"}
     {"type": "example", "file": I, "line": N, "error": "..."}   # the template raised
@@ -20,9 +20,15 @@ does not train on), `assistant_kept` those left after truncation to --max-length
 truncation, as TRL does). Messages are rendered as the trainer renders them: with the keys
 chat templates read (role, content, name, tool_calls, tool_call_id, reasoning_content,
 thinking) and nothing else, and the row's optional top-level `tools` (a list of function
-schemas) passed as apply_chat_template(tools=...). Lines that are not chat rows (including a
-weight other than 0 or 1, a `tools` that is not a list of objects and a string with a lone
-surrogate escape) are skipped silently: the Go check reports them.
+schemas) passed as apply_chat_template(tools=...), with the trainer's template: the
+tokenizer's own when it has {% generation %} markers (`generation_markers`), else TRL's
+training template for it where TRL ships one (`training_template` true: Llama 3, Qwen 2.5/3,
+Gemma, Phi-3, ...), which SFTTrainer swaps in for assistant-only loss. The assistant tokens
+are then those inside the markers. Otherwise (or when trl cannot be imported) the tokenizer's
+own template renders and an assistant turn's tokens are those its rendering adds to the
+conversation before it. Lines that are not chat rows (including a weight other than 0 or 1,
+a `tools` that is not a list of objects and a string with a lone surrogate escape) are
+skipped silently: the Go check reports them.
 Exit status 2 on bad arguments or a tokenizer that cannot be loaded.
 """
 
@@ -122,9 +128,22 @@ def end_tokens(tok, tokenizer_dir):
     return ends
 
 
-def template_info(tok, tokenizer_dir):
+def training_template(tok):
+    """The chat template the trainer renders with when the tokenizer's own has no generation
+    markers: TRL's training template for it (Llama 3, Qwen 2.5/3, Gemma, Phi-3, ...), which
+    SFTTrainer swaps in for assistant-only loss; None when TRL ships none for this template
+    or TRL is not importable (the counts then come from the prefix method)."""
+    try:
+        from trl.chat_template_utils import get_training_chat_template
+        return get_training_chat_template(tok)
+    except Exception:  # ImportError (no trl), ValueError (no training template); a template TRL cannot probe
+        return None
+
+
+def template_info(tok, tokenizer_dir, training=None):
     """Render a probe conversation and check that the answer is followed by an end token,
-    inside the loss-carrying part when the template has generation markers."""
+    inside the loss-carrying part when the template has generation markers (or, with
+    `training`, TRL's training template, which has them)."""
     template = tok.chat_template if isinstance(tok.chat_template, str) else ""
     markers = bool(MARKER_RE.search(template))
     ends = end_tokens(tok, tokenizer_dir)
@@ -132,13 +151,14 @@ def template_info(tok, tokenizer_dir):
         "type": "template",
         "tokenizer": tokenizer_dir,
         "generation_markers": markers,
+        "training_template": training is not None,
         "eos_token": tok.eos_token or "",
         "ends_assistant_with_eos": False,
         "problem": "",
     }
     probe = [{"role": "user", "content": "Ping?"}, {"role": "assistant", "content": PROBE_ANSWER}]
     try:
-        text = tok.apply_chat_template(probe, tokenize=False)
+        text = tok.apply_chat_template(probe, tokenize=False, chat_template=training)
     except Exception as e:  # a template may raise anything (jinja2 errors, its own raise_exception)
         info["problem"] = f"the chat template cannot render a user/assistant pair: {first_line(e)}"
         return info
@@ -151,8 +171,9 @@ def template_info(tok, tokenizer_dir):
             f"the chat template does not end assistant turns with an end token ({', '.join(sorted(ends))}); "
             f"after the answer it renders {after[:30]!r}: the model will not learn to stop"
         )
-    elif markers:
-        enc = tok.apply_chat_template(probe, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    elif markers or training is not None:
+        enc = tok.apply_chat_template(probe, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                      chat_template=training)
         end_ids = set(tok.convert_tokens_to_ids(sorted(ends)))
         if not any(i in end_ids for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m):
             info["problem"] = (
@@ -202,11 +223,12 @@ def unweight_mask(mask, messages):
     return out
 
 
-def masks_by_markers(tok, batch):
+def masks_by_markers(tok, batch, template=None):
     """(ids, mask) of each conversation of a batch of (file, line, messages, tools), whose
-    tools are all the same (apply_chat_template takes one tools= for a whole batch)."""
+    tools are all the same (apply_chat_template takes one tools= for a whole batch), rendered
+    with `template` (None: the tokenizer's own)."""
     enc = tok.apply_chat_template([template_messages(m) for _, _, m, _ in batch], tokenize=True, return_dict=True,
-                                  return_assistant_tokens_mask=True, tools=batch[0][3])
+                                  return_assistant_tokens_mask=True, tools=batch[0][3], chat_template=template)
     return [(ids, unweight_mask(mask, m))
             for (_, _, m, _), ids, mask in zip(batch, enc["input_ids"], enc["assistant_masks"])]
 
@@ -237,13 +259,14 @@ def counts(ids, mask, max_length):
     return {"total": len(ids), "assistant": int(sum(mask)), "assistant_kept": int(sum(kept))}
 
 
-def count_batch(tok, markers, batch, max_length, emit):
+def count_batch(tok, markers, batch, max_length, emit, template=None):
     """Count one batch of (file, line, messages, tools); on a template error retry one by one
     so only the failing examples are reported. A batch where some row has tools goes one by one
-    too: tools= applies to a whole batched call."""
+    too: tools= applies to a whole batched call. With `markers` the masks come from the
+    {% generation %} markers of `template` (None: the tokenizer's own), else by prefixes."""
     if markers and len(batch) > 1 and all(tools is None for *_, tools in batch):
         try:
-            for (fi, line, _, _), (ids, mask) in zip(batch, masks_by_markers(tok, batch)):
+            for (fi, line, _, _), (ids, mask) in zip(batch, masks_by_markers(tok, batch, template)):
                 emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
             return
         except Exception:
@@ -251,7 +274,7 @@ def count_batch(tok, markers, batch, max_length, emit):
     for item in batch:
         fi, line, messages, tools = item
         try:
-            ids, mask = masks_by_markers(tok, [item])[0] if markers else mask_by_prefix(tok, messages, tools)
+            ids, mask = masks_by_markers(tok, [item], template)[0] if markers else mask_by_prefix(tok, messages, tools)
             emit({"type": "example", "file": fi, "line": line, **counts(ids, mask, max_length)})
         except Exception as e:
             emit({"type": "example", "file": fi, "line": line, "error": first_line(e)})
@@ -272,17 +295,20 @@ def main(argv=None):
     def emit(obj):
         out.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
-    info = template_info(tok, args.tokenizer)
+    own_markers = isinstance(tok.chat_template, str) and bool(MARKER_RE.search(tok.chat_template))
+    training = None if own_markers else training_template(tok)
+    info = template_info(tok, args.tokenizer, training)
     emit(info)
+    markers = own_markers or training is not None
     for fi, path in enumerate(args.files):
         batch = []
         for line, messages, tools in records(path, args.max_line_bytes):
             batch.append((fi, line, messages, tools))
             if len(batch) == BATCH:
-                count_batch(tok, info["generation_markers"], batch, args.max_length, emit)
+                count_batch(tok, markers, batch, args.max_length, emit, training)
                 batch = []
         if batch:
-            count_batch(tok, info["generation_markers"], batch, args.max_length, emit)
+            count_batch(tok, markers, batch, args.max_length, emit, training)
     out.flush()
     return 0
 

@@ -227,3 +227,34 @@ def test_tools_and_tool_calls_are_counted(tmp_path, capsys, tool_tokenizer):
         assert info["problem"] == "", tok
         assert [(e["line"], e["total"], e["assistant"], e["assistant_kept"]) for e in examples] == [
             (1, 26, 12, 5), (2, 21, 12, 9), (5, 21, 12, 9), (6, 8, 3, 3)], tok
+
+
+def test_counts_with_trls_training_template_else_by_prefix(tmp_path, capsys, tokenizer_no_markers, monkeypatch):
+    """A template TRL ships a training template for (here Qwen3's, which has no markers) is
+    counted with that template, which the trainer renders with; without trl importable the
+    counts fall back to the prefix method on the tokenizer's own template."""
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template, qwen3_chat_template
+    qwen = str(with_template(tmp_path, tokenizer_no_markers, lambda _: qwen3_chat_template))
+    f = write(tmp_path, "t.jsonl", "\n".join(VOCAB_ROWS) + "\n")
+    tok = AutoTokenizer.from_pretrained(qwen)
+    messages = [json.loads(r)["messages"] for r in VOCAB_ROWS]
+    training = get_training_chat_template(tok)
+    assert training is not None and training != qwen3_chat_template
+
+    _, info, examples = run(capsys, "--tokenizer", qwen, f)
+    assert info["generation_markers"] is False and info["training_template"] is True
+    want = []
+    for m in messages:
+        enc = tok.apply_chat_template(m, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                      chat_template=training)
+        want.append((len(enc["input_ids"]), sum(enc["assistant_masks"])))
+    assert [(e["total"], e["assistant"]) for e in examples] == want
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # import trl raises ImportError
+    monkeypatch.setitem(sys.modules, "trl.chat_template_utils", None)
+    _, info, examples = run(capsys, "--tokenizer", qwen, f)
+    assert info["generation_markers"] is False and info["training_template"] is False
+    by_prefix = [token_stats.mask_by_prefix(tok, m) for m in messages]
+    assert [(e["total"], e["assistant"]) for e in examples] == [(len(ids), sum(mask)) for ids, mask in by_prefix]
+    assert [(e["total"], e["assistant"]) for e in examples] != want
