@@ -37,6 +37,11 @@ from train_lora_support import (  # noqa: E402
     weight0_turns,
 )
 
+# prepare_data hands the tokenized rows to Arrow in chunks of at most this many rows or tokens,
+# so a large dataset is never held whole as Python lists (about 50 bytes a token).
+CHUNK_ROWS = 10_000
+CHUNK_TOKENS = 4_000_000
+
 
 def main(argv=None):
     install_signal_handlers()
@@ -267,10 +272,16 @@ class Setup:
         evalset = read_chat_jsonl(d["eval"]) if d["eval"] else None
         if d["eval_split"] > 0:
             # Split row numbers, not rows: the rows never go through an Arrow table (see prepare_data).
-            parts = Dataset.from_dict({"row": list(range(len(train)))}).train_test_split(
-                test_size=d["eval_split"], seed=t["seed"], shuffle=True)
+            try:
+                parts = Dataset.from_dict({"row": list(range(len(train)))}).train_test_split(
+                    test_size=d["eval_split"], seed=t["seed"], shuffle=True)
+            except ValueError as e:  # one side would be empty
+                raise ConfigError(f"data.eval_split {d['eval_split']}: the {len(train)} example(s) of {d['train']} are "
+                                  "too few to split into a training and an eval set: use a data.eval file or more "
+                                  f"examples ({e})") from None
             train, evalset = [train[i] for i in parts["train"]["row"]], [train[i] for i in parts["test"]["row"]]
-        self.weight0 = weight0_turns(train) + weight0_turns(evalset or [])
+        self.weight0_train, self.weight0_eval = weight0_turns(train), weight0_turns(evalset or [])
+        self.weight0 = self.weight0_train + self.weight0_eval
         if evalset is None:
             self.events.warn("no_eval_set", "no data.eval and no data.eval_split: the run cannot report whether "
                              "the adapter improved the eval loss")
@@ -322,7 +333,7 @@ class Setup:
                          "training on the whole sequence (prompts included), not only the assistant turns")
         return False
 
-    def prepare_data(self, rows, tokenizer):
+    def prepare_data(self, rows, tokenizer, name="train"):
         """The dataset as SFTTrainer is given it: the rows tokenized here, from the dicts
         read_chat_jsonl returns, with the same apply_chat_template call SFTTrainer makes for
         conversational data (tokenize=True, return_dict=True, the training template TRL would
@@ -340,15 +351,32 @@ class Setup:
         the mask, and a `messages` column of role and content only is kept because SFTTrainer
         refuses assistant_only_loss unless the first row looks conversational; the Trainer
         drops it from the batches. Without assistant-only loss every token is trained and
-        weights cannot apply (see build)."""
-        from datasets import Dataset
+        weights cannot apply (see build).
+
+        With train.packing TRL does not drop anything: a row with no label within the first
+        max_length tokens would be packed as tokens that carry no loss (a bin of them trains
+        on nothing). Those rows are left out here, with the labels_truncated_away warning that
+        check_dropped gives without packing. `name` is "train" or "eval".
+
+        Memory: the rows go to Arrow in chunks (CHUNK_ROWS rows or CHUNK_TOKENS tokens) that
+        are concatenated, so only one chunk is ever held as Python lists; input_ids are int32
+        and the mask int8 (what datasets would infer is int32 and int64; the labels TRL builds
+        are the same). `rows` is consumed: each entry is set to None once tokenized."""
+        from datasets import Dataset, Features, List, Value, concatenate_datasets
         aol = self.assistant_only_loss
+        t = self.cfg["train"]
+        max_length, packing = t["max_length"], t["packing"]
         template = None
         if aol:
             from trl.chat_template_utils import get_training_chat_template, has_generation_markers
             template = None if has_generation_markers(tokenizer.chat_template) else get_training_chat_template(tokenizer)
-        out = []
-        for row in rows:
+            features = Features({"messages": List({"role": Value("string"), "content": Value("string")}),
+                                 "input_ids": List(Value("int32")), "assistant_masks": List(Value("int8"))})
+        else:
+            features = Features({"input_ids": List(Value("int32"))})
+        parts, chunk, chunk_tokens, lost, total = [], [], 0, 0, len(rows)
+        for i in range(total):
+            row, rows[i] = rows[i], None
             try:
                 enc = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
                                                     return_assistant_tokens_mask=aol, chat_template=template,
@@ -359,20 +387,52 @@ class Setup:
                                    f"{text[0] if text else type(e).__name__}",
                                    hint="run loractl data check --tokenizer on the data, which reports "
                                         "chat_template_error per line") from e
-            ids = list(enc["input_ids"])
+            ids = enc["input_ids"]
             if not aol:
-                out.append({"input_ids": ids})
-                continue
-            if 1 not in enc["assistant_masks"]:
-                raise TrainerError(
-                    f"{row['where']}: no token of the example falls inside the chat template's {{% generation %}} "
-                    "markers, so assistant-only loss has nothing to train on",
-                    hint="give every example an assistant turn (loractl data check reports those without one), or "
-                         "set train.assistant_only_loss to false")
-            mask = unweight_mask(list(enc["assistant_masks"]), row["messages"], row["weights"], row["where"])
-            out.append({"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
-                        "input_ids": ids, "assistant_masks": mask})
-        return Dataset.from_list(out)
+                if packing and not ids:  # nothing at all to train on
+                    lost += 1
+                    continue
+                item = {"input_ids": ids}
+            else:
+                if 1 not in enc["assistant_masks"]:
+                    raise TrainerError(
+                        f"{row['where']}: no token of the example falls inside the chat template's "
+                        "{% generation %} markers, so assistant-only loss has nothing to train on",
+                        hint="give every example an assistant turn (loractl data check reports those without one), "
+                             "or set train.assistant_only_loss to false")
+                mask = unweight_mask(list(enc["assistant_masks"]), row["messages"], row["weights"], row["where"])
+                if packing and 1 not in mask[:max_length]:  # TRL truncates to max_length, keeping the start
+                    lost += 1
+                    continue
+                item = {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
+                        "input_ids": ids, "assistant_masks": mask}
+            chunk.append(item)
+            chunk_tokens += len(ids)
+            if len(chunk) >= CHUNK_ROWS or chunk_tokens >= CHUNK_TOKENS:
+                parts.append(Dataset.from_list(chunk, features=features))
+                chunk, chunk_tokens = [], 0
+        if lost:
+            self.report_lost(name, lost, total)
+        if chunk or not parts:
+            parts.append(Dataset.from_list(chunk, features=features))
+        self.kept[name] = total - lost
+        return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+    def report_lost(self, name, lost, total):
+        """Refuse a dataset ("train" or "eval") none of whose examples keeps a label within
+        train.max_length; warn when some do not (TRL skips them, or prepare_data does)."""
+        d, max_length = self.cfg["data"], self.cfg["train"]["max_length"]
+        token = "an assistant token" if self.assistant_only_loss else "a token"
+        if name == "train":
+            label, source = "training", f"data.train {d['train']}"
+        else:
+            label = "eval"
+            source = f"data.eval {d['eval']}" if d["eval"] else f"the data.eval_split {d['eval_split']} of data.train"
+        if lost >= total:
+            raise ConfigError(f"no {label} example keeps {token} within train.max_length {max_length} "
+                              f"(all {total} of {source} lose every label to truncation): raise max_length")
+        self.events.warn("labels_truncated_away", f"{lost} of {total} {label} examples ({source}) have no "
+                         f"{token.split(' ', 1)[1]} within train.max_length {max_length} and are skipped")
 
     def check_targets(self, model):
         """Name the missing module, with the model's own Linear names, before PEFT says less."""
@@ -436,12 +496,18 @@ class Setup:
         if self.weight0 and not self.assistant_only_loss:
             why = ("train.assistant_only_loss is false" if t["assistant_only_loss"] is False else
                    f"the chat template of {self.cfg['model']['name_or_path']} has no {{% generation %}} markers")
-            self.events.warn("weights_ignored", f"{self.weight0} assistant turn(s) with weight 0 are trained on like "
-                             f"the rest of the sequence: {why}, so the loss covers every token and per-turn "
-                             "weights cannot apply")
+            where = []
+            if self.weight0_train:
+                where.append(f"{self.weight0_train} trained on in the training set")
+            if self.weight0_eval:
+                where.append(f"{self.weight0_eval} scored in the eval loss")
+            self.events.warn("weights_ignored", f"{self.weight0} assistant turn(s) with weight 0 are trained or scored "
+                             f"like the rest of the sequence ({', '.join(where)}): {why}, so the loss covers every "
+                             "token and per-turn weights cannot apply")
         self.check_targets(model)  # before tokenizing, which can take a while on a large dataset
-        train = self.prepare_data(train, tokenizer)
-        evalset = self.prepare_data(evalset, tokenizer) if evalset is not None else None
+        self.kept = {}  # examples per dataset that keep a label (see prepare_data and check_dropped)
+        train = self.prepare_data(train, tokenizer, "train")
+        evalset = self.prepare_data(evalset, tokenizer, "eval") if evalset is not None else None
         peft_config = LoraConfig(
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],
@@ -456,18 +522,15 @@ class Setup:
         return trainer
 
     def check_dropped(self, trainer):
-        """TRL silently drops examples left with no trainable token after truncation."""
-        t = self.cfg["train"]
-        if t["packing"]:
-            return
-        kept = len(trainer.train_dataset)
-        if kept == 0:
-            raise ConfigError(f"no training example keeps an assistant token within train.max_length "
-                              f"{t['max_length']}: raise max_length")
-        if kept < self.train_examples:
-            self.events.warn("labels_truncated_away", f"{self.train_examples - kept} of {self.train_examples} "
-                             f"training examples have no assistant token within train.max_length {t['max_length']} "
-                             "and are skipped")
+        """TRL silently drops examples left with no label after truncation, from the training
+        and the eval set alike (without packing; with it prepare_data has left them out).
+        The start event reports the examples kept."""
+        if not self.cfg["train"]["packing"]:
+            for name, dataset in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
+                if dataset is not None and len(dataset) < self.kept[name]:
+                    self.report_lost(name, self.kept[name] - len(dataset), self.kept[name])
+                    self.kept[name] = len(dataset)
+        self.train_examples, self.eval_examples = self.kept["train"], self.kept.get("eval", 0)
 
     def count_steps(self, rows):
         """Optimizer steps of the whole run, as the Trainer computes them."""

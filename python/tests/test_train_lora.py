@@ -421,11 +421,15 @@ def test_pretokenized_data_matches_trl_own_tokenization(tiny_model, tiny_model_n
         assert any(-100 in labels for labels in ours["labels"]) is aol
 
 
-@pytest.mark.parametrize("aol", ["auto", False])
-def test_plain_data_trains_the_adapter_trl_would(tiny_model, tmp_path, monkeypatch, aol):
+@pytest.mark.parametrize("aol,chunk_rows", [("auto", None), (False, None), ("auto", 7)])
+def test_plain_data_trains_the_adapter_trl_would(tiny_model, tmp_path, monkeypatch, aol, chunk_rows):
     """The trainer's own tokenization trains the very adapter that SFTTrainer trains from the
-    plain messages (how the trainer ran before it tokenized the rows itself), bit for bit."""
+    plain messages (how the trainer ran before it tokenized the rows itself), bit for bit;
+    also when the rows go to Arrow in many chunks."""
     import torch
+    import train_lora
+    if chunk_rows:
+        monkeypatch.setattr(train_lora, "CHUNK_ROWS", chunk_rows)
     from peft import get_peft_model_state_dict
     from transformers import set_seed
     from trl import SFTTrainer
@@ -455,7 +459,9 @@ def test_weights_without_generation_markers_warn_once(weighted_models, weighted_
     assert setup.assistant_only_loss is False
     warnings = [(c, m) for c, m in setup.events.pending if c == "weights_ignored"]
     assert len(warnings) == 1
-    assert warnings[0][1].startswith("6 assistant turn(s) with weight 0 are trained on")
+    # Train and eval turns alike: the eval turns are scored, not trained on.
+    assert warnings[0][1].startswith("6 assistant turn(s) with weight 0 are trained or scored like the rest of the "
+                                     "sequence (4 trained on in the training set, 2 scored in the eval loss): ")
     assert "no {% generation %} markers" in warnings[0][1]
     # The whole sequence is trained, AAAA included.
     assert all("AAAA" in words for words in trained_words(trainer.eval_dataset, trainer.processing_class))
@@ -626,3 +632,177 @@ def test_template_error_names_the_line(tool_model, tool_data, tmp_path, monkeypa
     cfg = tool_config(tool_model, tool_data, **{"data.train": str(p)})
     with pytest.raises(TrainerError, match=f"{p}:2: the chat template cannot render this example"):
         build_in_process(cfg, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------ examples that lose every label to truncation
+
+LONG_PROMPT = " ".join(["please"] * 80)  # alone longer than max_length 40
+SHORT_ROW = {"messages": [{"role": "user", "content": "how do i help"},
+                          {"role": "assistant", "content": "you can do it"}]}
+LONG_ROW = {"messages": [{"role": "user", "content": LONG_PROMPT}, {"role": "assistant", "content": "you can do it"}]}
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def lost_config(model, tmp_path, train, evalset, **overrides):
+    return base_config(model, **{"data.train": jsonl(tmp_path / "train.jsonl", train),
+                                 "data.eval": jsonl(tmp_path / "eval.jsonl", evalset) if evalset else "",
+                                 "train.max_length": 40, "train.max_steps": 2, "train.batch_size": 2,
+                                 "train.save_steps": 0, **overrides})
+
+
+def test_eval_set_that_loses_every_row_exits_2(tiny_model, tmp_path):
+    """TRL drops the eval rows left with no label; with none left the trainer used to crash
+    on the "before" evaluation (KeyError: 'eval_loss'). It is a config error, as for train."""
+    cfg = lost_config(tiny_model, tmp_path, [SHORT_ROW] * 4, [LONG_ROW, LONG_ROW])
+    t = Trainer(tmp_path / "run", cfg)
+    assert t.run(timeout=180) == 2, t.log()[-3000:]
+    evs = t.events()
+    err = [e for e in evs if e["type"] == "error"][0]
+    assert err["error_type"] == "ConfigError"
+    assert err["message"].startswith("no eval example keeps an assistant token within train.max_length 40 "
+                                     f"(all 2 of data.eval {cfg['data']['eval']} lose every label")
+    assert types(evs)[-1] == "end" and evs[-1]["status"] == "failed"
+
+
+def test_eval_rows_lost_to_truncation_warn_and_are_not_counted(tiny_model, tmp_path, monkeypatch):
+    cfg = lost_config(tiny_model, tmp_path, [SHORT_ROW] * 4, [SHORT_ROW, LONG_ROW, LONG_ROW])
+    setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
+    assert len(trainer.eval_dataset) == 1
+    assert (setup.train_examples, setup.eval_examples) == (4, 1)  # the start event's counts
+    assert setup.events.pending == [("labels_truncated_away", f"2 of 3 eval examples (data.eval {cfg['data']['eval']}) "
+                                     "have no assistant token within train.max_length 40 and are skipped")]
+
+
+def test_packing_leaves_out_rows_without_labels(tiny_model, tmp_path, monkeypatch):
+    """With packing TRL neither truncates nor drops before packing: a row whose labels all lie
+    past max_length was packed as tokens that carry no loss, whole bins of them trained on
+    nothing (loss 0.0 steps). The trainer leaves such rows out and warns, as without packing."""
+    train, evalset = [SHORT_ROW, LONG_ROW] * 10, [LONG_ROW, SHORT_ROW]
+    cfg = lost_config(tiny_model, tmp_path, train, evalset, **{"train.packing": True})
+    os.makedirs(tmp_path / "packed"), os.makedirs(tmp_path / "plain")
+    setup, trainer = build_in_process(cfg, tmp_path / "packed", monkeypatch)
+    assert (setup.train_examples, setup.eval_examples) == (10, 1)
+    assert setup.events.pending == [
+        ("labels_truncated_away", f"10 of 20 training examples (data.train {cfg['data']['train']}) have no assistant "
+                                  "token within train.max_length 40 and are skipped"),
+        ("labels_truncated_away", f"1 of 2 eval examples (data.eval {cfg['data']['eval']}) have no assistant "
+                                  "token within train.max_length 40 and are skipped")]
+    for dataset in (trainer.train_dataset, trainer.eval_dataset):
+        assert all(any(label != -100 for label in labels) for labels in dataset["labels"])
+        assert all(len(ids) <= 40 for ids in dataset["input_ids"])
+    # The same labels as without packing, where TRL drops those rows itself.
+    _, plain = build_in_process(dict(cfg, train=dict(cfg["train"], packing=False)), tmp_path / "plain", monkeypatch)
+    for packed, unpacked in ((trainer.train_dataset, plain.train_dataset), (trainer.eval_dataset, plain.eval_dataset)):
+        assert (sorted(x for labels in packed["labels"] for x in labels if x != -100) ==
+                sorted(x for labels in unpacked["labels"] for x in labels if x != -100))
+
+
+@pytest.mark.parametrize("lost", ["train", "eval"])
+def test_packing_refuses_a_set_that_loses_every_row(tiny_model, tmp_path, monkeypatch, lost):
+    from train_lora_support import ConfigError
+    train, evalset = ([LONG_ROW] * 3, [SHORT_ROW]) if lost == "train" else ([SHORT_ROW] * 3, [LONG_ROW])
+    cfg = lost_config(tiny_model, tmp_path, train, evalset, **{"train.packing": True})
+    label = "training" if lost == "train" else "eval"
+    with pytest.raises(ConfigError, match=f"^no {label} example keeps an assistant token within train.max_length 40 "):
+        build_in_process(cfg, tmp_path, monkeypatch)
+
+
+def test_eval_split_too_small_is_a_config_error(tiny_model, tmp_path):
+    from train_lora_support import ConfigError
+    cfg = lost_config(tiny_model, tmp_path, [SHORT_ROW], None, **{"data.eval_split": 0.2})
+    with pytest.raises(ConfigError, match=r"^data.eval_split 0.2: the 1 example\(s\) of .*train.jsonl are too few"):
+        setup_for(cfg, tmp_path).load_data()
+
+
+def test_prepare_data_goes_to_arrow_in_chunks(tiny_model, tmp_path, monkeypatch):
+    """Rows go to Arrow a chunk at a time (by rows or by tokens), never all at once as Python
+    lists, and the result is the dataset one chunk gives; the raw rows are released."""
+    import datasets
+    import train_lora
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    setup = setup_for(base_config(tiny_model), tmp_path)
+    setup.kept = {}
+    sizes = []
+    from_list = datasets.Dataset.from_list.__func__
+
+    def spy(cls, mapping, *args, **kwargs):
+        sizes.append(len(mapping))
+        return from_list(cls, mapping, *args, **kwargs)
+
+    for aol in (True, False):
+        setup.assistant_only_loss = aol
+        whole = setup.prepare_data(setup.load_data()[0], tok)
+        monkeypatch.setattr(datasets.Dataset, "from_list", classmethod(spy))
+        for rows_limit, tokens_limit in ((7, 10 ** 9), (10 ** 9, 300)):
+            monkeypatch.setattr(train_lora, "CHUNK_ROWS", rows_limit)
+            monkeypatch.setattr(train_lora, "CHUNK_TOKENS", tokens_limit)
+            sizes.clear()
+            rows = setup.load_data()[0]
+            chunked = setup.prepare_data(rows, tok)
+            assert len(rows) == len(whole) and all(r is None for r in rows)
+            assert len(sizes) > 10 and max(sizes) <= min(rows_limit, 10), sizes
+            assert chunked.features == whole.features and chunked.to_list() == whole.to_list()
+        monkeypatch.undo()
+    assert str(whole.features["input_ids"].feature.dtype) == "int32"
+
+
+# ------------------------------------------------------------ token_stats with TRL's training template
+
+QWEN_TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "find",
+                                                "parameters": {"type": "object", "properties": {}}}}]
+QWEN_ROWS = [
+    {"tools": QWEN_TOOLS, "messages": [
+        {"role": "user", "content": "how do i help"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "lookup",
+                                                                                           "arguments": {"a": 1}}}]},
+        {"role": "tool", "name": "lookup", "content": "you can"},
+        {"role": "assistant", "content": "you can do it"},
+        {"role": "user", "content": "and then"},
+        {"role": "assistant", "content": "please help me"}]},
+    {"messages": [{"role": "user", "content": "how do i help"}, {"role": "assistant", "content": "you can"},
+                  {"role": "user", "content": "and then"}, {"role": "assistant", "content": "please help me"}]},
+    {"messages": [{"role": "user", "content": "please help"}, {"role": "assistant", "content": "you can do it"}]},
+]
+
+
+@pytest.fixture(scope="module")
+def qwen_template_model(tmp_path_factory, tiny_model):
+    """The tiny model with Qwen3's chat template, which has no generation markers: TRL swaps
+    in its training template for it. (The word-level vocabulary has no <|im_start|> and the
+    like, so the masks are rough; the point is that trainer and token_stats agree.)"""
+    import shutil
+    from trl.chat_template_utils import qwen3_chat_template
+    d = tmp_path_factory.mktemp("qwen-template") / "model"
+    shutil.copytree(tiny_model, d)
+    (d / "chat_template.jinja").write_text(qwen3_chat_template)
+    return str(d)
+
+
+def test_token_stats_counts_with_trls_training_template(qwen_template_model, tmp_path, monkeypatch, capsys):
+    """Where TRL swaps its training template in, token_stats counts with it too: the totals and
+    assistant tokens are those the trainer trains, not those of the tokenizer's own template."""
+    import token_stats
+    max_length = 60
+    train = jsonl(tmp_path / "train.jsonl", QWEN_ROWS)
+    cfg = base_config(qwen_template_model, **{"data.train": train, "data.eval": "", "train.max_length": max_length,
+                                             "lora.target_modules": ["q_proj"]})
+    setup, trainer = build_in_process(cfg, tmp_path, monkeypatch)
+    assert setup.assistant_only_loss is True
+    full = setup.prepare_data(setup.load_data()[0], trainer.processing_class)
+    capsys.readouterr()
+    assert token_stats.main(["--tokenizer", qwen_template_model, "--max-length", str(max_length), train]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[0]["generation_markers"] is False and out[0]["training_template"] is True
+    examples = out[1:]
+    assert [(e["total"], e["assistant"]) for e in examples] == [
+        (len(row["input_ids"]), sum(row["assistant_masks"])) for row in full]
+    kept = [e for e in examples if e["assistant_kept"]]
+    assert len(kept) == len(trainer.train_dataset)
+    assert [e["assistant_kept"] for e in kept] == [sum(x != -100 for x in row["labels"])
+                                                   for row in trainer.train_dataset]
+    assert examples[0]["total"] > max_length and examples[0]["assistant"] > examples[0]["assistant_kept"]
