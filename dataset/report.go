@@ -111,7 +111,10 @@ type SystemPromptUse struct {
 type TemplateInfo struct {
 	Tokenizer         string `json:"tokenizer"`
 	GenerationMarkers bool   `json:"generation_markers"`
-	EOSToken          string `json:"eos_token"`
+	// TrainingTemplate: the counts come from TRL's training version of the template,
+	// the one the trainer swaps in for a template without generation markers.
+	TrainingTemplate bool   `json:"training_template,omitempty"`
+	EOSToken         string `json:"eos_token"`
 	// EndsWithEOS: the template closes each assistant turn with an end-of-sequence token
 	// (and, with generation markers, inside the part that carries loss).
 	EndsWithEOS bool `json:"ends_assistant_with_eos"`

@@ -81,7 +81,7 @@ func tokenCacheKey(pythonPath, tokDir string, req TokenRequest) (key string, ok 
 }
 
 // stackPackages are the distributions whose versions decide the token counts.
-var stackPackages = []string{"transformers-", "tokenizers-", "jinja2-"}
+var stackPackages = []string{"transformers-", "tokenizers-", "jinja2-", "trl-"}
 
 // stackVersions lists the dist-info directories of stackPackages in the site-packages
 // of the interpreter (a venv's, found from its unresolved path, and the base install's,
