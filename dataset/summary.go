@@ -239,6 +239,9 @@ func (c *checker) stats(fs *fileState) Stats {
 		t.Template = c.template
 		if t.Template != nil {
 			t.Note = "chat template of " + t.Template.Tokenizer
+			if t.Template.TrainingTemplate {
+				t.Note = "TRL's training version of the chat template of " + t.Template.Tokenizer + ", as the trainer uses it"
+			}
 		}
 		if missing := fs.valid - fs.counted; missing > 0 {
 			t.Note += fmt.Sprintf("; %d valid examples could not be counted", missing)
