@@ -20,19 +20,34 @@ const maxExpandedNodes = 100_000
 // sweep files): a leading byte order mark is dropped (body is the rest), and a file
 // with several documents, or with aliases that expand past maxExpandedNodes, is
 // refused at the line that makes it so.
-func CheckYAML(path string, src []byte) (body []byte, err error) {
-	body = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
+// It also returns the position of every key (see Positions), from the one parse.
+func CheckYAML(path string, src []byte) (body []byte, pos map[string]Position, err error) {
+	body, file, err := guardYAML(path, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	pos = map[string]Position{}
+	for k, p := range indexPositions(file) {
+		pos[k] = Position{p.line, p.col}
+	}
+	return body, pos, nil
+}
+
+// guardYAML is CheckYAML returning the parsed file, for the config loader's own walks.
+func guardYAML(path string, src []byte) ([]byte, *ast.File, error) {
+	// Editors on Windows save a byte order mark; it is not part of the first key.
+	body := bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
 	file, err := parser.ParseBytes(body, 0)
 	if err != nil {
-		return nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
+		return nil, nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
 	}
 	if e := oneDocument(path, file); e != nil {
-		return nil, e
+		return nil, nil, e
 	}
 	if e := boundedAliases(path, file); e != nil {
-		return nil, e
+		return nil, nil, e
 	}
-	return body, nil
+	return body, file, nil
 }
 
 // oneDocument refuses a file with several YAML documents: only the first would be

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/parser"
 )
 
 // Config is a loaded, validated run config.
@@ -57,17 +56,9 @@ func Load(path string, sets []string) (*Config, error) {
 // relative paths.
 func Parse(path string, src []byte, sets []string) (*Config, error) {
 	c := &Config{Path: path, Dir: filepath.Dir(path), Source: src}
-	// Editors on Windows save a byte order mark; it is not part of the first key.
-	body := bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
-	file, err := parser.ParseBytes(body, 0)
+	body, file, err := guardYAML(path, src)
 	if err != nil {
-		return nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
-	}
-	if e := oneDocument(path, file); e != nil {
-		return nil, e
-	}
-	if e := boundedAliases(path, file); e != nil {
-		return nil, e
+		return nil, err
 	}
 	c.pos = indexPositions(file)
 	c.Overrides = sets

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 )
 
 // position is where a key's value starts in the YAML file.
@@ -51,22 +50,10 @@ func walkNode(n ast.Node, prefix string, idx map[string]position) {
 	}
 }
 
-// Position is where a key or sequence item starts in a YAML file (1-based).
+// Position is where a key or sequence item starts in a YAML file (1-based); CheckYAML
+// returns them by key ("a.b", "a.list[2]") so that files embedding config keys (sweeps)
+// can name the line of any key they report.
 type Position struct{ Line, Col int }
-
-// Positions indexes a YAML document like the config loader does ("a.b", "a.list[2]"),
-// so files that embed config keys (sweeps) can name the line of any key they report.
-func Positions(src []byte) (map[string]Position, error) {
-	file, err := parser.ParseBytes(src, 0)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]Position{}
-	for k, p := range indexPositions(file) {
-		out[k] = Position{p.line, p.col}
-	}
-	return out, nil
-}
 
 // scalarTexts returns, by dotted key, the source text of the scalar values directly
 // under the mapping at prefix ("env.set"): what the user wrote, before YAML typed it.

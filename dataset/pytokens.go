@@ -17,8 +17,12 @@ import (
 	"github.com/loractl/loractl/python"
 )
 
-// tokenScript is the embedded helper PythonTokenCounter runs.
+// tokenScript is the embedded helper PythonTokenCounter runs; it imports the trainer's
+// support module, so that the counts are made by the code that trains.
 const tokenScript = "token_stats.py"
+
+// tokenScriptFiles are written together into one temp dir to run the helper.
+var tokenScriptFiles = []string{tokenScript, "train_lora_support.py"}
 
 // PythonTokenCounter counts tokens by running the embedded python/token_stats.py with a
 // local tokenizer directory (transformers' AutoTokenizer and apply_chat_template).
@@ -63,11 +67,12 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 			}
 		}
 	}
-	script, err := writeScript()
+	scriptDir, err := writeScript()
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(script)
+	defer os.RemoveAll(scriptDir)
+	script := filepath.Join(scriptDir, tokenScript)
 
 	args := []string{script, "--tokenizer", p.Dir,
 		"--max-length", strconv.Itoa(req.MaxLength),
@@ -182,22 +187,24 @@ func readTokenLines(r io.Reader, each func(ExampleTokens) error) (*TemplateInfo,
 	return info, sc.Err()
 }
 
-// writeScript writes the embedded helper to a temp file and returns its path.
+// writeScript writes the embedded helper and the module it imports into a new temp
+// dir and returns the dir.
 func writeScript() (string, error) {
-	src, err := python.Read(tokenScript)
+	dir, err := os.MkdirTemp("", "loractl-token_stats-")
 	if err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp("", "loractl-token_stats-*.py")
-	if err != nil {
-		return "", err
+	for _, name := range tokenScriptFiles {
+		src, err := python.Read(name)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), src, 0o644)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
 	}
-	if _, err := f.Write(src); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), f.Close()
+	return dir, nil
 }
 
 // tailBuffer keeps the last max bytes written to it: a failing helper's last words.

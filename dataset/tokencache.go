@@ -33,17 +33,21 @@ var weightExts = []string{".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5",
 // the count then runs uncached and reports the problem itself.
 func tokenCacheKey(pythonPath, tokDir string, req TokenRequest) (key string, ok bool) {
 	h := sha256.New()
-	script, err := python.Read(tokenScript)
-	if err != nil {
-		return "", false
-	}
 	w := func(parts ...string) {
 		for _, p := range parts {
 			io.WriteString(h, p)
 			h.Write([]byte{0})
 		}
 	}
-	w("token_stats/1", string(script), pythonPath)
+	w("token_stats/2")
+	for _, name := range tokenScriptFiles {
+		src, err := python.Read(name)
+		if err != nil {
+			return "", false
+		}
+		w(name, string(src))
+	}
+	w(pythonPath)
 	real, err := filepath.EvalSymlinks(pythonPath)
 	if err == nil {
 		w(real)

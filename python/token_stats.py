@@ -38,12 +38,14 @@ import os
 import re
 import sys
 
+# The trainer's own module, written beside this script: what is rendered and what carries
+# loss are decided by the same code the trainer runs.
+from train_lora_support import TEMPLATE_KEYS, message_weight, zero_weight0_spans
+
 BOM = b"\xef\xbb\xbf"
 BATCH = 64
 PROBE_ANSWER = "loractl probe answer"
 MARKER_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
-# The message keys the trainer hands to the chat template (train_lora_support.TEMPLATE_KEYS).
-TEMPLATE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
 
 
 def parse_args(argv):
@@ -109,10 +111,7 @@ def records(path, max_line_bytes):
 
 def weight(message):
     """A message's weight, 1 when absent; None unless it is the JSON number 0 or 1."""
-    w = message.get("weight", 1)
-    if isinstance(w, (int, float)) and not isinstance(w, bool) and w in (0, 1):
-        return int(w)
-    return None
+    return message_weight(message.get("weight", 1))
 
 
 def end_tokens(tok, tokenizer_dir):
@@ -199,28 +198,10 @@ def template_messages(messages):
 
 
 def unweight_mask(mask, messages):
-    """The mask with the spans of weight-0 assistant turns set to 0, as the trainer does it
-    (train_lora_support.unweight_mask): one run of 1s per {% generation %} block, paired with
-    the assistant turns in order. A template whose runs do not pair up with the turns makes
-    the trainer refuse the example, so it is an error here too."""
-    turns = [weight(m) for m in messages if m["role"] == "assistant"]
-    if all(turns):
-        return mask
-    runs, start = [], None
-    for i, bit in enumerate(list(mask) + [0]):
-        if bit and start is None:
-            start = i
-        elif not bit and start is not None:
-            runs.append((start, i))
-            start = None
-    if len(runs) != len(turns):
-        raise ValueError(f"the chat template marks {len(runs)} {{% generation %}} span(s) for {len(turns)} "
-                         "assistant turn(s), so the weight-0 turns cannot be told apart")
-    out = list(mask)
-    for (a, b), w in zip(runs, turns):
-        if w == 0:
-            out[a:b] = [0] * (b - a)
-    return out
+    """The mask with the spans of weight-0 assistant turns set to 0, exactly as the trainer
+    does it; a template whose spans do not pair up with the turns makes the trainer refuse
+    the example, so it is an error (a ValueError) here too."""
+    return zero_weight0_spans(mask, [weight(m) for m in messages if m["role"] == "assistant"])
 
 
 def masks_by_markers(tok, batch, template=None):

@@ -384,8 +384,9 @@ def choose_resume(run_dir, resume):
 
 # ---------------------------------------------------------------- data
 
-def _weight(value):
-    """A message's `weight` as the Go check reads it: the JSON number 0 or 1 (0.0, 1e0 too)."""
+def message_weight(value):
+    """A message's `weight` as the Go check reads it: the JSON number 0 or 1 (0.0, 1e0 too);
+    None for anything else."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
         return int(value)
     return None
@@ -485,7 +486,7 @@ def read_chat_jsonl(path):
                         if bad:
                             raise ConfigError(f"{where}: {bad}: not valid UTF-8 "
                                               "(a lone surrogate escape such as \\ud800)")
-                weight = _weight(m.get("weight", 1))
+                weight = message_weight(m.get("weight", 1))
                 if weight is None:
                     raise ConfigError(f"{where}: messages[{i}].weight: must be the number 0 or 1, "
                                       f"got {json.dumps(m['weight'])}")
@@ -510,17 +511,18 @@ def weight0_turns(rows):
     return sum(1 for r in rows for m, w in zip(r["messages"], r["weights"]) if m["role"] == "assistant" and w == 0)
 
 
-def unweight_mask(mask, messages, weights, where):
-    """The assistant-token mask of a templated conversation with the spans of weight-0
-    assistant turns set to 0.
+class SpanMismatch(ValueError):
+    """The chat template's {% generation %} spans do not pair up with the assistant turns."""
 
-    `mask` is apply_chat_template(..., return_assistant_tokens_mask=True)'s: one run of 1s
-    per {% generation %} block, in the order the template renders them, which is the order
-    of the assistant turns. When the runs and the turns do not pair up (a template with
-    several blocks per turn, or none for some, or blocks that touch) a weight cannot be
-    placed, and the example is refused rather than trained on the wrong tokens."""
-    turns = [w for m, w in zip(messages, weights) if m["role"] == "assistant"]
-    if all(turns):
+
+def zero_weight0_spans(mask, turn_weights):
+    """The mask with the spans of weight-0 assistant turns set to 0. `mask` is
+    apply_chat_template(..., return_assistant_tokens_mask=True)'s: one run of 1s per
+    {% generation %} block, in the order the template renders them, which is the order of
+    the assistant turns (`turn_weights`, one per assistant turn). When the runs and the turns
+    do not pair up (several blocks per turn, none for some, blocks that touch) a weight
+    cannot be placed: SpanMismatch. The trainer and token_stats.py both use this one."""
+    if all(turn_weights):
         return mask
     runs, start = [], None
     for i, bit in enumerate(list(mask) + [0]):
@@ -529,14 +531,24 @@ def unweight_mask(mask, messages, weights, where):
         elif not bit and start is not None:
             runs.append((start, i))
             start = None
-    if len(runs) != len(turns):
-        raise TrainerError(
-            f"{where}: the chat template marks {len(runs)} {{% generation %}} span(s) for {len(turns)} assistant "
-            "turn(s), so the weight-0 turns cannot be told apart",
-            hint="remove the weight keys from this example, or use a chat template with one {% generation %} "
-                 "block around each assistant turn")
+    if len(runs) != len(turn_weights):
+        raise SpanMismatch(f"the chat template marks {len(runs)} {{% generation %}} span(s) for "
+                           f"{len(turn_weights)} assistant turn(s), so the weight-0 turns cannot be told apart")
     out = list(mask)
-    for (a, b), w in zip(runs, turns):
+    for (a, b), w in zip(runs, turn_weights):
         if w == 0:
             out[a:b] = [0] * (b - a)
     return out
+
+
+def unweight_mask(mask, messages, weights, where):
+    """zero_weight0_spans for one example of the trainer's data, refusing it, named by
+    FILE:LINE, when its weights cannot be placed: better than training the wrong tokens."""
+    turns = [w for m, w in zip(messages, weights) if m["role"] == "assistant"]
+    try:
+        return zero_weight0_spans(mask, turns)
+    except SpanMismatch as e:
+        raise TrainerError(
+            f"{where}: {e}",
+            hint="remove the weight keys from this example, or use a chat template with one {% generation %} "
+                 "block around each assistant turn")

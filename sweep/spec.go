@@ -113,13 +113,9 @@ func Load(path string) (*File, error) {
 func Parse(path string, src []byte) (*File, error) {
 	f := &File{Path: path, Source: src}
 	// The same guard as a config: one document, bounded aliases, a BOM tolerated.
-	body, err := config.CheckYAML(path, src)
+	body, pos, err := config.CheckYAML(path, src)
 	if err != nil {
 		return nil, err
-	}
-	pos, err := config.Positions(body)
-	if err != nil {
-		return nil, &config.FieldError{File: path, Msg: "invalid YAML: " + err.Error()}
 	}
 	f.pos = pos
 	var tree map[string]any

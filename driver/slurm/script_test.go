@@ -173,6 +173,18 @@ func TestRenderArrayGolden(t *testing.T) {
 	}
 }
 
+// plainRunDir is a scratch run dir whose path the batch script accepts (no space or
+// '%', which Slurm's --output would expand): under /tmp, whatever TMPDIR holds.
+func plainRunDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "loractl-slurm-rundir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // TestHostileScriptRunsNothing executes the rendered hostile script with bash, outside
 // Slurm (the #SBATCH lines are comments to bash), in a scratch run dir. The trainer is a
 // recorder that writes its argv and environment; nothing may create PWNED, and the
@@ -181,10 +193,7 @@ func TestHostileScriptRunsNothing(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash is not installed")
 	}
-	runDir := t.TempDir()
-	if strings.ContainsAny(runDir, " %") {
-		t.Skipf("temp dir %q is not a valid run dir", runDir)
-	}
+	runDir := plainRunDir(t)
 	recorder := filepath.Join(runDir, "recorder.sh")
 	err := os.WriteFile(recorder, []byte(`#!/bin/sh
 for a in "$@"; do printf '%s\0' "$a"; done >"$PWD/argv"
@@ -250,10 +259,7 @@ exit 0
 
 // TestMissingSlurmCommands: on a host without Slurm's commands the error says so.
 func TestMissingSlurmCommands(t *testing.T) {
-	runDir := t.TempDir()
-	if strings.ContainsAny(runDir, " %") {
-		t.Skipf("temp dir %q is not a valid run dir", runDir)
-	}
+	runDir := plainRunDir(t)
 	d := &Driver{Bin: t.TempDir()}
 	_, err := d.Start(t.Context(), baseTask(runDir, ""))
 	if err == nil || !strings.Contains(err.Error(), "sbatch is not installed here") {
