@@ -30,10 +30,13 @@ type scanner struct {
 	b   []byte
 	i   int
 	err string // first syntax error, with its byte offset
+	// surrogate: some string held a \uD800-\uDFFF escape, paired or not. Noted while
+	// validating escapes, so the lone-surrogate check only looks at lines that have one.
+	surrogate bool
 }
 
 func (s *scanner) reset(b []byte) {
-	s.b, s.i, s.err = b, 0, ""
+	s.b, s.i, s.err, s.surrogate = b, 0, "", false
 }
 
 // fail records the first syntax error and returns false so callers can `return s.fail(...)`.
@@ -106,6 +109,9 @@ func (s *scanner) str() (raw []byte, esc, ok bool) {
 				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
 					s.i = i
 					return nil, false, s.fail("invalid \\u escape in string")
+				}
+				if d, n := b[i+2]|0x20, b[i+3]|0x20; d == 'd' && (n >= '8' && n <= '9' || n >= 'a' && n <= 'f') {
+					s.surrogate = true
 				}
 				i += 6
 			default:

@@ -111,7 +111,7 @@ func (c *lineChecker) check(line []byte) *lineCheck {
 	}
 	if c.object() && c.atEnd() {
 		c.semantics()
-		if !c.loneSurrogate && hasLoneSurrogate(line) {
+		if !c.loneSurrogate && c.s.surrogate && hasLoneSurrogate(line) {
 			// In a key the checker skips (tool calls, tools): the trainer refuses it too.
 			c.add(CodeInvalidUTF8, "", "an unpaired surrogate escape (\\ud800-\\udfff without its pair) is not a character: Python reads it but cannot encode it")
 		}
