@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/signal"
 	"syscall"
 
@@ -29,11 +30,20 @@ func Main(args []string) int {
 	// trainer) install their own handlers; this context only stops waiting commands.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGPIPE)
 	defer stop()
-	err := cmd.ExecuteContext(ctx)
+	return report(cmd.ExecuteContext(ctx), f.IO.ErrOut)
+}
+
+// report prints err (unless it is an exit status that was already explained) and
+// returns the exit code. A reader that went away (`loractl runs | head -1`) is not an
+// error worth a message: the output was simply not wanted any more.
+func report(err error, errOut io.Writer) int {
+	if errors.Is(err, syscall.EPIPE) {
+		return 0
+	}
 	if err != nil {
 		var ee *cmdutil.ExitError
 		if !errors.As(err, &ee) || ee.Err != nil {
-			fmt.Fprintln(f.IO.ErrOut, "loractl:", err)
+			fmt.Fprintln(errOut, "loractl:", err)
 		}
 	}
 	return cmdutil.ExitCode(err)

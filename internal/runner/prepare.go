@@ -17,10 +17,8 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/python"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/version"
 )
-
-// Version is the controller's version, set by main at build time.
-var Version = "dev"
 
 // Prepared is a config turned into everything a launch needs, before anything is
 // written: the resolved JSON, the run id and the hashes the manifest records.
@@ -91,7 +89,7 @@ func newManifest(p *Prepared, driverName string) *run.Manifest {
 }
 
 func hostInfo() run.HostInfo {
-	h := run.HostInfo{OS: runtime.GOOS + "/" + runtime.GOARCH, Loractl: Version}
+	h := run.HostInfo{OS: runtime.GOOS + "/" + runtime.GOARCH, Loractl: version.String()}
 	h.Hostname, _ = os.Hostname()
 	if u, err := user.Current(); err == nil {
 		h.User = u.Username

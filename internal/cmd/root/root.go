@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/version"
 )
 
 // NewCmdRoot builds the root command. Global flags are applied to f before any
@@ -30,6 +31,7 @@ locally, in a container or on Slurm, with live progress, verified resume and a
 before/after evaluation that tells you whether to adopt the adapter.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if runsDir != "" {
 				f.RunsDir = func() string { return runsDir }
@@ -48,6 +50,7 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 		return cmdutil.Invalid(err)
 	})
 
+	cmd.SetVersionTemplate("loractl {{.Version}}\n")
 	for _, add := range commands {
 		cmd.AddCommand(add(f))
 	}

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/loractl/loractl/internal/cmdtest"
 	"github.com/loractl/loractl/internal/cmdutil"
 )
@@ -44,4 +47,33 @@ func TestUsageErrorsExit2(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVersionAndHelpText: --version names the build; no flag's usage text turns a
+// quoted command into a bogus value name (pflag reads `backquotes` as the name).
+func TestVersionAndHelpText(t *testing.T) {
+	f, _, _ := cmdtest.Factory(t, nil)
+	cmd := NewCmdRoot(f)
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--version"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "loractl ") || strings.TrimSpace(out.String()) == "loractl" {
+		t.Errorf("--version printed %q, want \"loractl <version>\"", out.String())
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(fl *pflag.Flag) {
+			if strings.Contains(fl.Usage, "`") {
+				name, _ := pflag.UnquoteUsage(fl)
+				t.Errorf("%s --%s: usage has backquotes, shown as value name %q", c.CommandPath(), fl.Name, name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(cmd)
 }

@@ -100,7 +100,7 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 	fl.Var(&waitGPUValue{d: &opts.WaitGPU, bare: &opts.waitBare}, "wait-gpu",
 		"wait up to TIMEOUT for enough free GPU memory instead of refusing: --wait-gpu=10m or --wait-gpu 10m (--wait-gpu alone: "+waitGPUDefault+")")
 	fl.Lookup("wait-gpu").NoOptDefVal = waitGPUDefault
-	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with `loractl logs -f`")
+	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with: loractl logs -f RUN")
 	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
 	return cmd
