@@ -82,6 +82,8 @@ func TestInvalidValues(t *testing.T) {
 		{"dropout negative", base + "lora:\n  dropout: -0.1\n", nil, "lora.dropout: must be in [0, 1)"},
 		{"lr zero", base + "train:\n  learning_rate: 0\n", nil, ":7:3: train.learning_rate: must be > 0"},
 		{"lr word", base + "train:\n  learning_rate: fast\n", nil, ":7:3: train.learning_rate: must be a number, not \"fast\""},
+		{"lr word shown once", base + "train:\n  learning_rate: fast\n", []string{"lora.r=-1"}, "must be a number, not \"fast\"\n"},
+		{"set lr word shown once", base, []string{"train.learning_rate=fast", "lora.r=-1"}, "--set: train.learning_rate: must be a number, not \"fast\"\n"},
 		{"lr nan", base + "train:\n  learning_rate: .nan\n", nil, "train.learning_rate: must be a number"},
 		{"epochs inf", base + "train:\n  epochs: .inf\n", nil, "train.epochs: must be a number"},
 		{"seed negative", base + "train:\n  seed: -5\n", nil, ":7:3: train.seed: must be between 0 and 4294967295"},

@@ -255,6 +255,10 @@ func (c *Config) decode(tree map[string]any) (Errors, error) {
 			}
 			return nil, &FieldError{File: c.Path, Msg: err.Error()}
 		}
+		// A custom decoder (Number) already quotes the value as te.Value: show it once.
+		if strings.TrimSpace(shown) == te.Value {
+			shown = ""
+		}
 		errs = append(errs, c.at(te.Field, "must be %s, not %s%s", typeWord(te.Type.String()), te.Value, shown))
 	}
 	c.Spec.Driver.Sections = sections

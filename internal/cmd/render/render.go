@@ -19,6 +19,8 @@ type Options struct {
 	Config  string
 	Sets    []string
 	Driver  string
+	// Resolved prints resolved.json whatever the config's driver is.
+	Resolved bool
 }
 
 // NewCmdRender builds the render command; runF replaces the work in tests.
@@ -27,9 +29,11 @@ func NewCmdRender(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command 
 	cmd := &cobra.Command{
 		Use:   "render CONFIG",
 		Short: "Print the resolved trainer config (or a driver's launch) without writing anything",
-		Long: `Print resolved.json exactly as the trainer will read it: every default applied,
-every path absolute. With --driver NAME, print what that driver would launch
-instead (the Slurm batch script, the docker argv).`,
+		Long: `Print what the config's driver would launch, writing nothing: the Slurm batch
+script, the docker/podman argv, or, for the local driver, resolved.json exactly as
+the trainer will read it (every default applied, every path absolute).
+--driver NAME renders another driver's launch of the same config; --resolved prints
+resolved.json whatever the driver.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Config = args[0]
@@ -40,7 +44,8 @@ instead (the Slurm batch script, the docker argv).`,
 		},
 	}
 	cmdutil.SetFlag(cmd.Flags(), &opts.Sets, "train.learning_rate=1e-4")
-	cmd.Flags().StringVar(&opts.Driver, "driver", "", "render the launch of this driver (slurm, docker, podman, ...)")
+	cmd.Flags().StringVar(&opts.Driver, "driver", "", "render the launch of this driver instead of the config's (slurm, docker, podman, ...)")
+	cmd.Flags().BoolVar(&opts.Resolved, "resolved", false, "print resolved.json, whatever the config's driver")
 	return cmd
 }
 
@@ -54,7 +59,9 @@ func renderRun(o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
-	if o.Driver == "" {
+	// What the config's driver launches is what a user checks before a submission; the
+	// local driver launches the trainer on resolved.json itself.
+	if o.Resolved || (o.Driver == "" && cfg.DriverName == "local") {
 		_, err = f.IO.Out.Write(p.ResolvedJSON)
 		return err
 	}
@@ -64,6 +71,11 @@ func renderRun(o *Options) error {
 	}
 	r, ok := d.(driver.Renderer)
 	if !ok {
+		if o.Driver == "" {
+			// An external driver that renders nothing: its launch is resolved.json.
+			_, err = f.IO.Out.Write(p.ResolvedJSON)
+			return err
+		}
 		return cmdutil.Invalidf("driver %s has nothing to render beyond resolved.json", cfg.DriverName)
 	}
 	py := cfg.Spec.Python

@@ -9,6 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/driver/slurm"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
 )
@@ -77,5 +79,40 @@ func TestRenderInvalidIsExit2(t *testing.T) {
 	err = renderRun(&Options{Factory: f, Config: filepath.Join(dir, "absent.yaml")})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
 		t.Fatalf("missing config: %v", err)
+	}
+}
+
+// TestRenderFollowsConfigDriver: a Slurm config renders its batch script without
+// --driver; --resolved still gives resolved.json.
+func TestRenderFollowsConfigDriver(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "model"), 0o755)
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("name: s\nmodel: ./model\ndata:\n  train: train.jsonl\ndriver:\n  name: slurm\n  slurm:\n    partition: gpu\n"), 0o644)
+	tests := []struct {
+		name     string
+		resolved bool
+		want     string
+	}{
+		{"config's driver", false, "#SBATCH --partition=gpu"},
+		{"--resolved", true, `"model"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := factory(t)
+			f.Driver = func(name string) (driver.Driver, error) {
+				if name != "slurm" {
+					t.Fatalf("driver %q asked for", name)
+				}
+				return slurm.New(), nil
+			}
+			if err := renderRun(&Options{Factory: f, Config: cfg, Resolved: tt.resolved}); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.IO.Out.(interface{ String() string }).String(); !strings.Contains(got, tt.want) {
+				t.Errorf("render printed:\n%s\nwant it to contain %q", got, tt.want)
+			}
+		})
 	}
 }
