@@ -86,6 +86,11 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 			if opts.Config == "" && opts.Resume == "" {
 				return cmdutil.Invalidf("give a CONFIG, or --resume RUN")
 			}
+			if opts.Config != "" && opts.Resume != "" {
+				// A resumed run keeps the config it started with (its run dir's copy);
+				// silently preferring either one would train something unasked for.
+				return cmdutil.Invalidf("--resume %s takes no CONFIG: a run resumes with the config it was started with; drop %s to resume, or drop --resume to train that config", opts.Resume, opts.Config)
+			}
 			if runF != nil {
 				return runF(opts)
 			}

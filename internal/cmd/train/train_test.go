@@ -261,6 +261,16 @@ func TestGPUFlagRange(t *testing.T) {
 	}
 }
 
+func TestResumeTakesNoConfig(t *testing.T) {
+	_, err := parseTrain(t, []string{"c.yaml", "--resume", "demo-0123456789"})
+	if code := cmdutil.ExitCode(err); code != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "takes no CONFIG") {
+		t.Fatalf("exit %d (%v), want 2 saying --resume takes no CONFIG", code, err)
+	}
+	if _, err := parseTrain(t, []string{"--resume", "demo-0123456789"}); err != nil {
+		t.Fatalf("--resume alone: %v", err)
+	}
+}
+
 func TestRunsHere(t *testing.T) {
 	for name, want := range map[string]bool{"local": true, "docker": true, "podman": true, "slurm": false, "my-plugin": false} {
 		if got := runsHere(name); got != want {
