@@ -214,6 +214,12 @@ func (c *checker) example(fs *fileState, line int, msgs []message) {
 		}
 	}
 	fs.systemPrompt(f, line)
+	if f.roles[roleAssistant] > 1 {
+		fs.multiTurn++
+		if len(fs.multiTurnLines) < warningLines {
+			fs.multiTurnLines = append(fs.multiTurnLines, line)
+		}
+	}
 	if c.prodSystem != nil && (!f.hasSystem || f.systemHash != *c.prodSystem) {
 		c.warnLine(fs, CodeSystemPromptMismatch, line)
 	}

@@ -101,7 +101,7 @@ func TestCheckWarnings(t *testing.T) {
 		{name: "eval prompt equal to a train prompt", train: base, eval: append(examples(1000, 5, prod), strings.Replace(base[20], "answer number", "another answer", 1)),
 			want: CodeTrainEvalOverlap + "@eval", count: 1, lines: []int{6}},
 		{name: "several system prompts", train: append(slices.Clone(base), examples(600, 3, "Be brief.")...),
-			want: CodeInconsistentSystemPrompt, count: 3, lines: []int{601}, msg: "2 distinct system prompts"},
+			want: CodeInconsistentSystemPrompt, count: 3, lines: []int{601, 602, 603}, msg: "2 distinct system prompts"},
 		{name: "some without system prompt", train: append(slices.Clone(base), examples(600, 2, "")...),
 			want: CodeInconsistentSystemPrompt, count: 2, lines: []int{601, 602}, msg: "600 examples have a system prompt and 2 have none"},
 		{name: "system prompt differs from production", train: append(slices.Clone(base), examples(600, 2, "Be brief.")...), opts: Options{SystemPrompt: "  You are the ACME\nsupport assistant. "},
@@ -114,6 +114,9 @@ func TestCheckWarnings(t *testing.T) {
 		{name: "consecutive same role", train: append(slices.Clone(base), msgs(ps, u, u, a)), want: CodeConsecutiveSameRole, count: 1, lines: []int{601}},
 		{name: "system not first", train: append(slices.Clone(base), msgs(ps, u, sys, a)), want: CodeSystemNotFirst, count: 1, lines: []int{601}},
 		{name: "empty user content", train: append(slices.Clone(base), msgs(ps, `{"role": "user", "content": ""}`, a)), want: CodeEmptyUserContent, count: 1, lines: []int{601}},
+		{name: "small eval file", train: base, eval: examples(1000, 12, prod), want: CodeSmallEvalSet + "@eval", count: 12, msg: "cannot be told from noise"},
+		{name: "small eval split", train: examples(0, 100, prod), opts: Options{EvalSplit: 0.1}, want: CodeSmallEvalSet, count: 10, msg: "data.eval_split"},
+		{name: "eval multi-turn, train single-turn", train: base, eval: append(examples(1000, 25, prod), msgs(ps, u, a, u, a)), want: CodeEvalMultiTurn + "@eval", count: 1, lines: []int{26}, msg: "never trained on"},
 		{name: "warnings in the eval file", train: base, eval: append(examples(1000, 5, prod), msgs(ps, u, a, u)), want: CodeLastMessageNotAssistant + "@eval", count: 1, lines: []int{6}},
 	}
 	for _, tt := range tests {
@@ -146,7 +149,7 @@ func TestCheckWarnings(t *testing.T) {
 			}
 			// Only the warning under test (and what the data implies) is raised.
 			for _, c := range codes {
-				if c != tt.want && !slices.Contains([]string{CodeTooFewExamples, CodeSmallDataset, CodeNoEvalSet}, c) && !(tt.want == CodeSystemPromptMismatch && c == CodeInconsistentSystemPrompt) &&
+				if c != tt.want && !slices.Contains([]string{CodeTooFewExamples, CodeSmallDataset, CodeNoEvalSet, CodeSmallEvalSet, CodeSmallEvalSet + "@eval"}, c) && !(tt.want == CodeSystemPromptMismatch && c == CodeInconsistentSystemPrompt) &&
 					!(tt.want == CodeLabelsTruncatedAway && c == CodeExceedsMaxLength) {
 					t.Errorf("unexpected warning %s", c)
 				}
@@ -426,5 +429,16 @@ func TestDatasetLevelErrors(t *testing.T) {
 	r = check(t, Options{Train: writeLines(t, "dups.jsonl", same), EvalSplit: 0.1})
 	if got := errorCodes(r); !slices.Equal(got, []string{"0:" + CodeTooFewExamples}) || !strings.Contains(r.Errors[0].Message, "1 distinct valid examples") {
 		t.Errorf("200 copies of one example: %+v", r.Errors)
+	}
+}
+
+// TestEnoughEvalExamplesNoWarning: the small-eval warning starts under FewEvalExamples.
+func TestEnoughEvalExamplesNoWarning(t *testing.T) {
+	opts := Options{
+		Train: writeLines(t, "train.jsonl", examples(0, 600, prod)),
+		Eval:  writeLines(t, "eval.jsonl", examples(1000, FewEvalExamples, prod)),
+	}
+	if codes := warningCodes(check(t, opts)); slices.Contains(codes, CodeSmallEvalSet+"@eval") {
+		t.Errorf("%d eval examples warned %v", FewEvalExamples, codes)
 	}
 }

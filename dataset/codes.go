@@ -48,6 +48,10 @@ const (
 	CodeEmptyUserContent        = "empty_user_content"
 	CodeNoEvalSet               = "no_eval_set"
 	CodeBlankLines              = "blank_lines"
+	// CodeSmallEvalSet: the adopt verdict rests on fewer than FewEvalExamples examples.
+	CodeSmallEvalSet = "small_eval_set"
+	// CodeEvalMultiTurn: the eval set has multi-turn conversations the train set never shows.
+	CodeEvalMultiTurn = "eval_multi_turn"
 )
 
 // warningOrder is the order warnings are listed in: dataset-wide problems first, then the
@@ -56,7 +60,9 @@ var warningOrder = []string{
 	CodeTooFewExamples,
 	CodeSmallDataset,
 	CodeNoEvalSet,
+	CodeSmallEvalSet,
 	CodeTrainEvalOverlap,
+	CodeEvalMultiTurn,
 	CodeDuplicateExample,
 	CodeMissingEOSInTemplate,
 	CodeLabelsTruncatedAway,
@@ -76,6 +82,9 @@ const (
 	MinExamples = 10
 	// FewExamples: below it few-shot prompting is the better tool (a warning).
 	FewExamples = 50
+	// FewEvalExamples: below it a before/after difference is mostly noise (a warning):
+	// with 20 examples a paired comparison can resolve only large effects.
+	FewEvalExamples = 20
 	// SmallDataset: below it expect modest gains (a warning).
 	SmallDataset = 500
 )

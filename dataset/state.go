@@ -120,6 +120,10 @@ type fileState struct {
 	noSys      int
 	noSysLines []int
 
+	// multiTurn counts examples with more than one assistant turn.
+	multiTurn      int
+	multiTurnLines []int
+
 	est, tok tokenAcc
 	counted  int // examples the tokenizer counted
 }
@@ -127,7 +131,10 @@ type fileState struct {
 type sysEntry struct {
 	count     int
 	firstLine int
-	preview   string
+	// lines are the first warningLines lines that use this prompt: a warning about
+	// the examples that differ lists them all, not only where each prompt first appears.
+	lines   []int
+	preview string
 }
 
 func (fs *fileState) setValid(line int) {
@@ -157,6 +164,9 @@ func (fs *fileState) systemPrompt(f *facts, line int) {
 		fs.sys[f.systemHash] = e
 	}
 	e.count++
+	if len(e.lines) < warningLines {
+		e.lines = append(e.lines, line)
+	}
 }
 
 // sysByUse returns the distinct system prompts, most used first (ties: first seen first).

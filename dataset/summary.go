@@ -44,6 +44,7 @@ func (c *checker) report() *Report {
 	if c.eval != nil {
 		c.inconsistentSystem(c.eval)
 	}
+	c.evalShape()
 
 	r.Errors = c.errors
 	if r.Errors == nil {
@@ -120,6 +121,33 @@ func (c *checker) datasetMsg(code, msg string) {
 	c.messages[code] = msg
 }
 
+// evalShape warns when the eval set cannot carry the adopt verdict: too few examples
+// to tell a real difference from noise, or conversations unlike anything trained.
+func (c *checker) evalShape() {
+	n, what := 0, ""
+	switch {
+	case c.eval != nil:
+		n, what = c.eval.valid, "eval examples"
+	case c.opts.EvalSplit > 0:
+		n, what = int(float64(c.train.valid-c.train.duplicates)*c.opts.EvalSplit), "eval examples (about, from data.eval_split)"
+	}
+	if what != "" && n > 0 && n < FewEvalExamples {
+		msg := fmt.Sprintf("%d %s: the adopt verdict rests on them, and with under %d a real difference cannot be told from noise; hold out more (loractl data split --eval-fraction 0.1)", n, what, FewEvalExamples)
+		if c.eval != nil {
+			w := c.acc(c.eval, CodeSmallEvalSet)
+			w.count = n
+		} else {
+			c.acc(c.train, CodeSmallEvalSet).count = n
+		}
+		c.datasetMsg(CodeSmallEvalSet, msg)
+	}
+	if c.eval != nil && c.eval.multiTurn > 0 && c.train.multiTurn == 0 {
+		w := c.acc(c.eval, CodeEvalMultiTurn)
+		w.count, w.lines = c.eval.multiTurn, slices.Clone(c.eval.multiTurnLines)
+		c.datasetMsg(CodeEvalMultiTurn, fmt.Sprintf("%d eval %s more than one assistant turn, while no train example does: the eval measures conversations the adapter never trained on", c.eval.multiTurn, plural(c.eval.multiTurn, "example has", "examples have")))
+	}
+}
+
 // inconsistentSystem warns when the examples do not share one system prompt.
 func (c *checker) inconsistentSystem(fs *fileState) {
 	byUse := fs.sysByUse()
@@ -135,12 +163,12 @@ func (c *checker) inconsistentSystem(fs *fileState) {
 	if fs.noSys > top {
 		w.count = fs.valid - fs.noSys
 		for _, e := range byUse {
-			w.lines = append(w.lines, e.firstLine)
+			w.lines = append(w.lines, e.lines...)
 		}
 	} else {
 		w.count = fs.valid - top
 		for _, e := range byUse[1:] {
-			w.lines = append(w.lines, e.firstLine)
+			w.lines = append(w.lines, e.lines...)
 		}
 		w.lines = append(w.lines, fs.noSysLines...)
 	}
