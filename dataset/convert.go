@@ -184,6 +184,24 @@ func detectFormat(obj map[string]json.RawMessage) string {
 type convError struct{ code, path, msg string }
 
 func convertRow(format string, obj map[string]json.RawMessage) ([]chatMessage, *convError) {
+	msgs, cerr := convertRowAny(format, obj)
+	if cerr != nil {
+		return nil, cerr
+	}
+	// An empty answer would train the model to say nothing (and the data check refuses
+	// it as empty_assistant_content): report the row instead of passing it through.
+	for _, m := range msgs {
+		if m.Role == "assistant" && strings.TrimSpace(m.Content) == "" {
+			return nil, &convError{CodeEmptyAssistantContent, answerField[format], "the answer is empty: an empty assistant turn trains the model to say nothing"}
+		}
+	}
+	return msgs, nil
+}
+
+// answerField names, per source format, the field that becomes the assistant turn.
+var answerField = map[string]string{FormatAlpaca: "output", FormatShareGPT: "conversations", FormatPromptCompletion: "completion"}
+
+func convertRowAny(format string, obj map[string]json.RawMessage) ([]chatMessage, *convError) {
 	switch format {
 	case FormatAlpaca:
 		return fromAlpaca(obj)

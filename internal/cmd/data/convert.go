@@ -102,7 +102,9 @@ func convertRun(opts *ConvertOptions) error {
 		if cerr := file.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
-		if err == nil {
+		// Nothing converted: no output file at all, rather than an empty one that a
+		// later step would take for a (tiny) dataset.
+		if err == nil && res.Converted > 0 {
 			err = os.Rename(file.Name(), opts.Output)
 		}
 	}
@@ -120,6 +122,9 @@ func convertRun(opts *ConvertOptions) error {
 		dest := "stdout"
 		if file != nil {
 			dest = opts.Output
+		}
+		if res.Converted == 0 && file != nil {
+			dest += " (nothing converted: not written)"
 		}
 		fmt.Fprintf(summary, "converted %s %s to %s%s\n", thousands(int64(res.Converted)), plural(res.Converted, "line", "lines"), dest, formats(res.Formats))
 		if res.ErrorsTotal > 0 {

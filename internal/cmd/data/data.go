@@ -49,7 +49,8 @@ func readTextFlag(name, v string) (string, error) {
 	if err != nil {
 		return "", cmdutil.Invalidf("--%s %s: %v", name, v, err)
 	}
-	return string(b), nil
+	// Editors end a file with a newline; it is not part of the prompt production sends.
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // requireFile refuses a positional argument that is not a readable regular file, with

@@ -71,7 +71,7 @@ func TestNewCmdCheckFlags(t *testing.T) {
 func TestCheckRun(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, "train.jsonl", chats(0, 60)...)
-	eval := writeFile(t, "eval.jsonl", chats(100, 10)...)
+	eval := writeFile(t, "eval.jsonl", chats(100, 20)...)
 	bad := writeFile(t, "bad.jsonl", append(chats(0, 60), `{"messages": [{"role": "human", "content": "x"}]}`)...)
 	prompt := filepath.Join(dir, "prompt.txt")
 	os.WriteFile(prompt, []byte("Be brief.\n"), 0o644)
@@ -85,7 +85,7 @@ func TestCheckRun(t *testing.T) {
 		errMatch string
 	}{
 		{name: "clean", opts: CheckOptions{Train: good, Eval: eval, SystemPrompt: "@" + prompt},
-			out: []string{"train.jsonl: 60 examples (eval: 10), 0 errors, 1 warning", "small_dataset", "tokens/example", "(estimate)", "Eval (" + eval + ")"}, notOut: []string{"Errors:", "system_prompt_mismatch"}},
+			out: []string{"train.jsonl: 60 examples (eval: 20), 0 errors, 1 warning", "small_dataset", "tokens/example", "(estimate)", "Eval (" + eval + ")"}, notOut: []string{"Errors:", "system_prompt_mismatch"}},
 		{name: "warnings only exit 0", opts: CheckOptions{Train: good, SystemPrompt: "Another prompt."},
 			out: []string{"no_eval_set", "system_prompt_mismatch", "lines 1, 2, 3, 4, 5, … (60 in all)"}},
 		{name: "errors exit 1", opts: CheckOptions{Train: bad, Eval: eval}, exit: 1,
@@ -219,5 +219,58 @@ func TestConvertRun(t *testing.T) {
 		if err := convertRun(&o); cmdutil.ExitCode(err) != 2 {
 			t.Errorf("%s: exit %d (%v)", name, cmdutil.ExitCode(err), err)
 		}
+	}
+}
+
+// TestConvertEdgeRows: an empty answer is an error, not an empty assistant turn; a
+// system prompt file's final newline is not part of the prompt; nothing converted
+// writes no output file.
+func TestConvertEdgeRows(t *testing.T) {
+	dir := t.TempDir()
+	prompt := filepath.Join(dir, "prompt.txt")
+	os.WriteFile(prompt, []byte("Be brief.\r\n"), 0o644)
+	tests := []struct {
+		name    string
+		rows    []string
+		exit    int
+		want    string // the output file, "" when none may exist
+		stderr  string
+		sysFile bool
+	}{
+		{"empty alpaca output", []string{`{"instruction": "a", "output": "  "}`, `{"instruction": "c", "output": "d"}`}, 1,
+			`{"messages":[{"role":"user","content":"c"},{"role":"assistant","content":"d"}]}` + "\n", "empty_assistant_content output", false},
+		{"empty completion", []string{`{"prompt": "p", "completion": ""}`, `{"prompt": "q", "completion": "r"}`}, 1,
+			`{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"r"}]}` + "\n", "empty_assistant_content completion", false},
+		{"system prompt file newline", []string{`{"instruction": "a", "output": "b"}`}, 0,
+			`{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}` + "\n", "converted 1 line", true},
+		{"nothing converts", []string{`{"instruction": "a", "output": ""}`}, 1, "", "nothing converted: not written", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := writeFile(t, "in.jsonl", tt.rows...)
+			out := filepath.Join(t.TempDir(), "out.jsonl")
+			f, _, stderr := factory()
+			o := ConvertOptions{IO: f.IO, Input: in, Output: out, From: dataset.FormatAuto, MaxLineBytes: 1 << 20, MaxErrors: 10}
+			if tt.sysFile {
+				o.SystemPrompt = "@" + prompt
+			}
+			err := convertRun(&o)
+			if code := cmdutil.ExitCode(err); code != tt.exit {
+				t.Fatalf("exit %d (%v), want %d; stderr %s", code, err, tt.exit, stderr)
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("stderr %q lacks %q", stderr, tt.stderr)
+			}
+			b, rerr := os.ReadFile(out)
+			if tt.want == "" {
+				if rerr == nil {
+					t.Errorf("output written (%d bytes) although nothing converted", len(b))
+				}
+				return
+			}
+			if string(b) != tt.want {
+				t.Errorf("output\n%s\nwant\n%s", b, tt.want)
+			}
+		})
 	}
 }
