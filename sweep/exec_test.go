@@ -30,6 +30,7 @@ type fakeDriver struct {
 	starts     []string // run ids, in start order
 	running    int
 	maxRunning int
+	holdUntil  int        // see holdForOverlap; 0: no hold
 	arrays     [][]string // StartArray calls: run ids
 	arrayCap   []int
 }
@@ -47,6 +48,19 @@ func newFake(behave func(r *config.Resolved) (int, time.Duration)) *fakeDriver {
 }
 
 func (d *fakeDriver) Name() string { return "fake" }
+
+// holdForOverlap keeps a started point running until holdUntil points have run at
+// once (or 10 s pass), so a test of parallelism does not depend on machine speed.
+func (d *fakeDriver) holdForOverlap() {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		enough := d.maxRunning >= d.holdUntil
+		d.mu.Unlock()
+		if enough {
+			return
+		}
+	}
+}
 
 func (d *fakeDriver) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
 	b, err := os.ReadFile(filepath.Join(t.RunDir, run.ResolvedFile))
@@ -73,6 +87,7 @@ func (d *fakeDriver) Start(ctx context.Context, t *driver.Task) (*driver.Handle,
 	}
 	emit(map[string]any{"type": "start", "device": "cpu"})
 	go func() {
+		d.holdForOverlap()
 		defer func() {
 			d.mu.Lock()
 			d.running--
@@ -262,14 +277,13 @@ func TestSequentialThenNothingToDo(t *testing.T) {
 
 func TestParallelCappedBySlots(t *testing.T) {
 	h := newHarness(t, fourPoints)
-	d := newFake(func(*config.Resolved) (int, time.Duration) { return 0, 150 * time.Millisecond })
-	start := time.Now()
+	d := newFake(func(*config.Resolved) (int, time.Duration) { return 0, 20 * time.Millisecond })
+	// Each point runs until two have run at once: a sweep that ran them one by one
+	// shows maxRunning 1 (after the hold's timeout), whatever the machine's speed.
+	d.holdUntil = 2
 	sum, _ := h.execute(t, d, 2, nil)
 	if sum.Completed != 4 || d.maxRunning != 2 {
 		t.Fatalf("summary %+v, at most %d at once; want 2", sum, d.maxRunning)
-	}
-	if el := time.Since(start); el > 550*time.Millisecond {
-		t.Errorf("4 points of 150ms, 2 at a time, took %s", el)
 	}
 }
 
