@@ -136,7 +136,7 @@ func checkRun(opts *CheckOptions) error {
 		writeReport(opts.IO.Out, rep)
 	}
 	if rep.HasErrors() {
-		return cmdutil.SilentExit(cmdutil.ExitFailed)
+		return cmdutil.SilentExit(cmdutil.ExitInvalid)
 	}
 	return nil
 }

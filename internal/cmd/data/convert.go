@@ -133,7 +133,7 @@ func convertRun(opts *ConvertOptions) error {
 		}
 	}
 	if res.ErrorsTotal > 0 {
-		return cmdutil.SilentExit(cmdutil.ExitFailed)
+		return cmdutil.SilentExit(cmdutil.ExitInvalid)
 	}
 	return nil
 }

@@ -88,7 +88,7 @@ func TestCheckRun(t *testing.T) {
 			out: []string{"train.jsonl: 60 examples (eval: 20), 0 errors, 1 warning", "small_dataset", "tokens/example", "(estimate)", "Eval (" + eval + ")"}, notOut: []string{"Errors:", "system_prompt_mismatch"}},
 		{name: "warnings only exit 0", opts: CheckOptions{Train: good, SystemPrompt: "Another prompt."},
 			out: []string{"no_eval_set", "system_prompt_mismatch", "lines 1, 2, 3, 4, 5, … (60 in all)"}},
-		{name: "errors exit 1", opts: CheckOptions{Train: bad, Eval: eval}, exit: 1,
+		{name: "errors exit 2", opts: CheckOptions{Train: bad, Eval: eval}, exit: 2,
 			out: []string{"1 error", "line 61: unrecognized_role messages[0].role", "Fix the errors above"}},
 		{name: "missing file exit 2", opts: CheckOptions{Train: filepath.Join(dir, "nope.jsonl")}, exit: 2, errMatch: "nope.jsonl: no such file"},
 		{name: "directory exit 2", opts: CheckOptions{Train: dir}, exit: 2, errMatch: "is a directory"},
@@ -133,7 +133,7 @@ func TestCheckRunJSON(t *testing.T) {
 	f, out, _ := factory()
 	train := writeFile(t, "train.jsonl", append(chats(0, 60), "{")...)
 	err := checkRun(&CheckOptions{IO: f.IO, Train: train, MaxLength: 2048, Epochs: 1, MaxLineBytes: 1 << 20, MaxErrors: 10, JSON: true})
-	if cmdutil.ExitCode(err) != 1 {
+	if cmdutil.ExitCode(err) != 2 {
 		t.Fatalf("exit %d", cmdutil.ExitCode(err))
 	}
 	var rep dataset.Report
@@ -167,11 +167,11 @@ func TestSplitRun(t *testing.T) {
 	if cmdutil.ExitCode(err) != 2 {
 		t.Errorf("overwrite: exit %d (%v)", cmdutil.ExitCode(err), err)
 	}
-	// A broken file: errors listed on stderr, exit 1, nothing written.
+	// A broken file: errors listed on stderr, exit 2, nothing written.
 	bad := writeFile(t, "bad.jsonl", append(chats(0, 10), "nope")...)
 	f, _, stderr := factory()
 	err = splitRun(&SplitOptions{IO: f.IO, Input: bad, OutDir: filepath.Join(t.TempDir(), "x"), EvalFraction: 0.2, MaxLineBytes: 1 << 20})
-	if cmdutil.ExitCode(err) != 1 || !strings.Contains(stderr.String(), "line 11: invalid_json") {
+	if cmdutil.ExitCode(err) != 2 || !strings.Contains(stderr.String(), "line 11: invalid_json") {
 		t.Errorf("exit %d, stderr %s", cmdutil.ExitCode(err), stderr)
 	}
 	if err := splitRun(&SplitOptions{IO: f.IO, Input: in, EvalFraction: 0.2}); cmdutil.ExitCode(err) != 2 {
@@ -184,7 +184,7 @@ func TestConvertRun(t *testing.T) {
 	outPath := filepath.Join(t.TempDir(), "chat.jsonl")
 	f, _, stderr := factory()
 	err := convertRun(&ConvertOptions{IO: f.IO, Input: in, Output: outPath, From: dataset.FormatAuto, SystemPrompt: "Sys.", MaxLineBytes: 1 << 20, MaxErrors: 10})
-	if cmdutil.ExitCode(err) != 1 {
+	if cmdutil.ExitCode(err) != 2 {
 		t.Fatalf("exit %d (%v)", cmdutil.ExitCode(err), err)
 	}
 	if !strings.Contains(stderr.String(), "converted 2 lines to "+outPath+" (alpaca 2)") || !strings.Contains(stderr.String(), `line 2: missing_field output: missing "output"`) {
@@ -237,13 +237,13 @@ func TestConvertEdgeRows(t *testing.T) {
 		stderr  string
 		sysFile bool
 	}{
-		{"empty alpaca output", []string{`{"instruction": "a", "output": "  "}`, `{"instruction": "c", "output": "d"}`}, 1,
+		{"empty alpaca output", []string{`{"instruction": "a", "output": "  "}`, `{"instruction": "c", "output": "d"}`}, 2,
 			`{"messages":[{"role":"user","content":"c"},{"role":"assistant","content":"d"}]}` + "\n", "empty_assistant_content output", false},
-		{"empty completion", []string{`{"prompt": "p", "completion": ""}`, `{"prompt": "q", "completion": "r"}`}, 1,
+		{"empty completion", []string{`{"prompt": "p", "completion": ""}`, `{"prompt": "q", "completion": "r"}`}, 2,
 			`{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"r"}]}` + "\n", "empty_assistant_content completion", false},
 		{"system prompt file newline", []string{`{"instruction": "a", "output": "b"}`}, 0,
 			`{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}` + "\n", "converted 1 line", true},
-		{"nothing converts", []string{`{"instruction": "a", "output": ""}`}, 1, "", "nothing converted: not written", false},
+		{"nothing converts", []string{`{"instruction": "a", "output": ""}`}, 2, "", "nothing converted: not written", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -90,7 +90,7 @@ func splitRun(opts *SplitOptions) error {
 			fmt.Fprintf(opts.IO.ErrOut, "%s: %d %s; nothing written:\n", opts.Input, res.ErrorsTotal, plural(res.ErrorsTotal, "error", "errors"))
 			writeErrors(opts.IO.ErrOut, res.Errors, res.ErrorsTotal)
 		}
-		return cmdutil.SilentExit(cmdutil.ExitFailed)
+		return cmdutil.SilentExit(cmdutil.ExitInvalid)
 	}
 	if !opts.JSON {
 		fmt.Fprintf(opts.IO.Out, "wrote %s (%s examples) and %s (%s examples); %s distinct prompts, none shared between them\n",

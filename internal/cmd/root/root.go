@@ -136,8 +136,11 @@ func newHelpTopic(name, short, long string) *cobra.Command {
 const exitCodesHelp = `loractl exit codes:
 
   0    success
-  1    the run failed (or: data check found errors)
-  2    invalid input: config, data, flags (the message names file, line and key)
+  1    something failed that your input did not cause: the trainer, a driver, a
+       missing tool (sbatch, docker), the disk; fix the environment, or retry
+  2    invalid input: config, data, flags, run ids; the message names file, line
+       and key. Every command that finds errors in what you gave it exits 2
+       (data check, split and convert included); fix the input
   3    GPU pre-flight refused: the run would not fit in free GPU memory (override: --force)
   130  interrupted by SIGINT/SIGTERM; once training started the trainer saved a
        checkpoint (continue: --resume RUN)
