@@ -89,6 +89,11 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		return err
 	}
 	if dec.CPU {
+		if q := cfg.Resolved.Quantization.Mode; q != "" && q != "none" {
+			// bitsandbytes quantizes on CUDA only: the trainer would load, fail and leave
+			// a failed run behind. Refuse here, before anything is written.
+			return cmdutil.Invalidf("quantization: %s needs an NVIDIA GPU (bitsandbytes runs on CUDA) and this machine has none: set quantization: none to train here in full precision, or run it where a GPU is (driver.name: slurm, or docker on a GPU host)", q)
+		}
 		ev := log.Info()
 		if est != nil {
 			ev = ev.Str("estimated_peak", gpu.FormatBytes(est.PeakBytes))

@@ -100,6 +100,37 @@ func TestPreflightRefusesWithExit3(t *testing.T) {
 	}
 }
 
+// TestQuantizationWithoutGPUIsRefused: QLoRA on a machine without a GPU is refused
+// before launch (exit 2), leaving no run dir; without quantization it trains on the CPU.
+func TestQuantizationWithoutGPUIsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name, extra string
+		code        int
+	}{
+		{"4bit", "quantization: 4bit\n", cmdutil.ExitInvalid},
+		{"8bit", "quantization: 8bit\n", cmdutil.ExitInvalid},
+		{"none", "", cmdutil.ExitOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, fake, runs := setupWith(t, "local", tt.extra)
+			o.GPUManager = func() gpu.Manager { return gputest.New() }
+			err := trainRun(context.Background(), o)
+			if code := cmdutil.ExitCode(err); code != tt.code {
+				t.Fatalf("exit %d (%v), want %d", code, err, tt.code)
+			}
+			if tt.code == cmdutil.ExitOK {
+				return
+			}
+			if !strings.Contains(err.Error(), "needs an NVIDIA GPU") || fake.started != 0 {
+				t.Fatalf("error %v, started %d", err, fake.started)
+			}
+			if entries, _ := os.ReadDir(runs); len(entries) != 0 {
+				t.Fatal("a refused run left a run dir")
+			}
+		})
+	}
+}
+
 func TestPreflightForcePlacesAndRecords(t *testing.T) {
 	o, fake, runs := setup(t)
 	m := gputest.New(gputest.GPU("NVIDIA L4", 24<<30, 6<<30), gputest.GPU("NVIDIA L4", 24<<30, 8<<30))
