@@ -74,6 +74,56 @@ func (s *Store) Manifest(id string) (*Manifest, error) {
 	return m, err
 }
 
+// AmbiguousError means a run-id prefix matches several runs.
+type AmbiguousError struct {
+	Prefix  string
+	Matches []string
+}
+
+func (e *AmbiguousError) Error() string {
+	shown := e.Matches
+	more := ""
+	if len(shown) > 10 {
+		shown, more = shown[:10], fmt.Sprintf(" and %d more", len(e.Matches)-10)
+	}
+	return fmt.Sprintf("%q matches %d runs: %s%s; give more of the run id", e.Prefix, len(e.Matches), strings.Join(shown, ", "), more)
+}
+
+// Resolve turns what a user typed for a run (a whole run id or a unique prefix of
+// one) into the run id. A whole id always wins, even when it is also the prefix of
+// another id; several matches are an *AmbiguousError listing them; none is ErrNoRun.
+// Code that knows exact ids (sweeps, the runner) uses them directly, not this.
+func (s *Store) Resolve(ref string) (string, error) {
+	if !validID(ref) {
+		return "", fmt.Errorf("%q: %w", ref, ErrNoRun)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(ref), ManifestFile)); err == nil {
+		return ref, nil
+	}
+	entries, err := os.ReadDir(s.Base)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var matches []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || strings.HasPrefix(name, ".") || !strings.HasPrefix(name, ref) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.Dir(name), ManifestFile)); err == nil {
+			matches = append(matches, name)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return "", fmt.Errorf("%q in %s: %w", ref, s.Base, ErrNoRun)
+	case 1:
+		return matches[0], nil
+	}
+	sort.Strings(matches)
+	return "", &AmbiguousError{Prefix: ref, Matches: matches}
+}
+
 // List returns the manifests of every run in the store, newest first. Directories
 // without a readable manifest are skipped (Scan reports them).
 func (s *Store) List() ([]*Manifest, error) {

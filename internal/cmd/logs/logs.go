@@ -54,10 +54,11 @@ func logsRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	m, err := store.Manifest(o.RunID)
+	m, err := cmdutil.RunManifest(store, o.RunID)
 	if err != nil {
-		return cmdutil.Invalid(err)
+		return err
 	}
+	o.RunID = m.RunID
 	dir := store.Dir(o.RunID)
 	if o.TrainLog {
 		return o.tailLog(ctx, store, m, filepath.Join(dir, run.LogFile))

@@ -89,3 +89,20 @@ func TestUnknownRun(t *testing.T) {
 		t.Fatalf("unknown run: %v", err)
 	}
 }
+
+// TestRunPrefix: a unique prefix of a run id names the run; an ambiguous one lists
+// the matches and exits 2.
+func TestRunPrefix(t *testing.T) {
+	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	newRun(t, f.RunsDir(), run.StateCompleted) // r1
+	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "r", TrainLog: true}); err != nil || out.String() != "trainer says hi\n" {
+		t.Fatalf("prefix r: %q %v", out, err)
+	}
+	dir2 := filepath.Join(f.RunsDir(), "r2")
+	os.MkdirAll(dir2, 0o755)
+	run.WriteManifest(dir2, &run.Manifest{RunID: "r2", State: run.StateCompleted})
+	err := logsRun(context.Background(), &Options{Factory: f, RunID: "r", TrainLog: true})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "r1, r2") {
+		t.Fatalf("ambiguous prefix: %v (exit %d)", err, cmdutil.ExitCode(err))
+	}
+}

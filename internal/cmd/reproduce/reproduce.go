@@ -72,10 +72,11 @@ func reproduceRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	orig, err := store.Manifest(o.RunID)
+	orig, err := cmdutil.RunManifest(store, o.RunID)
 	if err != nil {
-		return cmdutil.Invalid(err)
+		return err
 	}
+	o.RunID = orig.RunID
 	if orig.State != run.StateCompleted || orig.Result == nil {
 		return cmdutil.Invalidf("%s is %s: only a completed run has results to reproduce", orig.RunID, orig.State)
 	}

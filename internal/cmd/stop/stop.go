@@ -48,10 +48,11 @@ func stopRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	m, err := store.Manifest(o.RunID)
+	m, err := cmdutil.RunManifest(store, o.RunID)
 	if err != nil {
-		return cmdutil.Invalid(err)
+		return err
 	}
+	o.RunID = m.RunID
 	m = cmdutil.RefreshRun(ctx, f, store, m)
 	if m.State.Terminal() {
 		fmt.Fprintf(f.IO.Out, "%s is already %s\n", m.RunID, m.State)

@@ -253,10 +253,11 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 	if o.Resume == "" {
 		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
 	}
-	m, err := store.Manifest(o.Resume)
+	m, err := cmdutil.RunManifest(store, o.Resume)
 	if err != nil {
-		return nil, cmdutil.Invalid(err)
+		return nil, err
 	}
+	o.Resume = m.RunID // a unique prefix names the whole id from here on
 	if o.Config != "" {
 		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
 	}
