@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -59,8 +60,43 @@ func (es Errors) has(key string) bool {
 // use it for their own keys so suggestions read the same everywhere.
 func DidYouMean(key string, candidates []string) string { return didYouMean(key, candidates) }
 
+// aliases are the names users bring from Hugging Face's TrainingArguments, PEFT's
+// LoraConfig and common shorthand, with the loractl key each means. Spelling distance
+// cannot find these ("lr" is nothing like "learning_rate").
+var aliases = map[string]string{
+	"lr":                          "learning_rate",
+	"learning-rate":               "learning_rate",
+	"bs":                          "batch_size",
+	"batch":                       "batch_size",
+	"per_device_train_batch_size": "batch_size",
+	"per_device_eval_batch_size":  "eval_batch_size",
+	"gradient_accumulation_steps": "grad_accum",
+	"gradient_accumulation":       "grad_accum",
+	"num_train_epochs":            "epochs",
+	"num_epochs":                  "epochs",
+	"max_seq_length":              "max_length",
+	"max_seq_len":                 "max_length",
+	"seq_len":                     "max_length",
+	"warmup_ratio":                "warmup",
+	"warmup_steps":                "warmup",
+	"lr_scheduler_type":           "scheduler",
+	"lr_scheduler":                "scheduler",
+	"rank":                        "r",
+	"lora_r":                      "r",
+	"lora_alpha":                  "alpha",
+	"lora_dropout":                "dropout",
+	"target":                      "target_modules",
+	"targets":                     "target_modules",
+	"bf16":                        "precision",
+	"fp16":                        "precision",
+	"save_total":                  "save_total_limit",
+}
+
 // didYouMean returns the closest candidate to key, or "" when none is close.
 func didYouMean(key string, candidates []string) string {
+	if a, ok := aliases[strings.ToLower(key)]; ok && slices.Contains(candidates, a) {
+		return a
+	}
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		d := levenshtein(key, c)

@@ -57,6 +57,7 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 	cmd.AddCommand(newHelpTopic("exit-codes", "Exit codes of loractl commands", exitCodesHelp))
 	cmd.AddCommand(newHelpTopic("environment", "Environment variables loractl reads", environmentHelp))
 	usageArgs(cmd)
+	wireCompletion(cmd, f)
 	return cmd
 }
 
