@@ -24,6 +24,10 @@ type Report struct {
 	// Metrics compares every final value both runs report, timings excluded.
 	Metrics []MetricDiff `json:"metrics"`
 	Weights *WeightDiff  `json:"weights,omitempty"`
+	// StepLosses compares the per-step losses from the events, when they were logged.
+	StepLosses *StepLosses `json:"step_losses,omitempty"`
+	// Notes say which comparisons a resume changed, and how.
+	Notes []string `json:"notes,omitempty"`
 	// Versions lists packages whose version differs between the runs.
 	Versions []string `json:"versions_changed,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
@@ -39,7 +43,8 @@ type MetricDiff struct {
 
 // compare judges the reproduction against the original. tol < 0 picks the default:
 // bit for bit for a CPU run, DefaultGPUTolerance otherwise.
-func compare(orig, repro *run.Manifest, tol float64) (*Report, error) {
+// The events (nil when unreadable) give the per-step losses and tell a resumed run.
+func compare(orig, repro *run.Manifest, origEvents, reproEvents []*run.Event, tol float64) (*Report, error) {
 	if tol < 0 {
 		tol = 0
 		// A GPU run whose device was never recorded (its start event not folded in)
@@ -54,9 +59,19 @@ func compare(orig, repro *run.Manifest, tol float64) (*Report, error) {
 	r.add("step", step(a.Step), step(b.Step), 0)
 	r.add("eval_loss_before", a.EvalLossBefore, b.EvalLossBefore, tol)
 	r.add("eval_loss_after", a.EvalLossAfter, b.EvalLossAfter, tol)
+	ha, hb := readHistory(origEvents), readHistory(reproEvents)
+	resumed := ha.resumeStep > 0 || hb.resumeStep > 0
+	for _, side := range []struct {
+		name string
+		h    history
+	}{{"the original", ha}, {"the reproduction", hb}} {
+		if side.h.resumeStep > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s was resumed from step %d: train_loss and total_flos cover only the part after the resume, so they are not compared; the per-step losses, the eval losses and the adapter are", side.name, side.h.resumeStep))
+		}
+	}
 	names := make([]string, 0, len(a.Metrics))
 	for k := range a.Metrics {
-		if !timing(k) {
+		if !timing(k) && !(resumed && sessionMetrics[k]) {
 			names = append(names, k)
 		}
 	}
@@ -76,6 +91,12 @@ func compare(orig, repro *run.Manifest, tol float64) (*Report, error) {
 		}
 		r.Weights = w
 		if len(w.Mismatch) > 0 || w.MaxAbsDiff > tol {
+			r.Reproduced = false
+		}
+	}
+	if len(ha.losses) > 0 || len(hb.losses) > 0 {
+		r.StepLosses = compareSteps(ha, hb, tol)
+		if !r.StepLosses.Same() {
 			r.Reproduced = false
 		}
 	}
@@ -123,6 +144,19 @@ func (r *Report) print(w io.Writer, asJSON bool) error {
 		}
 		fmt.Fprintf(w, "  %-22s %-14s %-14s %s\n", m.Name, num(m.Original), num(m.Reproduction), mark)
 	}
+	if sl := r.StepLosses; sl != nil {
+		switch {
+		case sl.Same():
+			partial := ""
+			if len(sl.Partial) > 0 {
+				partial = fmt.Sprintf("; step %v not compared: its loss averages only the steps since the resume", sl.Partial)
+			}
+			fmt.Fprintf(w, "  %-22s %d steps, all the same (largest relative difference %.3g)%s\n", "per-step loss", sl.Steps, sl.MaxRelDiff, partial)
+		default:
+			fmt.Fprintf(w, "  %-22s %d of %d steps differ (largest relative difference %.3g); missing on one side: %d\n",
+				"per-step loss", len(sl.Mismatched), sl.Steps, sl.MaxRelDiff, len(sl.Missing))
+		}
+	}
 	if wd := r.Weights; wd != nil {
 		switch {
 		case wd.Same():
@@ -140,6 +174,9 @@ func (r *Report) print(w io.Writer, asJSON bool) error {
 	}
 	for _, v := range r.Versions {
 		fmt.Fprintf(w, "  version changed        %s\n", v)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note                   %s\n", n)
 	}
 	verdict := "reproduced"
 	if !r.Reproduced {

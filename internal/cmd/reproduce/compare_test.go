@@ -127,7 +127,7 @@ func TestCompareJudgement(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			orig := &run.Manifest{RunID: "a", Device: c.device, Result: c.a, Versions: map[string]string{"torch": "2.15"}}
 			rep := &run.Manifest{RunID: "a-repro-1", Device: c.device, Result: c.b, Versions: map[string]string{"torch": "2.16"}}
-			r, err := compare(orig, rep, c.tol)
+			r, err := compare(orig, rep, nil, nil, c.tol)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,5 +151,63 @@ func TestResolvedDiff(t *testing.T) {
 	b := []byte(`{"lora":{"r":8,"alpha":32},"train":{"seed":1},"extra":true}`)
 	if got, want := resolvedDiff(a, b), "extra: - -> true; lora.alpha: 16 -> 32"; got != want {
 		t.Fatalf("diff %q, want %q", got, want)
+	}
+}
+
+// TestCompareResumedRun: a resumed original's train_loss covers only the resumed
+// part; it is not compared, the per-step losses are (the last logged value of a step
+// that was logged again after the resume wins).
+func TestCompareResumedRun(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	logEv := func(step int, loss float64) *run.Event { return &run.Event{Type: "log", Step: step, Loss: f(loss)} }
+	straight := []*run.Event{{Type: "start"}, logEv(2, 3.0), logEv(4, 2.5), logEv(6, 2.0)}
+	resumed := []*run.Event{{Type: "start"}, logEv(2, 3.0), logEv(4, 9.9), // step 4 logged, then interrupted before its checkpoint
+		{Type: "start", ResumeStep: 2, ResumeFrom: "checkpoint-2"}, logEv(4, 2.5), logEv(6, 2.0)}
+	drifted := []*run.Event{{Type: "start"}, logEv(2, 3.0), logEv(4, 2.6), logEv(6, 2.0)}
+	// Resumed from step 3, between two logging steps: the loss logged at step 4 then
+	// averages step 4 alone, and is not compared.
+	offBoundary := []*run.Event{{Type: "start"}, logEv(2, 3.0),
+		{Type: "start", ResumeStep: 3, ResumeFrom: "checkpoint-3"}, logEv(4, 2.2), logEv(6, 2.0)}
+	res := func(trainLoss float64) *run.Result {
+		return &run.Result{Step: 6, EvalLossBefore: f(2), EvalLossAfter: f(1.5), Metrics: map[string]*float64{"train_loss": f(trainLoss)}}
+	}
+	cases := []struct {
+		name         string
+		origEv       []*run.Event
+		origLoss     float64
+		reproEv      []*run.Event
+		reproduced   bool
+		wantNote     bool
+		mismatchStep int
+	}{
+		{"resumed original, same path", resumed, 2.25, straight, true, true, 0},
+		{"straight runs compare train_loss", straight, 2.5, straight, true, false, 0},
+		{"straight runs, train_loss differs", straight, 2.4, straight, false, false, 0},
+		{"a step's loss differs", resumed, 2.25, drifted, false, true, 4},
+		{"resumed between logging steps", offBoundary, 2.1, straight, true, true, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			orig := &run.Manifest{RunID: "a", Device: "cpu", Result: res(c.origLoss)}
+			rep := &run.Manifest{RunID: "a-repro-1", Device: "cpu", Result: res(2.5)}
+			r, err := compare(orig, rep, c.origEv, c.reproEv, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Reproduced != c.reproduced {
+				t.Fatalf("reproduced %v, want %v: %+v %+v", r.Reproduced, c.reproduced, r.Metrics, r.StepLosses)
+			}
+			if (len(r.Notes) > 0) != c.wantNote {
+				t.Errorf("notes %q", r.Notes)
+			}
+			if c.mismatchStep != 0 && (r.StepLosses == nil || len(r.StepLosses.Mismatched) != 1 || r.StepLosses.Mismatched[0] != c.mismatchStep) {
+				t.Errorf("step losses %+v, want step %d mismatched", r.StepLosses, c.mismatchStep)
+			}
+			var out bytes.Buffer
+			r.print(&out, false)
+			if c.wantNote && !strings.Contains(out.String(), "was resumed from step") {
+				t.Errorf("printed report lacks the resume note:\n%s", out.String())
+			}
+		})
 	}
 }

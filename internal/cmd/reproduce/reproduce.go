@@ -137,7 +137,10 @@ func reproduceRun(ctx context.Context, o *Options) error {
 		}
 		return cmdutil.Failed(fmt.Errorf("the reproduction %s %s: %s (log %s)", p.RunID, out.State, a.Manifest.Error, filepath.Join(a.Dir, run.LogFile)))
 	}
-	rep, err := compare(orig, a.Manifest, o.Tolerance)
+	// Unreadable events only lose the per-step comparison; the rest still stands.
+	origEvents, _ := run.ReadEvents(filepath.Join(store.Dir(orig.RunID), run.EventsFile))
+	reproEvents, _ := run.ReadEvents(filepath.Join(a.Dir, run.EventsFile))
+	rep, err := compare(orig, a.Manifest, origEvents, reproEvents, o.Tolerance)
 	if err != nil {
 		return cmdutil.Failed(err)
 	}
