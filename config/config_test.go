@@ -114,6 +114,8 @@ func TestInvalidValues(t *testing.T) {
 		{"set bad value", base, []string{"lora.r=-1"}, "--set: lora.r: must be between 1 and 4096"},
 		{"set unknown key", base, []string{"lora.rr=8"}, "--set: lora.rr: unknown key (did you mean \"r\"?)"},
 		{"set no equals", base, []string{"lora.r"}, "want key=value"},
+		{"unknown tracker", base + "train:\n  report_to: [tensorboard, comet]\n", nil, "train.report_to[1]: must be one of tensorboard, mlflow, wandb, got \"comet\""},
+		{"tracker twice", base + "train:\n  report_to: [wandb, wandb]\n", nil, "train.report_to[1]: wandb is listed twice"},
 		{"alias in YAML", base + "train:\n  lr: 1e-4\n", nil, "train.lr: unknown key (did you mean \"learning_rate\"?)"},
 		{"alias in --set", base, []string{"train.lr=1e-4"}, "--set: train.lr: unknown key (did you mean \"learning_rate\"?)"},
 		{"HF name in --set", base, []string{"train.gradient_accumulation_steps=4"}, "did you mean \"grad_accum\"?"},

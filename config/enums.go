@@ -20,5 +20,6 @@ var Enums = map[string][]string{
 	"train.gradient_checkpointing": {"true", "false"},
 	"train.packing":                {"true", "false"},
 	"trust_remote_code":            {"true", "false"},
+	"train.report_to":              {"[tensorboard]", "[mlflow]", "[wandb]"},
 	"driver.name":                  {"local", "docker", "podman", "slurm"},
 }

@@ -39,8 +39,11 @@ var (
 	moduleRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	driverNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	schedulers   = []string{"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"}
-	optimizers   = []string{"adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd"}
+	// Trackers are the experiment trackers train.report_to may name (the trainer passes
+	// them to the HF Trainer; each needs its package, python/requirements-tracking.txt).
+	Trackers   = []string{"tensorboard", "mlflow", "wandb"}
+	schedulers = []string{"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"}
+	optimizers = []string{"adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd"}
 )
 
 // resolve applies defaults and validates every value, collecting all problems.
@@ -284,6 +287,16 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	t.LossType = orDefault(s.LossType, "nll")
 	if !slices.Contains([]string{"nll", "dft"}, t.LossType) {
 		bad("train.loss_type", "must be nll or dft, got %q", t.LossType)
+	}
+	for i, tracker := range s.ReportTo {
+		switch {
+		case !slices.Contains(Trackers, tracker):
+			bad(fmt.Sprintf("train.report_to[%d]", i), "must be one of %s, got %q", strings.Join(Trackers, ", "), tracker)
+		case slices.Contains(s.ReportTo[:i], tracker):
+			bad(fmt.Sprintf("train.report_to[%d]", i), "%s is listed twice", tracker)
+		default:
+			t.ReportTo = append(t.ReportTo, tracker)
+		}
 	}
 }
 

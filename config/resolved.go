@@ -71,6 +71,9 @@ type TrainConfig struct {
 	MaxGradNorm           float64 `json:"max_grad_norm"`
 	Optim                 string  `json:"optim"`
 	LossType              string  `json:"loss_type"`
+	// ReportTo: tensorboard (events under RUN_DIR/tensorboard), mlflow, wandb. Left out
+	// of resolved.json when empty, so configs that track nothing keep their run ids.
+	ReportTo []string `json:"report_to,omitempty"`
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".

@@ -80,6 +80,8 @@ type TrainSpec struct {
 	MaxGradNorm           *Float `json:"max_grad_norm,omitempty"`
 	Optim                 string `json:"optim,omitempty"`
 	LossType              string `json:"loss_type,omitempty"`
+	// ReportTo names the experiment trackers that also get the metrics.
+	ReportTo []string `json:"report_to,omitempty"`
 }
 
 // DriverSpec picks where the trainer runs. Each driver's own options live in a section

@@ -18,6 +18,7 @@ with exit 75 and no new checkpoint; the run stays resumable from where it starte
 """
 
 import argparse
+import importlib.util
 import math
 import os
 import platform
@@ -447,6 +448,29 @@ class Setup:
             raise ConfigError(f"lora.target_modules: {', '.join(missing)} not found in {self.cfg['model']['name_or_path']}; "
                               f"its Linear modules are: {', '.join(leaves)}")
 
+    def trackers(self):
+        """train.report_to for the HF Trainer, with each tracker's files placed in the run dir.
+
+        The environment wins where the user set it: TENSORBOARD_LOGGING_DIR, MLFLOW_TRACKING_URI
+        and MLFLOW_EXPERIMENT_NAME, WANDB_MODE / WANDB_DIR / WANDB_PROJECT (a key only ever by
+        name, through env.pass)."""
+        report_to = list(self.cfg["train"].get("report_to") or [])
+        if not report_to:
+            return "none"
+        missing = [t for t, module in (("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb"))
+                   if t in report_to and importlib.util.find_spec(module) is None]
+        if missing:
+            raise ConfigError(f"train.report_to: {', '.join(missing)} is not installed in the trainer's environment; "
+                              f"install python/requirements-tracking.txt (LORACTL_TRACKING_EXTRAS=1 scripts/setup-python.sh)")
+        if "tensorboard" in report_to:
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.join(self.run.run_dir, "tensorboard"))
+        if "wandb" in report_to:
+            os.environ.setdefault("WANDB_DIR", self.run.run_dir)
+            os.environ.setdefault("WANDB_PROJECT", "loractl")
+        if "mlflow" in report_to:
+            os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "loractl")
+        return report_to
+
     def sft_config(self):
         from trl import SFTConfig
         t = self.cfg["train"]
@@ -467,7 +491,8 @@ class Setup:
             save_strategy="epoch" if t["save_steps"] == 0 else "steps", save_steps=t["save_steps"] or 500,
             save_total_limit=None,  # pruned by loractl once a newer checkpoint is complete
             bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=not self.cuda,
-            report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+            report_to=self.trackers(), run_name=os.path.basename(self.run.run_dir),
+            disable_tqdm=True, dataloader_num_workers=0,
         )
         try:
             return SFTConfig(**kwargs)

@@ -129,6 +129,9 @@ class Events:
 _JSON_TYPE = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
 
 # section -> key -> (kind, check or None, what the check requires)
+# Experiment trackers train.report_to may name (config/resolve.go's Trackers).
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+
 _SCHEMA = {
     "model": {
         "name_or_path": (str, lambda v: v.strip() != "", "a model directory or hub id"),
@@ -177,8 +180,12 @@ _SCHEMA = {
         "max_grad_norm": (float, lambda v: v >= 0, ">= 0"),
         "optim": (str, lambda v: v != "", "an optimizer name"),
         "loss_type": (str, lambda v: v in ("nll", "dft", "chunked_nll"), "nll or dft"),
+        "report_to": (list, lambda v: all(x in TRACKERS for x in v) and len(set(v)) == len(v),
+                      "a list of distinct names among " + ", ".join(TRACKERS)),
     },
 }
+# Keys resolved.json leaves out when they hold their default (so run ids stay stable).
+_OPTIONAL = {("train", "report_to")}
 
 
 def _is_kind(value, kind):
@@ -215,7 +222,8 @@ def validate_config(raw):
         for key, (kind, check, want) in fields.items():
             where = f"{section}.{key}"
             if key not in block:
-                errors.append(f"{where}: missing")
+                if (section, key) not in _OPTIONAL:
+                    errors.append(f"{where}: missing")
                 continue
             value = block[key]
             if not _is_kind(value, kind):

@@ -16,7 +16,8 @@ work=$(mktemp -d /tmp/loractl-test.XXXXXX)
 scripts/install-deps.sh
 
 echo "== python environment" >&2
-LORACTL_PYTHON=$(scripts/setup-python.sh | tail -n 1)
+# With the experiment trackers (an extras set): their tests read real files back.
+LORACTL_PYTHON=$(LORACTL_TRACKING_EXTRAS=1 scripts/setup-python.sh | tail -n 1)
 export LORACTL_PYTHON
 # A missing trainer environment must fail the end-to-end tests here, not skip them.
 export LORACTL_REQUIRE_E2E=1
