@@ -123,6 +123,15 @@ type Renderer interface {
 	Render(task *Task) ([]byte, error)
 }
 
+// Detacher is implemented by drivers whose trainer ordinarily ends with the
+// controller (the local driver stops its child when loractl exits) but can also be
+// started to run on alone, for `train --detach`; `logs -f` and `stop` reattach through
+// the handle. Drivers whose tasks outlive the controller anyway (Slurm, containers)
+// need not implement it.
+type Detacher interface {
+	StartDetached(ctx context.Context, task *Task) (*Handle, error)
+}
+
 // ArraySubmitter is implemented by drivers that can launch many tasks as one unit
 // with a concurrency cap (Slurm job arrays). Sweeps use it when present.
 type ArraySubmitter interface {

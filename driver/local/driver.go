@@ -58,8 +58,25 @@ func DecodeOptions(raw json.RawMessage) (*Options, error) {
 	return &o, errors.Join(errs...)
 }
 
+var (
+	_ driver.Driver   = (*Driver)(nil)
+	_ driver.Detacher = (*Driver)(nil)
+)
+
 // Start implements driver.Driver.
 func (d *Driver) Start(ctx context.Context, task *driver.Task) (*driver.Handle, error) {
+	return d.start(task, false)
+}
+
+// StartDetached implements driver.Detacher: the trainer runs in a session of its own,
+// without the parent-death signal, so it trains on after loractl exits (and a Ctrl-C
+// in the terminal does not reach it). Its handle (pid and start time) lets `logs -f`,
+// `stop` and `runs` find it again; its outcome is read from its events.
+func (d *Driver) StartDetached(ctx context.Context, task *driver.Task) (*driver.Handle, error) {
+	return d.start(task, true)
+}
+
+func (d *Driver) start(task *driver.Task, detached bool) (*driver.Handle, error) {
 	if len(task.Command) == 0 {
 		return nil, errors.New("failed to start task: empty command")
 	}
@@ -78,6 +95,10 @@ func (d *Driver) Start(ctx context.Context, task *driver.Task) (*driver.Handle, 
 		// SIGTERM, not SIGKILL: a trainer whose controller died still saves a
 		// checkpoint before it exits.
 		Pdeathsig: syscall.SIGTERM,
+	}
+	if detached {
+		// Its own session (and process group, whose id is its pid, as Signal expects).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	th := &taskHandle{cmd: cmd, done: make(chan struct{})}
 	if err := startLocked(cmd, th); err != nil {

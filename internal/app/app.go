@@ -51,10 +51,12 @@ func report(err error, errOut io.Writer) int {
 
 // NewFactory builds the production dependencies; close the returned catalog when done.
 func NewFactory(io *iostreams.IOStreams) (*cmdutil.Factory, *driverCatalog) {
-	l := zerolog.New(zerolog.ConsoleWriter{Out: io.ErrOut, NoColor: true}).With().Timestamp().Logger()
+	logOut := iostreams.NewSwapWriter(io.ErrOut)
+	l := zerolog.New(zerolog.ConsoleWriter{Out: logOut, NoColor: true}).With().Timestamp().Logger()
 	f := &cmdutil.Factory{
 		IO:      io,
 		Log:     &l,
+		LogOut:  logOut,
 		RunsDir: run.DefaultBase,
 	}
 	return f, wireDrivers(f)

@@ -17,6 +17,9 @@ import (
 type Factory struct {
 	IO  *iostreams.IOStreams
 	Log *zerolog.Logger
+	// LogOut is where Log writes (stderr unless a command swaps it); nil in tests
+	// that build a Factory by hand.
+	LogOut *iostreams.SwapWriter
 	// RunsDir returns the base directory of the run store (--runs-dir,
 	// LORACTL_RUNS_DIR, default ./runs).
 	RunsDir func() string

@@ -3,9 +3,11 @@
 package progress
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/loractl/loractl/run"
@@ -19,9 +21,13 @@ type Progress struct {
 	TTY  bool
 	JSON bool
 
+	// mu orders the live line against the signal handler and log lines written
+	// through Above from other goroutines.
+	mu         sync.Mutex
 	total      int
 	firstStep  int
 	firstAt    time.Time
+	lastAt     time.Time
 	lastStep   int
 	lastStatus string
 	gpu        string
@@ -30,6 +36,8 @@ type Progress struct {
 
 // Event renders one event.
 func (p *Progress) Event(e *run.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -40,6 +48,9 @@ func (p *Progress) Event(e *run.Event) {
 	switch e.Type {
 	case run.EventStart:
 		p.total = e.TotalSteps
+		// A new attempt: its rate starts here, not at the previous attempt's steps
+		// (the time between attempts trained nothing).
+		p.firstAt = time.Time{}
 		msg := fmt.Sprintf("trainer started on %s (%s): %s trainable of %s parameters, %d steps",
 			orDash(e.Device), orDash(e.Precision), humanCount(e.TrainableParams), humanCount(e.TotalParams), e.TotalSteps)
 		if e.ResumeFrom != "" {
@@ -50,7 +61,7 @@ func (p *Progress) Event(e *run.Event) {
 		if e.TotalSteps > 0 {
 			p.total = e.TotalSteps
 		}
-		p.trackRate(e.Step)
+		p.trackRate(e.Step, p.when(e))
 		status := p.status(e)
 		if p.TTY {
 			p.lastStatus = status
@@ -94,19 +105,70 @@ func (p *Progress) line(s string) {
 	fmt.Fprintln(p.Out, s)
 }
 
-// Done ends the live line.
+// Done ends the live line, keeping the last status as a line of its own.
 func (p *Progress) Done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.TTY && p.lastStatus != "" {
 		fmt.Fprintln(p.Out)
 		p.lastStatus = ""
 	}
 }
 
-func (p *Progress) trackRate(step int) {
-	if p.firstAt.IsZero() {
-		p.firstStep, p.firstAt = step, p.now()
+// Clear erases the live line and keeps it erased until the next step: after Ctrl-C or
+// `loractl stop` its step, rate and ETA are no longer news.
+func (p *Progress) Clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.TTY && p.lastStatus != "" {
+		fmt.Fprint(p.Out, "\r\033[K")
+		p.lastStatus = ""
 	}
-	p.lastStep = step
+}
+
+// Above returns a writer for log lines (the controller's warnings): each write appears
+// on lines of its own above the live status line, which is drawn again below it. On
+// a terminal both streams share the screen; without this a warning would continue the
+// status line.
+func (p *Progress) Above(w io.Writer) io.Writer { return aboveWriter{p: p, w: w} }
+
+type aboveWriter struct {
+	p *Progress
+	w io.Writer
+}
+
+func (a aboveWriter) Write(b []byte) (int, error) {
+	p := a.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	live := p.TTY && p.lastStatus != ""
+	if live {
+		fmt.Fprint(p.Out, "\r\033[K")
+	}
+	n, err := a.w.Write(b)
+	if live {
+		if !bytes.HasSuffix(b, []byte("\n")) {
+			fmt.Fprintln(a.w)
+		}
+		fmt.Fprint(p.Out, p.lastStatus)
+	}
+	return n, err
+}
+
+// when is the event's own time, so a replay (`loractl logs`) computes the rate and
+// ETA the run had then; an event without a time is now.
+func (p *Progress) when(e *run.Event) time.Time {
+	if !e.Time.IsZero() {
+		return e.Time
+	}
+	return p.now()
+}
+
+func (p *Progress) trackRate(step int, at time.Time) {
+	if p.firstAt.IsZero() {
+		p.firstStep, p.firstAt = step, at
+	}
+	p.lastStep, p.lastAt = step, at
 }
 
 func (p *Progress) status(e *run.Event) string {
@@ -134,14 +196,14 @@ func (p *Progress) status(e *run.Event) string {
 	return b.String()
 }
 
-// eta extrapolates from the steps seen by this controller (not from step 0: a
-// resumed run's earlier steps took no time here).
+// eta extrapolates from the steps of this attempt (not from step 0: a resumed run's
+// earlier steps took no time here), measured between their events' times.
 func (p *Progress) eta(step int) (time.Duration, bool) {
 	done := step - p.firstStep
 	if p.total <= 0 || done <= 0 {
 		return 0, false
 	}
-	per := p.now().Sub(p.firstAt) / time.Duration(done)
+	per := p.lastAt.Sub(p.firstAt) / time.Duration(done)
 	return per * time.Duration(p.total-step), true
 }
 

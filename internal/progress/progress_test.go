@@ -32,7 +32,7 @@ func TestModes(t *testing.T) {
 		want, dont []string
 	}{
 		{"plain", false, false,
-			[]string{"resuming at step 4", "8.2K trainable of 48.6K", "step 5/10", "loss 2.5000", "lr 2.00e-04", "300 tok/s", "checkpoint saved at step 6", "ETA 2s"},
+			[]string{"resuming at step 4", "8.2K trainable of 48.6K", "step 5/10", "loss 2.5000", "lr 2.00e-04", "300 tok/s", "checkpoint saved at step 6", "ETA 3s"},
 			[]string{"\r", "\033["}},
 		{"terminal", true, false, []string{"\r\033[Kstep 7/10", "\r\033[Kcheckpoint saved at step 6: /r/checkpoints/checkpoint-6\nstep 5/10"}, nil},
 		{"json", false, true, []string{lines[2] + "\n"}, []string{"step 5/10"}},
@@ -57,5 +57,45 @@ func TestModes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplayETA: replaying an old run's events computes the ETA from the events' own
+// times (it said "ETA 0s" when the replay itself took no time).
+func TestReplayETA(t *testing.T) {
+	var out bytes.Buffer
+	p := &Progress{Out: &out} // real clock: the events are years old
+	for _, l := range []string{
+		`{"type":"start","time":"2024-01-01T00:00:00Z","total_steps":100}`,
+		`{"type":"log","time":"2024-01-01T00:00:10Z","step":10,"loss":2}`,
+		`{"type":"log","time":"2024-01-01T00:01:10Z","step":20,"loss":1.5}`,
+	} {
+		p.Event(ev(t, l))
+	}
+	if !strings.Contains(out.String(), "step 20/100") || !strings.Contains(out.String(), "ETA 8m0s") {
+		t.Errorf("replay output:\n%s", out.String())
+	}
+}
+
+// TestAboveAndClear: a log line written through Above lands on its own line above the
+// live status, which is drawn again; Clear erases the status for good.
+func TestAboveAndClear(t *testing.T) {
+	var screen bytes.Buffer // stdout and stderr on one terminal
+	p := &Progress{Out: &screen, TTY: true}
+	p.Event(ev(t, `{"type":"start","time":"2026-01-01T00:00:00Z","total_steps":10}`))
+	p.Event(ev(t, `{"type":"log","time":"2026-01-01T00:00:01Z","step":3,"loss":1}`))
+	screen.Reset()
+	log := p.Above(&screen)
+	log.Write([]byte("WRN stopping: saving a checkpoint"))
+	want := "\r\033[KWRN stopping: saving a checkpoint\nstep 3/10"
+	if !strings.HasPrefix(screen.String(), want) {
+		t.Fatalf("screen after a log line:\n%q\nwant prefix %q", screen.String(), want)
+	}
+	screen.Reset()
+	p.Clear()
+	p.Done()
+	log.Write([]byte("INF trainer stopped\n"))
+	if got := screen.String(); got != "\r\033[KINF trainer stopped\n" {
+		t.Fatalf("after Clear and Done: %q", got)
 	}
 }

@@ -190,7 +190,11 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		}
 		m.DriverInfo[run.PluginSHA256] = sum
 	}
-	h, err := o.Driver.Start(ctx, task)
+	start := o.Driver.Start
+	if dd, ok := o.Driver.(driver.Detacher); ok && o.Detach {
+		start = dd.StartDetached
+	}
+	h, err := start(ctx, task)
 	if err != nil {
 		m.State = run.StateFailed
 		m.Error = err.Error()

@@ -4,6 +4,7 @@ package root
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -112,12 +113,16 @@ func configureLog(f *cmdutil.Factory, format, level string) error {
 	if err != nil {
 		return cmdutil.Invalidf("--log-level: %v", err)
 	}
+	var out io.Writer = f.IO.ErrOut
+	if f.LogOut != nil {
+		out = f.LogOut
+	}
 	var l zerolog.Logger
 	switch format {
 	case "json":
-		l = zerolog.New(f.IO.ErrOut).With().Timestamp().Logger()
+		l = zerolog.New(out).With().Timestamp().Logger()
 	case "console":
-		l = zerolog.New(zerolog.ConsoleWriter{Out: f.IO.ErrOut, NoColor: !f.IO.IsStderrTTY() || os.Getenv("NO_COLOR") != "", TimeFormat: "15:04:05"}).With().Timestamp().Logger()
+		l = zerolog.New(zerolog.ConsoleWriter{Out: out, NoColor: !f.IO.IsStderrTTY() || os.Getenv("NO_COLOR") != "", TimeFormat: "15:04:05"}).With().Timestamp().Logger()
 	default:
 		return cmdutil.Invalidf("--log-format: want console or json, got %q", format)
 	}

@@ -105,7 +105,7 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 	fl.Var(&waitGPUValue{d: &opts.WaitGPU, bare: &opts.waitBare}, "wait-gpu",
 		"wait up to TIMEOUT for enough free GPU memory instead of refusing: --wait-gpu=10m or --wait-gpu 10m (--wait-gpu alone: "+waitGPUDefault+")")
 	fl.Lookup("wait-gpu").NoOptDefVal = waitGPUDefault
-	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched (Slurm, containers); follow with: loractl logs -f RUN")
+	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched; it trains on after loractl exits (follow with: loractl logs -f RUN, stop with: loractl stop RUN)")
 	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
 	return cmd
@@ -192,10 +192,6 @@ func trainRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
-	if o.Detach && d.Name() == "local" {
-		// A local trainer is stopped (it checkpoints) when its controller exits.
-		return cmdutil.Invalidf("--detach needs a driver that outlives loractl (slurm, docker, podman); the local driver stops the trainer when loractl exits")
-	}
 
 	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}
 	if o.Resume != "" {
@@ -225,6 +221,10 @@ func trainRun(ctx context.Context, o *Options) error {
 	}
 
 	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
+	if f.LogOut != nil {
+		// Warnings during the run go above the live status line, not onto its end.
+		defer f.LogOut.Swap(prog.Above(f.IO.ErrOut))()
+	}
 	watch := &resumeWatch{want: a.ResumeStep}
 	forwardSignals(ctx, a, sigs, &log)
 	stopSampling := o.sampleGPU(ctx, a)
@@ -236,6 +236,9 @@ func trainRun(ctx context.Context, o *Options) error {
 		}
 	})
 	stopSampling()
+	if out != nil && out.State == run.StateInterrupted {
+		prog.Clear() // the interrupted step's status and ETA are not news
+	}
 	prog.Done()
 	if err != nil {
 		return cmdutil.Failed(err)

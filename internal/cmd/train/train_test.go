@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/loractl/loractl/driver"
-	"github.com/loractl/loractl/driver/local"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
@@ -205,18 +204,6 @@ func (d *failingTrainer) Wait(context.Context, *driver.Handle) (*driver.ExitResu
 
 // --detach with the local driver is refused before anything runs: the trainer would
 // be stopped as soon as loractl exits.
-func TestDetachRefusedForLocal(t *testing.T) {
-	o, _, runs := setup(t)
-	o.Factory.Driver = func(string) (driver.Driver, error) { return local.New(), nil }
-	o.Detach = true
-	if err := trainRun(context.Background(), o); cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "--detach") {
-		t.Fatalf("got %v", err)
-	}
-	if entries, _ := os.ReadDir(runs); len(entries) != 0 {
-		t.Fatal("a refused detach left a run dir")
-	}
-}
-
 // --wait-gpu [TIMEOUT]: the timeout may follow the flag after a space, wherever the
 // config sits; with `=` the next argument is never taken.
 func TestWaitGPUFlag(t *testing.T) {
