@@ -19,6 +19,17 @@ import (
 type Options struct {
 	Factory *cmdutil.Factory
 	JSON    bool
+	// States keeps runs in any of these states; Name runs whose name matches (a glob,
+	// else a prefix); Sweep the points of the sweeps whose id starts with it.
+	States []string
+	Name   string
+	Sweep  string
+}
+
+// view is one listed run: its manifest, and for a running run what its events say now.
+type view struct {
+	*run.Manifest
+	Live *liveProgress `json:"live,omitempty"`
 }
 
 // NewCmdRuns builds the runs command.
@@ -35,7 +46,10 @@ func NewCmdRuns(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 			return runsRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the manifests as a JSON array")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the manifests as a JSON array (running runs with \"live\": step, loss, ETA)")
+	cmd.Flags().StringSliceVar(&opts.States, "state", nil, "only runs in these states (running, completed, failed, interrupted, pending, created; repeatable or comma-separated)")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "only runs whose name matches: a glob (\"lr-*\") or a prefix")
+	cmd.Flags().StringVar(&opts.Sweep, "sweep", "", "only the points of this sweep (its id or a unique prefix)")
 	return cmd
 }
 
@@ -56,38 +70,74 @@ func runsRun(ctx context.Context, o *Options) error {
 	for _, name := range names {
 		o.Factory.Log.Warn().Str("run", name).Err(unreadable[name]).Msg("run not listed: its manifest cannot be read")
 	}
-	for i, m := range ms {
-		ms[i] = cmdutil.RefreshRun(ctx, o.Factory, store, m)
+	if err := o.checkFilters(); err != nil {
+		return err
+	}
+	views := []view{}
+	for _, m := range ms {
+		if !o.keepBeforeRefresh(m) {
+			continue
+		}
+		m = cmdutil.RefreshRun(ctx, o.Factory, store, m)
+		if !o.keep(m) {
+			continue
+		}
+		v := view{Manifest: m}
+		if m.State == run.StateRunning {
+			v.Live = readLive(store.Dir(m.RunID))
+		}
+		views = append(views, v)
 	}
 	out := o.Factory.IO.Out
 	if o.JSON {
-		if ms == nil {
-			ms = []*run.Manifest{}
-		}
-		b, err := json.MarshalIndent(ms, "", "  ")
+		b, err := json.MarshalIndent(views, "", "  ")
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%s\n", b)
 		return nil
 	}
-	if len(ms) == 0 {
-		fmt.Fprintf(out, "no runs in %s\n", store.Base)
+	if len(views) == 0 {
+		if o.filtered() {
+			fmt.Fprintf(out, "no runs in %s match the filters\n", store.Base)
+		} else {
+			fmt.Fprintf(out, "no runs in %s\n", store.Base)
+		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tSTARTED\tDURATION")
-	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.RunID, m.State, m.Driver, step(m), evalLoss(m), started(m), duration(m))
+	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tETA\tSTARTED\tDURATION")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, v.Driver, step(v), loss(v), evalLoss(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
 	}
 	return tw.Flush()
 }
 
-func step(m *run.Manifest) string {
-	if m.Result != nil {
-		return fmt.Sprint(m.Result.Step)
+func step(v view) string {
+	switch {
+	case v.Live != nil && v.Live.TotalSteps > 0:
+		return fmt.Sprintf("%d/%d", v.Live.Step, v.Live.TotalSteps)
+	case v.Live != nil:
+		return fmt.Sprint(v.Live.Step)
+	case v.Result != nil:
+		return fmt.Sprint(v.Result.Step)
 	}
 	return "-"
+}
+
+// loss is the latest logged train loss of a running run.
+func loss(v view) string {
+	if v.Live == nil || v.Live.Loss == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f", *v.Live.Loss)
+}
+
+func eta(v view) string {
+	if v.Live == nil || v.Live.ETASeconds == nil {
+		return "-"
+	}
+	return (time.Duration(*v.Live.ETASeconds) * time.Second).Round(time.Second).String()
 }
 
 func evalLoss(m *run.Manifest) string {

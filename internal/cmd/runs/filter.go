@@ -1,0 +1,59 @@
+package runs
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/run"
+)
+
+var knownStates = []run.State{run.StateCreated, run.StatePending, run.StateRunning, run.StateCompleted, run.StateFailed, run.StateInterrupted}
+
+func (o *Options) filtered() bool { return len(o.States) > 0 || o.Name != "" || o.Sweep != "" }
+
+// checkFilters refuses a state no run can be in and a malformed glob (exit 2).
+func (o *Options) checkFilters() error {
+	for _, s := range o.States {
+		if !slices.Contains(knownStates, run.State(s)) {
+			return cmdutil.Invalidf("--state %s: want one of %s", s, joinStates())
+		}
+	}
+	if _, err := path.Match(o.Name, ""); err != nil {
+		return cmdutil.Invalidf("--name %s: %v", o.Name, err)
+	}
+	return nil
+}
+
+// keepBeforeRefresh applies the filters that no refresh can change (name, sweep), so
+// runs filtered out are not refreshed at all.
+func (o *Options) keepBeforeRefresh(m *run.Manifest) bool {
+	if o.Name != "" {
+		if strings.ContainsAny(o.Name, "*?[") {
+			if ok, _ := path.Match(o.Name, m.Name); !ok {
+				return false
+			}
+		} else if !strings.HasPrefix(m.Name, o.Name) && !strings.HasPrefix(m.RunID, o.Name) {
+			return false
+		}
+	}
+	if o.Sweep != "" && !strings.HasPrefix(m.Sweep, o.Sweep) {
+		return false
+	}
+	return true
+}
+
+// keep applies the state filter, on the refreshed state.
+func (o *Options) keep(m *run.Manifest) bool {
+	return len(o.States) == 0 || slices.Contains(o.States, string(m.State))
+}
+
+func joinStates() string {
+	var s []string
+	for _, st := range knownStates {
+		s = append(s, string(st))
+	}
+	return fmt.Sprint(strings.Join(s, ", "))
+}
