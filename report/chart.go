@@ -49,6 +49,9 @@ type Chart struct {
 	Title, YLabel string
 	Series        []Series
 	Markers       []Marker
+	// Rising curves (accuracy) keep their legend at the bottom right, falling ones
+	// (loss) at the top right: the corner the curves leave empty.
+	Rising bool
 }
 
 // palette is colour-blind friendly (Okabe-Ito), dark enough on white.
@@ -87,7 +90,7 @@ func (c *Chart) plot() (*plot.Plot, error) {
 	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = c.YLabel
-	p.Legend.Top = true
+	p.Legend.Top = !c.Rising
 	p.Legend.Padding = vg.Points(2)
 	p.Legend.TextStyle.Font.Size = vg.Points(10)
 	p.Legend.XOffs = -vg.Points(8)
@@ -108,9 +111,13 @@ func (c *Chart) plot() (*plot.Plot, error) {
 	if hi-lo < 1e-9 {
 		lo, hi = lo-0.5, hi+0.5
 	}
-	// Headroom at the top keeps the legend (top right) off the curves.
+	// Room on the legend's side keeps it off the curves.
 	span := hi - lo
-	lo, hi = lo-span*0.04, hi+span*0.28
+	if c.Rising {
+		lo, hi = lo-span*0.32, hi+span*0.04
+	} else {
+		lo, hi = lo-span*0.04, hi+span*0.28
+	}
 
 	for _, m := range c.Markers {
 		l, err := plotter.NewLine(plotter.XYs{{X: float64(m.Step), Y: lo}, {X: float64(m.Step), Y: hi}})

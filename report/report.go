@@ -96,7 +96,7 @@ func (r *Run) LossChart() *Chart {
 // AccuracyChart is the run's mean token accuracy (train and eval) against step.
 func (r *Run) AccuracyChart() *Chart {
 	c := &r.Curves
-	return &Chart{Title: "mean token accuracy", YLabel: "accuracy", Series: []Series{
+	return &Chart{Title: "mean token accuracy", YLabel: "accuracy", Rising: true, Series: []Series{
 		{Name: "train accuracy", Points: c.TrainAccuracy, Color: 0},
 		{Name: "eval accuracy", Points: c.EvalAccuracy, Color: 1, Dashed: true, Dots: true},
 	}}
