@@ -1,6 +1,8 @@
 package report
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -39,13 +41,43 @@ const maxCSVRows = 2_000_000
 // ReadOpenAIResults reads OpenAI's fine-tuning results CSV. A file whose header lacks
 // one of step, train_loss, train_accuracy, valid_loss, valid_mean_token_accuracy, or
 // with a cell that is not a number, is an *InputError naming the line and column.
+// The file may also be as the Files API returns it, base64-encoded; it is decoded
+// first (line numbers are then the decoded CSV's).
 func ReadOpenAIResults(path string) (*OpenAIResults, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &InputError{Path: path, Msg: err.Error()}
 	}
 	defer f.Close()
-	return parseOpenAIResults(path, f)
+	b, err := io.ReadAll(io.LimitReader(f, maxCSVBytes+1))
+	if err != nil {
+		return nil, &InputError{Path: path, Msg: err.Error()}
+	}
+	if len(b) > maxCSVBytes {
+		return nil, &InputError{Path: path, Msg: fmt.Sprintf("larger than %d MiB: not a results file", maxCSVBytes>>20)}
+	}
+	name := path
+	if dec, ok := base64CSV(b); ok {
+		b, name = dec, path+" (base64-decoded)"
+	}
+	return parseOpenAIResults(name, bytes.NewReader(b))
+}
+
+// maxCSVBytes bounds the file read: a results file has one short row per step.
+const maxCSVBytes = 256 << 20
+
+// base64CSV decodes b when it is base64 text (no comma, which no base64 alphabet has)
+// that decodes to a CSV header starting with "step".
+func base64CSV(b []byte) ([]byte, bool) {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || bytes.IndexByte(t, ',') >= 0 {
+		return nil, false
+	}
+	dec, err := base64.StdEncoding.DecodeString(string(bytes.Join(bytes.Fields(t), nil)))
+	if err != nil || !bytes.HasPrefix(bytes.TrimPrefix(dec, []byte("\ufeff")), []byte("step")) {
+		return nil, false
+	}
+	return dec, true
 }
 
 func parseOpenAIResults(path string, rd io.Reader) (*OpenAIResults, error) {

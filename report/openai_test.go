@@ -2,7 +2,10 @@ package report
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -17,6 +20,28 @@ func TestReadOpenAIResults(t *testing.T) {
 	}
 	if p := res.FullValidLoss[0]; p.Step != 80 || p.Value != 1.98213 {
 		t.Errorf("full valid loss = %+v", p)
+	}
+}
+
+// The Files API hands the results file out base64-encoded.
+func TestReadOpenAIResultsBase64(t *testing.T) {
+	raw, err := os.ReadFile("testdata/openai_results.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "step_metrics.csv")
+	os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644)
+	res, err := ReadOpenAIResults(p)
+	if err != nil || res.Steps != 80 || len(res.TrainLoss) != 80 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString([]byte("step,loss\n1,x\n"))), 0o644)
+	if _, err := ReadOpenAIResults(p); err == nil || !strings.Contains(err.Error(), "(base64-decoded):1: not OpenAI's") {
+		t.Errorf("err = %v", err)
+	}
+	os.WriteFile(p, []byte("aGVsbG8="), 0o644) // base64 of "hello": not a CSV
+	if _, err := ReadOpenAIResults(p); err == nil || !strings.Contains(err.Error(), "step_metrics.csv:1: not OpenAI's") {
+		t.Errorf("err = %v", err)
 	}
 }
 
