@@ -161,10 +161,13 @@ func (c *Comparison) pair() error {
 			len(pairs), a.Manifest.RunID, len(a.Generations), b.Manifest.RunID, len(b.Generations)))
 	}
 	names := intersect(scoreNames(a.Generations), scoreNames(b.Generations))
+	// The judge's per-example score (adapter 1, tie 0.5, base 0) is each adapter's
+	// result against its base: comparable when both runs were judged.
+	names = append(names, judgeMetric)
 	for _, n := range names {
 		var sa, sb, d []float64
 		for _, p := range pairs {
-			x, y := score(p[0].Adapter, n), score(p[1].Adapter, n)
+			x, y := pairScore(p[0], n), pairScore(p[1], n)
 			if x == nil || y == nil {
 				continue
 			}
@@ -187,6 +190,23 @@ func (c *Comparison) pair() error {
 		c.Metrics = append(c.Metrics, mc)
 	}
 	return nil
+}
+
+// judgeMetric names the judge's win score in a comparison.
+const judgeMetric = "judge win score (vs base)"
+
+func pairScore(g *Generation, name string) *float64 {
+	if name != judgeMetric {
+		return score(g.Adapter, name)
+	}
+	if g.Judge == nil || g.Judge.Error != "" {
+		return nil
+	}
+	v, ok := map[string]float64{"adapter": 1, "tie": 0.5, "base": 0}[g.Judge.Winner]
+	if !ok {
+		return nil
+	}
+	return &v
 }
 
 // evalIdentity names what a run was evaluated on from its manifest: the eval file's
@@ -504,7 +524,7 @@ func (c *Comparison) WriteHTML(w io.Writer) error {
 	}
 	for _, m := range c.Metrics {
 		v.Metrics = append(v.Metrics, metricRow{Name: m.Name, Base: num(m.A), Adapter: num(m.B), Delta: signed(m.Delta),
-			CI: interval(m.CI95), Errors: m.N, Class: map[string]string{"a": "worse", "b": "better"}[m.Better]})
+			CI: interval(m.CI95), N: m.N, Class: map[string]string{"a": "worse", "b": "better"}[m.Better]})
 	}
 	for _, s := range c.Settings {
 		v.Settings = append(v.Settings, [3]string{s.Key, orDash(s.A), orDash(s.B)})

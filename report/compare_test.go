@@ -62,6 +62,7 @@ func runB(t *testing.T) string {
 	editGenerations(t, dir, func(g map[string]any) {
 		s := g["adapter"].(map[string]any)["scores"].(map[string]any)
 		s["chrf"] = s["chrf"].(float64) - 10
+		g["judge"] = map[string]any{"winner": "adapter", "reason": "better"}
 	})
 	return dir
 }
@@ -82,6 +83,10 @@ func TestCompareSameEvalSet(t *testing.T) {
 	}
 	if chrf == nil || math.Abs(chrf.Delta+10) > 1e-9 || math.Abs(chrf.CI95[0]+10) > 1e-9 || math.Abs(chrf.CI95[1]+10) > 1e-9 || chrf.Better != "a" {
 		t.Fatalf("chrf comparison = %+v, want B − A = −10 exactly, A better", chrf)
+	}
+	// The fixture rows give A's adapter 6 wins and 2 ties of 8 (0.875); B wins all.
+	if j := c.Metrics[len(c.Metrics)-1]; j.Name != judgeMetric || j.A != 0.875 || j.B != 1 || j.N != 8 {
+		t.Errorf("judge comparison = %+v", j)
 	}
 	if len(c.Settings) != 1 || c.Settings[0] != (SettingDifference{Key: "train.learning_rate", A: "0.02", B: "0.005"}) {
 		t.Errorf("settings = %+v, want only the learning rate", c.Settings)

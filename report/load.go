@@ -56,7 +56,10 @@ type MetricSummary struct {
 	Adapter float64    `json:"adapter"`
 	Delta   float64    `json:"delta"`
 	CI95    [2]float64 `json:"ci95"`
-	Errors  int        `json:"errors"`
+	// N counts the examples scored on both sides; Errors those where the metric
+	// failed on either side.
+	N      int `json:"n,omitempty"`
+	Errors int `json:"errors"`
 }
 
 // EvalLossSummary is the eval loss before and after training.
@@ -69,11 +72,13 @@ type EvalLossSummary struct {
 // JudgeSummary is the LLM judge's pairwise result: the adapter's win rate (ties count
 // half) with its interval.
 type JudgeSummary struct {
+	Name    string     `json:"name,omitempty"`
 	WinRate float64    `json:"win_rate"`
 	CI95    [2]float64 `json:"ci95"`
 	Wins    int        `json:"wins"`
 	Losses  int        `json:"losses"`
 	Ties    int        `json:"ties"`
+	Errors  int        `json:"errors,omitempty"`
 }
 
 // Summary is eval/summary.json, the task evaluation's verdict.
@@ -99,10 +104,12 @@ type Side struct {
 	Errors  map[string]string   `json:"errors"`
 }
 
-// Judgement is the LLM judge's verdict on one example.
+// Judgement is the LLM judge's verdict on one example; a failed judgement has Error
+// and no Winner.
 type Judgement struct {
 	Winner string `json:"winner"`
 	Reason string `json:"reason"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Generation is one row of eval/generations.jsonl.

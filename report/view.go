@@ -55,7 +55,7 @@ type metricRow struct {
 	Primary       bool
 	Base, Adapter string
 	Delta, CI     string
-	Errors        int
+	N, Errors     int
 	Class         string
 }
 
@@ -108,6 +108,9 @@ func buildPage(r *Run, loss, acc []byte, now time.Time) *page {
 			j := s.Judge
 			p.Judge = fmt.Sprintf("judge: the adapter wins %s of comparisons (95%% interval %s–%s): %d wins, %d losses, %d ties",
 				pct(j.WinRate), pct(j.CI95[0]), pct(j.CI95[1]), j.Wins, j.Losses, j.Ties)
+			if j.Errors > 0 {
+				p.Judge += fmt.Sprintf(", %d errors", j.Errors)
+			}
 		}
 		for _, side := range []string{"base", "adapter"} {
 			if s.DoesNotStop[side] {
@@ -220,7 +223,7 @@ func metricRows(s *Summary) []metricRow {
 	for _, n := range names {
 		ms := s.Metrics[n]
 		row := metricRow{Name: n, Primary: n == s.Primary, Base: num(ms.Base), Adapter: num(ms.Adapter),
-			Delta: signed(ms.Delta), CI: interval(ms.CI95), Errors: ms.Errors, Class: "same"}
+			Delta: signed(ms.Delta), CI: interval(ms.CI95), N: ms.N, Errors: ms.Errors, Class: "same"}
 		switch {
 		case ms.CI95[0] > 0:
 			row.Class = "better"
@@ -334,6 +337,9 @@ func genRows(r *Run) ([]string, []genRow) {
 		}
 		if g.Judge != nil {
 			row.Judge, row.JudgeWhy = g.Judge.Winner, g.Judge.Reason
+			if g.Judge.Error != "" {
+				row.Judge, row.JudgeWhy = "error", g.Judge.Error
+			}
 		}
 		rows[i] = row
 	}
