@@ -524,7 +524,7 @@ func (c *Comparison) WriteHTML(w io.Writer) error {
 	}
 	for _, m := range c.Metrics {
 		v.Metrics = append(v.Metrics, metricRow{Name: m.Name, Base: num(m.A), Adapter: num(m.B), Delta: signed(m.Delta),
-			CI: interval(m.CI95), N: m.N, Class: map[string]string{"a": "worse", "b": "better"}[m.Better]})
+			CI: interval(m.CI95), N: m.N, Class: map[string]string{"a": "worse", "b": "better"}[m.Better], Note: betterWord(m.Better)})
 	}
 	for _, s := range c.Settings {
 		v.Settings = append(v.Settings, [3]string{s.Key, orDash(s.A), orDash(s.B)})

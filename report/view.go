@@ -57,6 +57,8 @@ type metricRow struct {
 	Delta, CI     string
 	N, Errors     int
 	Class         string
+	// Note says which side is better (comparisons).
+	Note string
 }
 
 type msgView struct {
