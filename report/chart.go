@@ -142,8 +142,9 @@ func (c *Chart) plot() (*plot.Plot, error) {
 		if len(s.Points) == 0 {
 			continue
 		}
-		xys := make(plotter.XYs, len(s.Points))
-		for i, pt := range s.Points {
+		pts := thin(s.Points, maxDrawn)
+		xys := make(plotter.XYs, len(pts))
+		for i, pt := range pts {
 			xys[i] = plotter.XY{X: float64(pt.Step), Y: pt.Value}
 		}
 		col := palette[s.Color%len(palette)]
@@ -172,6 +173,38 @@ func (c *Chart) plot() (*plot.Plot, error) {
 	p.X.Tick.Marker = stepTicks{}
 	p.Y.Min, p.Y.Max = lo, hi
 	return p, nil
+}
+
+// maxDrawn bounds the points drawn per curve: a chart is under 1,000 pixels wide, and
+// a 100,000-step run logged every step would otherwise make a report of megabytes.
+const maxDrawn = 2000
+
+// thin keeps at most about n points of ps (sorted by step): each of n/2 buckets of
+// consecutive points keeps its lowest and its highest, in step order, so a spike
+// stays visible.
+func thin(ps []Point, n int) []Point {
+	if len(ps) <= n {
+		return ps
+	}
+	buckets := n / 2
+	out := make([]Point, 0, n+1)
+	for b := range buckets {
+		lo, hi := b*len(ps)/buckets, (b+1)*len(ps)/buckets
+		mn, mx := lo, lo
+		for i := lo; i < hi; i++ {
+			if ps[i].Value < ps[mn].Value {
+				mn = i
+			}
+			if ps[i].Value > ps[mx].Value {
+				mx = i
+			}
+		}
+		out = append(out, ps[min(mn, mx)])
+		if mn != mx {
+			out = append(out, ps[max(mn, mx)])
+		}
+	}
+	return out
 }
 
 // stepTicks labels the step axis with whole numbers ("25", not "25.00").

@@ -234,3 +234,28 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+func TestThinKeepsSpikes(t *testing.T) {
+	ps := make([]Point, 10000)
+	for i := range ps {
+		ps[i] = Point{Step: i + 1, Value: 1}
+	}
+	ps[4321].Value = 9 // a loss spike
+	got := thin(ps, 2000)
+	if len(got) > 2000 || len(got) < 1000 {
+		t.Fatalf("%d points", len(got))
+	}
+	spike := false
+	for i, p := range got {
+		if i > 0 && p.Step <= got[i-1].Step {
+			t.Fatalf("steps out of order at %d", i)
+		}
+		spike = spike || p.Value == 9
+	}
+	if !spike {
+		t.Error("the spike was thinned away")
+	}
+	if short := ps[:50]; len(thin(short, 2000)) != 50 {
+		t.Error("a short curve was thinned")
+	}
+}
