@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -323,8 +324,11 @@ func flatSettings(r *Run) map[string]string {
 		return out
 	}
 	flatten("", v, out)
-	for k, s := range out {
-		out[k] = strings.ReplaceAll(s, r.Dir, "RUN_DIR")
+	// Only a real directory path is replaced: "." would eat every decimal point.
+	if dir, err := filepath.Abs(r.Dir); err == nil && dir != string(filepath.Separator) {
+		for k, s := range out {
+			out[k] = strings.ReplaceAll(s, dir, "RUN_DIR")
+		}
 	}
 	return out
 }

@@ -186,3 +186,24 @@ func TestPairedIntervalKnownDistribution(t *testing.T) {
 		t.Errorf("constant differences: %v..%v", lo, hi)
 	}
 }
+
+func TestSettingsRunDirReplaced(t *testing.T) {
+	a, b := copyRun(t), copyRun(t)
+	for _, d := range []string{a, b} {
+		editJSON(t, filepath.Join(d, "resolved.json"), func(m map[string]any) {
+			m["output_dir"] = filepath.Join(d, "adapter")
+		})
+	}
+	ra, _ := Load(a)
+	rb, _ := Load(b)
+	if diff := diffSettings(ra, rb); len(diff) != 0 {
+		t.Errorf("run dirs count as a difference: %+v", diff)
+	}
+	wd, _ := os.Getwd()
+	os.Chdir(a)
+	defer os.Chdir(wd)
+	rc, _ := Load(".")
+	if got := flatSettings(rc)["train.learning_rate"]; got != "0.02" {
+		t.Errorf("learning rate read as %q with the run dir \".\"", got)
+	}
+}
