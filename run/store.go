@@ -74,6 +74,9 @@ func (s *Store) Manifest(id string) (*Manifest, error) {
 	return m, err
 }
 
+// ErrAmbiguousRun is what an *AmbiguousError matches with errors.Is.
+var ErrAmbiguousRun = errors.New("ambiguous run id prefix")
+
 // AmbiguousError means a run-id prefix matches several runs.
 type AmbiguousError struct {
 	Prefix  string
@@ -88,6 +91,9 @@ func (e *AmbiguousError) Error() string {
 	}
 	return fmt.Sprintf("%q matches %d runs: %s%s; give more of the run id", e.Prefix, len(e.Matches), strings.Join(shown, ", "), more)
 }
+
+// Unwrap makes errors.Is(err, ErrAmbiguousRun) hold.
+func (e *AmbiguousError) Unwrap() error { return ErrAmbiguousRun }
 
 // Resolve turns what a user typed for a run (a whole run id or a unique prefix of
 // one) into the run id. A whole id always wins, even when it is also the prefix of

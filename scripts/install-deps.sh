@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages loractl's tests use, when missing: a real Slurm
 # (slurm-wlm + munge), a Docker engine (docker.io), podman, and debootstrap for the
-# registry-free test image. Debian 12; needs root. Safe to run again.
+# registry-free test image, and chromium (headless, for the HTML report's browser
+# test). Debian 12; needs root. Safe to run again.
 set -euo pipefail
 need=()
 command -v slurmctld >/dev/null || need+=(slurm-wlm)
@@ -9,6 +10,7 @@ command -v munged >/dev/null || need+=(munge)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v podman >/dev/null || need+=(podman)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -3,6 +3,7 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/loractl/loractl/internal/cmd/compare"
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
@@ -10,6 +11,7 @@ import (
 	"github.com/loractl/loractl/internal/cmd/logs"
 	plancmd "github.com/loractl/loractl/internal/cmd/plan"
 	"github.com/loractl/loractl/internal/cmd/render"
+	reportcmd "github.com/loractl/loractl/internal/cmd/report"
 	"github.com/loractl/loractl/internal/cmd/reproduce"
 	"github.com/loractl/loractl/internal/cmd/runs"
 	"github.com/loractl/loractl/internal/cmd/stop"
@@ -30,6 +32,8 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return reportcmd.NewCmdReport(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return compare.NewCmdCompare(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return gpucmd.NewCmdGPU(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return doctor.NewCmdDoctor(f, nil) },

@@ -14,7 +14,9 @@ import (
 // runArgCommands take a RUN as their first argument; sweepArgCommands a SWEEP. Shell
 // completion offers the ids in the store (with their state) for them.
 var (
-	runArgCommands   = []string{"loractl logs", "loractl stop", "loractl reproduce"}
+	runArgCommands = []string{"loractl logs", "loractl stop", "loractl reproduce", "loractl report"}
+	// runArgsCommands take up to two runs.
+	runArgsCommands  = []string{"loractl compare"}
 	sweepArgCommands = []string{"loractl sweep status", "loractl sweep results"}
 )
 
@@ -27,6 +29,11 @@ func wireCompletion(root *cobra.Command, f *cmdutil.Factory) {
 		for _, p := range runArgCommands {
 			if p == path && c.ValidArgsFunction == nil {
 				c.ValidArgsFunction = firstArg(func() []string { return runIDs(f) })
+			}
+		}
+		for _, p := range runArgsCommands {
+			if p == path && c.ValidArgsFunction == nil {
+				c.ValidArgsFunction = upTo(2, func() []string { return runIDs(f) })
 			}
 		}
 		for _, p := range sweepArgCommands {
@@ -51,9 +58,12 @@ func wireCompletion(root *cobra.Command, f *cmdutil.Factory) {
 	walk(root)
 }
 
-func firstArg(list func() []string) cobra.CompletionFunc {
+func firstArg(list func() []string) cobra.CompletionFunc { return upTo(1, list) }
+
+// upTo completes the first n positional arguments from list.
+func upTo(n int, list func() []string) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
+		if len(args) >= n {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		return list(), cobra.ShellCompDirectiveNoFileComp
