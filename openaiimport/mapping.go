@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -57,8 +58,10 @@ func MappedLearningRate(multiplier *float64) float64 {
 	if multiplier == nil {
 		return DefaultLearningRate
 	}
-	lr := LRPerMultiplier * *multiplier
-	return math.Max(MinLearningRate, math.Min(MaxLearningRate, lr))
+	lr := math.Max(MinLearningRate, math.Min(MaxLearningRate, LRPerMultiplier**multiplier))
+	// Three significant digits: 1.5e-4, not 1.5000000000000001e-4, in the config.
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(lr, 'g', 3, 64), 64)
+	return r
 }
 
 // SplitBatch splits an effective batch into a micro-batch of at most DefaultMicroBatch
@@ -76,21 +79,20 @@ func SplitBatch(effective int) (micro, accum int) {
 // Train is what the import writes into the config's train: section, each value with the
 // OpenAI field (or rule) it came from.
 type Train struct {
-	Epochs         int
-	EpochsFrom     string
-	Effective      int
-	BatchSize      int
-	GradAccum      int
-	BatchFrom      string
-	LearningRate   float64
-	LRFrom         string
-	Seed           *int64
-	SeedFrom       string
-	MaxLength      int
-	MaxLengthFrom  string
-	Name           string
-	NameFrom       string
-	NoteOnUnmapped []string
+	Epochs        int
+	EpochsFrom    string
+	Effective     int
+	BatchSize     int
+	GradAccum     int
+	BatchFrom     string
+	LearningRate  float64
+	LRFrom        string
+	Seed          *int64
+	SeedFrom      string
+	MaxLength     int
+	MaxLengthFrom string
+	Name          string
+	NameFrom      string
 }
 
 // mapJob turns the job's hyperparameters (nil job: all "auto") into train settings for a
@@ -121,7 +123,7 @@ func mapJob(j *Job, n int) Train {
 	t.LearningRate = MappedLearningRate(h.LearningRateMultiplier)
 	if m := h.LearningRateMultiplier; m != nil {
 		t.LRFrom = fmt.Sprintf("job %s.learning_rate_multiplier = %g, × %g", src, *m, LRPerMultiplier)
-		if raw := LRPerMultiplier * *m; raw != t.LearningRate {
+		if raw := LRPerMultiplier * *m; raw < MinLearningRate || raw > MaxLearningRate {
 			t.LRFrom += fmt.Sprintf(" = %.3g, clamped to [%g, %g]", raw, MinLearningRate, MaxLearningRate)
 		}
 	} else {

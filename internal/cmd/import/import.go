@@ -94,8 +94,6 @@ DIR is written atomically and never replaced without --force.`,
 	fl.StringVarP(&opts.OutDir, "output", "o", "", "directory to write (required)")
 	fl.BoolVar(&opts.Force, "force", false, "replace an existing output directory")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result (conversion counts, proposals, data check) as one JSON object")
-	_ = cmd.MarkFlagRequired("training-file")
-	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
 
