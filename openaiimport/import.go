@@ -68,10 +68,10 @@ type Result struct {
 	Eval           *Counts `json:"eval,omitempty"`
 	ValidationFrom string  `json:"validation_from,omitempty"`
 	Job            *Job    `json:"job,omitempty"`
-	Settings       Train   `json:"-"`
+	Settings       Train   `json:"settings"`
 	// Class is the size class proposed for the job's base model.
-	Class      SizeClass `json:"-"`
-	ClassKnown bool      `json:"-"`
+	Class      SizeClass `json:"size_class"`
+	ClassKnown bool      `json:"size_class_known"`
 	Model      string    `json:"model"`
 	ModelFrom  string    `json:"model_from"`
 	// Quantization is "none" or "4bit" (a proposal that fits only as QLoRA).

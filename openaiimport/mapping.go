@@ -79,20 +79,26 @@ func SplitBatch(effective int) (micro, accum int) {
 // Train is what the import writes into the config's train: section, each value with the
 // OpenAI field (or rule) it came from.
 type Train struct {
-	Epochs        int
-	EpochsFrom    string
-	Effective     int
-	BatchSize     int
-	GradAccum     int
-	BatchFrom     string
-	LearningRate  float64
-	LRFrom        string
-	Seed          *int64
-	SeedFrom      string
-	MaxLength     int
-	MaxLengthFrom string
-	Name          string
-	NameFrom      string
+	// Epochs is train.epochs.
+	Epochs     int    `json:"epochs"`
+	EpochsFrom string `json:"epochs_from"`
+	// Effective is OpenAI's batch size: BatchSize × GradAccum.
+	Effective int    `json:"effective_batch"`
+	BatchSize int    `json:"batch_size"`
+	GradAccum int    `json:"grad_accum"`
+	BatchFrom string `json:"batch_from"`
+	// LearningRate is train.learning_rate.
+	LearningRate float64 `json:"learning_rate"`
+	LRFrom       string  `json:"learning_rate_from"`
+	// Seed is train.seed; nil keeps loractl's default.
+	Seed     *int64 `json:"seed"`
+	SeedFrom string `json:"seed_from"`
+	// MaxLength is train.max_length, sized from the data.
+	MaxLength     int    `json:"max_length"`
+	MaxLengthFrom string `json:"max_length_from"`
+	// Name is the run name.
+	Name     string `json:"name"`
+	NameFrom string `json:"name_from"`
 }
 
 // mapJob turns the job's hyperparameters (nil job: all "auto") into train settings for a

@@ -14,8 +14,9 @@ import (
 // measuring, never a claim that a model of that size is equivalent: a narrow fine-tuned
 // task often needs far less than the base's general ability, and `loractl eval` decides.
 type SizeClass struct {
-	Label      string
-	MinB, MaxB float64
+	Label string  `json:"label"`
+	MinB  float64 `json:"min_b"`
+	MaxB  float64 `json:"max_b"`
 }
 
 // sizeClasses maps OpenAI base model names (by prefix, longest first) to size classes.
