@@ -57,6 +57,9 @@ type Options struct {
 	Force           bool
 	// MaxListed caps the lines listed in an error; 0 means 20.
 	MaxListed int
+	// Tokenizer counts tokens with the base model's tokenizer and chat template (a local
+	// model directory); nil: the data check's estimate.
+	Tokenizer dataset.TokenCounter
 }
 
 // Result is what Import did.
@@ -152,7 +155,7 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 	// First pass of the data check: structure and lengths, to size max_length.
 	check := func(maxLength, epochs int) (*dataset.Report, error) {
 		rep, err := dataset.Check(ctx, dataset.Options{Train: filepath.Join(tmp, TrainFile), Eval: evalPath,
-			MaxLength: maxLength, Epochs: float64(epochs), MaxListed: opts.MaxListed})
+			MaxLength: maxLength, Epochs: float64(epochs), MaxListed: opts.MaxListed, Tokenizer: opts.Tokenizer})
 		if err != nil {
 			return nil, wrapDataset(err)
 		}
@@ -171,9 +174,13 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 		longest = max(longest, ev.Tokens.PerExample.Max)
 	}
 	s.MaxLength = MaxLengthFor(longest)
-	s.MaxLengthFrom = fmt.Sprintf("longest example ~%d tokens (estimated) + 10%%: nothing is truncated", longest)
+	how := "estimated"
+	if !rep.Stats.Tokens.Estimated {
+		how = "the model's tokenizer"
+	}
+	s.MaxLengthFrom = fmt.Sprintf("longest example ~%d tokens (%s) + 10%%: nothing is truncated", longest, how)
 	if s.MaxLength < longest {
-		s.MaxLengthFrom = fmt.Sprintf("capped at %d: the longest example has ~%d tokens (estimated); longer ones are truncated", MaxLengthCap, longest)
+		s.MaxLengthFrom = fmt.Sprintf("capped at %d: the longest example has ~%d tokens (%s); longer ones are truncated", MaxLengthCap, longest, how)
 	}
 	res.Settings = s
 	// The check as it will run before training, with the run's length and epochs.

@@ -91,6 +91,13 @@ func TestImportOpenAITrains(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make_tiny_model: %v\n%s", err, b)
 	}
+	// With the model in place, a second import counts with its tokenizer and chat template.
+	r = f.loractl(t, "import", "openai", "--training-file", "openai-train.jsonl", "--job", "job.json",
+		"--model", model, "--skip-unsupported", "-o", "imported-exact")
+	if r.code != 0 || strings.Contains(r.stdout, "(estimated") || !strings.Contains(r.stdout, "tokens (the model's tokenizer)") ||
+		!strings.Contains(r.stdout, "chat template  generation markers; ends assistant turns with") {
+		t.Fatalf("import with the model's tokenizer: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
 	config := filepath.Join(out, "loractl.yaml")
 	r = f.loractl(t, "render", config)
 	if r.code != 0 {

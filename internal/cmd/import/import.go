@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +18,7 @@ import (
 	"github.com/loractl/loractl/dataset"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/openaiimport"
 	"github.com/loractl/loractl/plan"
 )
@@ -46,11 +49,17 @@ type OpenAIOptions struct {
 	JSON            bool
 	// Manager builds the GPU manager (NVML in the binary, fakes in tests).
 	Manager func() gpu.Manager
+	// FindPython locates the trainer's interpreter, to count tokens with a local --model.
+	FindPython func() (string, error)
 }
 
 // NewCmdOpenAI builds `loractl import openai`; runF replaces the work in tests.
 func NewCmdOpenAI(f *cmdutil.Factory, runF func(*OpenAIOptions) error) *cobra.Command {
-	opts := &OpenAIOptions{Factory: f, Manager: func() gpu.Manager { return gpu.NewNVML() }}
+	opts := &OpenAIOptions{Factory: f, Manager: func() gpu.Manager { return gpu.NewNVML() },
+		FindPython: func() (string, error) {
+			p, _, err := pyenv.Find("")
+			return p, err
+		}}
 	cmd := &cobra.Command{
 		Use:   "openai --training-file FILE [--validation-file FILE] [--job JOB.json] -o DIR",
 		Short: "Turn an OpenAI fine-tuning job into a loractl config and data",
@@ -70,6 +79,9 @@ loractl data convert).
 seed, and the suffix as the run name; "auto" values follow the documented rules. Without
 --model, open bases that fit this machine's GPU (or --gpu-memory) are proposed for the job's
 base model, ranked, with the estimated peak memory; the first is written.
+
+A local --model directory's own tokenizer and chat template count the tokens (through the
+trainer's Python environment); otherwise the counts are estimates.
 
 DIR is written atomically and never replaced without --force.`,
 		Example: `  loractl import openai --training-file train.jsonl --validation-file valid.jsonl --job ftjob.json -o support/
@@ -115,6 +127,7 @@ func openAIRun(o *OpenAIOptions) error {
 	} else if o.Model == "" {
 		opts.GPU = o.Manager()
 	}
+	opts.Tokenizer = tokenizer(o)
 	res, err := openaiimport.Import(ctx, opts)
 	switch {
 	case errors.Is(err, openaiimport.ErrInput):
@@ -133,6 +146,28 @@ func openAIRun(o *OpenAIOptions) error {
 	}
 	printResult(out, res)
 	return nil
+}
+
+// tokenizer counts tokens with --model's own tokenizer and chat template when it is a local
+// directory holding one and the trainer's Python is there; otherwise the check estimates.
+func tokenizer(o *OpenAIOptions) dataset.TokenCounter {
+	if o.Model == "" || o.FindPython == nil {
+		return nil
+	}
+	found := false
+	for _, name := range []string{"tokenizer_config.json", "tokenizer.json"} {
+		if st, err := os.Stat(filepath.Join(o.Model, name)); err == nil && st.Mode().IsRegular() {
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	py, err := o.FindPython()
+	if err != nil {
+		return nil
+	}
+	return &dataset.PythonTokenCounter{Python: py, Dir: o.Model, CacheDir: pyenv.TokenCacheDir()}
 }
 
 func printResult(w io.Writer, r *openaiimport.Result) {
@@ -247,6 +282,17 @@ func printCheck(w io.Writer, rep *dataset.Report) {
 	}
 	fmt.Fprintf(w, "  tokens/example p50 %d, p95 %d, max %d%s\n", t.PerExample.P50, t.PerExample.P95, t.PerExample.Max, label)
 	fmt.Fprintf(w, "  tokens in total %d for %g epochs, %d assistant tokens per epoch\n", t.Total, t.Epochs, t.AssistantPerEpoch)
+	if tpl := t.Template; tpl != nil {
+		eos := "ends assistant turns with " + tpl.EOSToken
+		if !tpl.EndsWithEOS {
+			eos = "does NOT end assistant turns with an end token"
+		}
+		markers := "no generation markers"
+		if tpl.GenerationMarkers {
+			markers = "generation markers"
+		}
+		fmt.Fprintf(w, "  chat template  %s; %s (counted with %s)\n", markers, eos, tpl.Tokenizer)
+	}
 }
 
 func joinInts(v []int, max int) string {
