@@ -111,11 +111,14 @@ func foreignFormat(o object) string {
 // findUnsupportedPart returns the JSON path and type of the first content part that is not
 // text (an image, audio, a file) anywhere in a row: loractl trains text models.
 func findUnsupportedPart(o object) (path, what string) {
-	var walk func(v json.RawMessage, p string) (string, string)
-	walk = func(v json.RawMessage, p string) (string, string) {
+	// Content parts sit a few levels down (input.messages[i].content[j]); the walk stops
+	// at maxPartDepth so a hostile, deeply nested line costs linear time, not quadratic.
+	const maxPartDepth = 8
+	var walk func(v json.RawMessage, p string, depth int) (string, string)
+	walk = func(v json.RawMessage, p string, depth int) (string, string) {
 		v = bytes.TrimSpace(v)
 		switch {
-		case len(v) == 0:
+		case len(v) == 0 || depth > maxPartDepth:
 		case v[0] == '{':
 			obj, err := parseObject(v)
 			if err != nil {
@@ -128,7 +131,7 @@ func findUnsupportedPart(o object) (path, what string) {
 				}
 			}
 			for _, f := range obj {
-				if q, w := walk(f.Val, p+"."+f.Key); q != "" {
+				if q, w := walk(f.Val, p+"."+f.Key, depth+1); q != "" {
 					return q, w
 				}
 			}
@@ -138,7 +141,7 @@ func findUnsupportedPart(o object) (path, what string) {
 				return "", ""
 			}
 			for i, it := range items {
-				if q, w := walk(it, fmt.Sprintf("%s[%d]", p, i)); q != "" {
+				if q, w := walk(it, fmt.Sprintf("%s[%d]", p, i), depth+1); q != "" {
 					return q, w
 				}
 			}
@@ -146,7 +149,7 @@ func findUnsupportedPart(o object) (path, what string) {
 		return "", ""
 	}
 	for _, f := range o {
-		if q, w := walk(f.Val, f.Key); q != "" {
+		if q, w := walk(f.Val, f.Key, 1); q != "" {
 			return q, w
 		}
 	}

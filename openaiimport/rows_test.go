@@ -113,3 +113,14 @@ func TestReadLine(t *testing.T) {
 		t.Errorf("long line: %v", err)
 	}
 }
+
+// TestConvertRowDeepNesting: a hostile line nested thousands of levels deep passes through
+// unchanged, for the data check to reject (its nesting limit is 512). The content-part walk
+// stops at maxPartDepth, so this costs linear time.
+func TestConvertRowDeepNesting(t *testing.T) {
+	const depth = 9000
+	line := `{"messages":[{"role":"user","content":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}]}`
+	if r := convertRow([]byte(line)); r.kind != rowChat || string(r.out) != line {
+		t.Errorf("kind %d, output changed: %v", r.kind, string(r.out) != line)
+	}
+}
