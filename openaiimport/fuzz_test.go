@@ -1,6 +1,7 @@
 package openaiimport
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -21,6 +22,12 @@ func FuzzConvertRow(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
+		// The shortcut agrees with a full parse (escaped keys aside: see plainChat).
+		if plainChat(line) && !bytes.Contains(line, []byte(`\`)) {
+			if p := convertParsed(line); p.kind != rowChat || string(p.out) != string(line) || p.changes.Unchanged != 1 {
+				t.Fatalf("plainChat passes a row the full parse converts (kind %d):\n in %s\nout %s", p.kind, line, p.out)
+			}
+		}
 		r := convertRow(line)
 		if r.kind != rowChat {
 			return
