@@ -3,6 +3,7 @@ package openaiimport
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ type problem struct {
 // convertFile converts src (OpenAI chat fine-tuning JSONL) into dst, row by row in
 // order. Blank lines are dropped; lines that are not OpenAI chat rows are collected as
 // problems (and not written).
-func convertFile(src, dst string, skipUnsupported bool) (*fileResult, error) {
+func convertFile(ctx context.Context, src, dst string, skipUnsupported bool) (*fileResult, error) {
 	in, err := dataset.OpenInput(src)
 	if err != nil {
 		return nil, err
@@ -46,6 +47,12 @@ func convertFile(src, dst string, skipUnsupported bool) (*fileResult, error) {
 	res := &fileResult{}
 	r := bufio.NewReaderSize(in, 1<<20)
 	for no := 1; ; no++ {
+		if no&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				_ = out.Close()
+				return nil, err
+			}
+		}
 		line, err := readLine(r, dataset.DefaultMaxLineBytes)
 		if errors.Is(err, io.EOF) && line == nil {
 			break

@@ -131,7 +131,7 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed into place
 
-	train, err := convertFile(opts.TrainingFile, filepath.Join(tmp, TrainFile), opts.SkipUnsupported)
+	train, err := convertFile(ctx, opts.TrainingFile, filepath.Join(tmp, TrainFile), opts.SkipUnsupported)
 	if err != nil {
 		return nil, wrapDataset(err)
 	}
@@ -143,7 +143,7 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 	evalPath := ""
 	if opts.ValidationFile != "" {
 		evalPath = filepath.Join(tmp, EvalFile)
-		if eval, err = convertFile(opts.ValidationFile, evalPath, opts.SkipUnsupported); err != nil {
+		if eval, err = convertFile(ctx, opts.ValidationFile, evalPath, opts.SkipUnsupported); err != nil {
 			return nil, wrapDataset(err)
 		}
 		if err := eval.problemsError(opts.ValidationFile, opts.MaxListed); err != nil {

@@ -315,3 +315,18 @@ func TestImportNoFit(t *testing.T) {
 		t.Errorf("written without a fit: %v", err)
 	}
 }
+
+func TestImportCancelled(t *testing.T) {
+	dir := t.TempDir()
+	train := writeJSONL(t, filepath.Join(dir, "train.jsonl"), chatRows(5000, 0)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	parent := t.TempDir()
+	_, err := Import(ctx, Options{TrainingFile: train, Model: "Qwen/Qwen2.5-0.5B-Instruct", OutDir: filepath.Join(parent, "out")})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+}

@@ -132,6 +132,8 @@ func openAIRun(o *OpenAIOptions) error {
 	switch {
 	case errors.Is(err, openaiimport.ErrInput):
 		return cmdutil.Invalid(errors.New(strings.TrimPrefix(err.Error(), openaiimport.ErrInput.Error()+": ")))
+	case errors.Is(err, context.Canceled):
+		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted: nothing written")}
 	case errors.Is(err, openaiimport.ErrNoFit):
 		return &cmdutil.ExitError{Code: cmdutil.ExitNoFit, Err: err}
 	case err != nil:
