@@ -121,11 +121,10 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkOutDir(opts); err != nil {
 		return nil, err
 	}
+	// The temp directory goes in DIR's nearest existing ancestor (the same filesystem, so
+	// the final rename is atomic); DIR's missing parents are made only once all went well.
 	parent := filepath.Dir(filepath.Clean(opts.OutDir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, inputf("-o %s: %v", opts.OutDir, err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(opts.OutDir))+".import-")
+	tmp, err := os.MkdirTemp(existingAncestor(parent), "."+filepath.Base(filepath.Clean(opts.OutDir))+".import-")
 	if err != nil {
 		return nil, fmt.Errorf("creating a temp directory beside %s: %w", opts.OutDir, err)
 	}
@@ -198,11 +197,28 @@ func Import(ctx context.Context, opts Options) (*Result, error) {
 	if err := os.WriteFile(filepath.Join(tmp, ConfigFile), cfg, 0o644); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, inputf("-o %s: %v", opts.OutDir, err)
+	}
 	if err := place(tmp, opts.OutDir, opts.Force); err != nil {
 		return nil, err
 	}
 	res.Config = filepath.Join(opts.OutDir, ConfigFile)
 	return res, nil
+}
+
+// existingAncestor is dir, or its nearest ancestor that exists.
+func existingAncestor(dir string) string {
+	for {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return dir
+		}
+		dir = up
+	}
 }
 
 // checkInput refuses a missing file, a directory or a pipe up front.

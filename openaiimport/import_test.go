@@ -212,7 +212,7 @@ func TestImportAutoHyperparametersAndNoJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, jobFile := range []string{job, ""} {
-		out := filepath.Join(t.TempDir(), "out")
+		out := filepath.Join(t.TempDir(), "a", "b", "out") // missing parents are made
 		res, err := Import(context.Background(), Options{TrainingFile: train, JobFile: jobFile, Model: "Qwen/Qwen2.5-0.5B-Instruct", OutDir: out})
 		if err != nil {
 			t.Fatal(err)
@@ -272,7 +272,7 @@ func TestImportRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			parent := t.TempDir()
-			tt.opts.OutDir = filepath.Join(parent, "out")
+			tt.opts.OutDir = filepath.Join(parent, "new", "out") // missing parents are not made either
 			tt.opts.Model = "Qwen/Qwen2.5-0.5B-Instruct"
 			_, err := Import(context.Background(), tt.opts)
 			if !errors.Is(err, ErrInput) {
