@@ -7,6 +7,7 @@ import (
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
+	importcmd "github.com/loractl/loractl/internal/cmd/import"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"
 	plancmd "github.com/loractl/loractl/internal/cmd/plan"
@@ -26,6 +27,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return initcmd.NewCmdInit(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
 	datacmd.NewCmdData,
+	importcmd.NewCmdImport,
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
