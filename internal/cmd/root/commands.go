@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
+	distillcmd "github.com/loractl/loractl/internal/cmd/distill"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
@@ -24,6 +25,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return initcmd.NewCmdInit(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
 	datacmd.NewCmdData,
+	func(f *cmdutil.Factory) *cobra.Command { return distillcmd.NewCmdDistill(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },

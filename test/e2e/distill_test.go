@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/distill"
+	"github.com/loractl/loractl/llm"
+	"github.com/loractl/loractl/llm/llmtest"
+)
+
+const distillKey = "sk-e2e-distill-key-7731"
+
+// distillCmd runs the real binary in dir with the key in its environment.
+func distillCmd(t *testing.T, dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command(loractlBin(t), append([]string{"distill"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "E2E_DISTILL_KEY="+distillKey, "OMP_NUM_THREADS=1")
+	return cmd
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
+}
+
+// distillRows reads OUT and counts each user prompt; a torn or invalid line fails.
+func distillRows(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct{ Messages []llm.Message }
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: invalid row %q: %v", path, sc.Text(), err)
+		}
+		if len(r.Messages) != 3 || r.Messages[0].Content != "Production prompt." {
+			t.Fatalf("row without the production system prompt: %+v", r.Messages)
+		}
+		if want := llmtest.CannedAnswer(r.Messages[:2]); r.Messages[2].Content != want {
+			t.Fatalf("answer %q, want %q", r.Messages[2].Content, want)
+		}
+		seen[r.Messages[1].Content]++
+	}
+	return seen
+}
+
+// kill -9 at random moments, then the same command again: every prompt is in OUT
+// exactly once, and the key is in no file and no output. Also Ctrl-C: exit 130 with
+// the in-flight requests written.
+func TestDistillKill9ThenRerunLosesAndDuplicatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	const n = 600
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "prompt %d: tell me about item %d\n", i, i*7)
+	}
+	prompts := filepath.Join(dir, "prompts.txt")
+	os.WriteFile(prompts, []byte(b.String()), 0o644)
+	srv, err := llmtest.New(llmtest.Options{Delay: 3 * time.Millisecond, APIKey: distillKey,
+		FaultFor: func(p string, attempt int) llmtest.Fault {
+			if attempt == 0 && len(p)%5 == 0 {
+				return llmtest.RateLimit
+			}
+			return llmtest.OK
+		}, RetryAfter: "0.05"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	out := filepath.Join(dir, "out.jsonl")
+	args := []string{prompts, "-o", out, "--teacher", srv.URL, "--model", "m", "--api-key-env", "E2E_DISTILL_KEY",
+		"--system-prompt", "Production prompt.", "--concurrency", "16", "--timeout", "5s"}
+	var outputs strings.Builder
+	for round, at := range []int{40, 200, 350} {
+		cmd := distillCmd(t, dir, args...)
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for countLines(out) < at && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		_ = cmd.Process.Kill() // SIGKILL
+		_ = cmd.Wait()
+		outputs.WriteString(so.String() + se.String())
+		if got := countLines(out); got < at || got >= n {
+			t.Fatalf("round %d: %d rows when killed, want a run stopped midway", round, got)
+		}
+	}
+	// Ctrl-C: the requests in flight finish and are written; exit 130.
+	cmd := distillCmd(t, dir, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	before := countLines(out)
+	for countLines(out) < before+50 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("after SIGINT: %v, want exit 130\n%s", err, se.String())
+	}
+	outputs.WriteString(so.String() + se.String())
+
+	r := runCmd(t, distillCmd(t, dir, args...))
+	outputs.WriteString(r.stdout + r.stderr)
+	if r.code != 0 {
+		t.Fatalf("rerun: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	seen := distillRows(t, out)
+	if len(seen) != n {
+		t.Errorf("%d distinct prompts in OUT, want %d", len(seen), n)
+	}
+	for p, c := range seen {
+		if c != 1 {
+			t.Errorf("%q is in OUT %d times", p, c)
+		}
+	}
+	// At most the requests in flight at each kill were answered and not written.
+	if extra := srv.Total() - n; extra < 0 {
+		t.Errorf("server saw %d requests for %d prompts", srv.Total(), n)
+	}
+	if !strings.Contains(r.stdout, "data check: 600 examples") || !strings.Contains(r.stdout, "resumed") {
+		t.Errorf("summary:\n%s", r.stdout)
+	}
+	prov, err := distill.ReadProvenance(distill.ProvenancePath(out))
+	if err != nil || prov.Totals.OK != n || prov.Teacher.APIKeyEnv != "E2E_DISTILL_KEY" {
+		t.Errorf("provenance %+v, %v", prov, err)
+	}
+	files, _ := os.ReadDir(dir)
+	for _, e := range files {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		if bytes.Contains(b, []byte(distillKey)) {
+			t.Errorf("%s holds the API key", e.Name())
+		}
+	}
+	if strings.Contains(outputs.String(), distillKey) {
+		t.Error("the API key was printed")
+	}
+}
+
+func TestDistillBadInputExits2(t *testing.T) {
+	dir := t.TempDir()
+	prompts := filepath.Join(dir, "p.jsonl")
+	os.WriteFile(prompts, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"+`{"messages":[{"role":"assistant","content":"x"}]}`+"\n"), 0o644)
+	good := filepath.Join(dir, "good.txt")
+	os.WriteFile(good, []byte("hello\n"), 0o644)
+	other := filepath.Join(dir, "other.jsonl")
+	os.WriteFile(other, []byte("{}\n"), 0o644)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{filepath.Join(dir, "missing.txt"), "-o", "o1.jsonl", "--teacher", "http://127.0.0.1:9/v1"}, "missing.txt"},
+		{[]string{prompts, "-o", "o2.jsonl", "--teacher", "http://127.0.0.1:9/v1"}, "p.jsonl:2: messages: the conversation has no user turn"},
+		{[]string{good, "-o", "o3.jsonl", "--teacher", "http://127.0.0.1:9/v1", "--require", "xml"}, `--require "xml"`},
+		{[]string{good, "-o", other, "--teacher", "http://127.0.0.1:9/v1"}, "exists and no"},
+		{[]string{good, "-o", "o4.jsonl", "--teacher", filepath.Join(dir, "no-model")}, "neither an http(s) URL nor a model directory"},
+	}
+	for _, tt := range tests {
+		r := runCmd(t, distillCmd(t, dir, tt.args...))
+		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+}
+
+// scriptModel rewires a tiny model's weights so that greedy generation answers every
+// prompt with one word and then the end-of-turn token: attention and MLP outputs are
+// zeroed (each position's hidden state is its token's embedding), the generation
+// prompt's last token points at the word, the word at <|im_end|>. Generation itself is
+// the real transformers path.
+const scriptModel = `
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+sys.path.insert(0, sys.argv[2])
+import generation
+d, word = sys.argv[1], sys.argv[3]
+m = AutoModelForCausalLM.from_pretrained(d)
+t = AutoTokenizer.from_pretrained(d)
+last = generation.prompt_ids(t, [{"role": "user", "content": "x"}])[-1]
+a = t.convert_tokens_to_ids(word)
+end = t.convert_tokens_to_ids("<|im_end|>")
+assert len({last, a, end}) == 3 and t.unk_token_id not in (a, end)
+with torch.no_grad():
+    for layer in m.model.layers:
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+    e, w = m.model.embed_tokens.weight, m.lm_head.weight
+    e.zero_(); e[:, 2] = 1.0
+    e[last] = 0; e[last, 0] = 1.0
+    e[a] = 0; e[a, 1] = 1.0
+    w.zero_(); w[a, 0] = 5.0; w[end, 1] = 5.0
+m.save_pretrained(d)
+`
+
+// The local-model teacher: a tiny model served by python/serve_openai.py, on the CPU.
+func TestDistillLocalTeacherTinyModel(t *testing.T) {
+	py := pythonOrSkip(t)
+	dir := t.TempDir()
+	data := filepath.Join(repoRoot(), "examples", "data")
+	model := filepath.Join(dir, "model")
+	mk := exec.Command(py, filepath.Join(repoRoot(), "python", "make_tiny_model.py"), model,
+		"--data", filepath.Join(data, "train.jsonl"), "--chatml")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make_tiny_model: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(py, "-c", scriptModel, model, filepath.Join(repoRoot(), "python"), "Yes").CombinedOutput(); err != nil {
+		t.Fatalf("scripting the model: %v\n%s", err, out)
+	}
+	// The prompts are the sample data's conversations: their assistant turns are replaced.
+	src, _ := os.ReadFile(filepath.Join(data, "eval.jsonl"))
+	lines := strings.SplitAfter(strings.TrimSpace(string(src)), "\n")[:12]
+	prompts := filepath.Join(dir, "prompts.jsonl")
+	os.WriteFile(prompts, []byte(strings.Join(lines, "")+"\n"), 0o644)
+	out := filepath.Join(dir, "out.jsonl")
+	r := runCmd(t, distillCmd(t, dir, prompts, "-o", out, "--teacher", model, "--max-tokens", "16", "--concurrency", "4",
+		"--system-prompt", "Production prompt.", "--python", py, "--device", "cpu", "--json"))
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	prov, err := distill.ReadProvenance(distill.ProvenancePath(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prov.Teacher.Kind != "local" || prov.Teacher.Dir != model || prov.Totals.OK != 12 || prov.LastRun.Sent != 12 ||
+		prov.Totals.PromptTokens == 0 || prov.Totals.CompletionTokens != 24 {
+		t.Fatalf("provenance %+v", prov)
+	}
+	b, _ := os.ReadFile(out)
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var row struct{ Messages []llm.Message }
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatal(err)
+		}
+		m := row.Messages
+		if m[0].Role != "system" || m[0].Content != "Production prompt." || m[len(m)-1].Role != "assistant" ||
+			m[len(m)-1].Content != "Yes" || m[len(m)-2].Role != "user" {
+			t.Errorf("row %d: %+v", i, m)
+		}
+	}
+	if !strings.Contains(r.stdout, `"type":"result"`) {
+		t.Errorf("no result event in --json output:\n%s", r.stdout)
+	}
+
+	// --max-tokens 1 cuts every answer before its end-of-turn token: all filtered as length.
+	out2 := filepath.Join(dir, "cut.jsonl")
+	r = runCmd(t, distillCmd(t, dir, prompts, "-o", out2, "--teacher", model, "--max-tokens", "1", "--python", py, "--device", "cpu"))
+	if r.code != 0 || !strings.Contains(r.stdout, "0 rows, 12 filtered (length 12)") {
+		t.Errorf("max-tokens 1: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
