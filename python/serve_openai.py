@@ -319,9 +319,18 @@ def build_server(args):
         model, tokenizer = load_model(resolved, None, device=args.device)
         batcher = Batcher(model, tokenizer, args.batch_size, args.batch_wait_ms / 1000.0)
         name = args.model_name or os.path.basename(os.path.normpath(args.model_dir))
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(State(args, batcher), name))
-    server.daemon_threads = True
+        param = next(model.parameters())
+        sys.stderr.write(f"serve_openai: {name} on {param.device} ({str(param.dtype).replace('torch.', '')}), "
+                         f"batches of up to {args.batch_size}\n")
+    server = Server((args.host, args.port), make_handler(State(args, batcher), name))
     return server
+
+
+class Server(ThreadingHTTPServer):
+    # A client with 64+ requests in flight connects all at once: the default listen
+    # backlog of 5 overflows and connections are reset.
+    request_queue_size = 1024
+    daemon_threads = True
 
 
 def main(argv=None):
