@@ -332,6 +332,13 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A client that gave up (its timeout) closes the connection before the answer is
+        # written: expected with --fault slow, not worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)

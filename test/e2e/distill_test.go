@@ -284,3 +284,66 @@ func TestDistillLocalTeacherTinyModel(t *testing.T) {
 		t.Errorf("max-tokens 1: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// startServeOpenAI starts python/serve_openai.py with args and returns its URL.
+func startServeOpenAI(t *testing.T, py string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(py, append([]string{filepath.Join(repoRoot(), "python", "serve_openai.py")}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	f := strings.Fields(line)
+	if err != nil || len(f) != 2 || f[0] != "listening" {
+		t.Fatalf("serve_openai: %q, %v", line, err)
+	}
+	return f[1]
+}
+
+// The Python test server's canned mode and its fault flags, through the real binary:
+// every prompt rate-limited once (Retry-After honoured), then every 4th request slower
+// than the client's timeout. Every prompt ends up in OUT once, with the canned answer.
+func TestDistillAgainstPythonServerFaults(t *testing.T) {
+	py := pythonOrSkip(t)
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := range 24 {
+		fmt.Fprintf(&b, "python server prompt %d\n", i)
+	}
+	prompts := filepath.Join(dir, "p.txt")
+	os.WriteFile(prompts, []byte(b.String()), 0o644)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"429", []string{"--fault", "429", "--fault-first", "1", "--retry-after", "0.2"}},
+		{"slow", []string{"--fault", "slow", "--fault-every", "4", "--slow-seconds", "3"}},
+	} {
+		url := startServeOpenAI(t, py, append([]string{"--canned"}, tc.flags...)...)
+		out := filepath.Join(dir, tc.name+".jsonl")
+		r := runCmd(t, distillCmd(t, dir, prompts, "-o", out, "--teacher", url, "--system-prompt", "Production prompt.",
+			"--timeout", "1s", "--concurrency", "4"))
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", tc.name, r.code, r.stdout, r.stderr)
+		}
+		seen := distillRows(t, out)
+		if len(seen) != 24 {
+			t.Errorf("%s: %d distinct prompts, want 24", tc.name, len(seen))
+		}
+		for p, c := range seen {
+			if c != 1 {
+				t.Errorf("%s: %q %d times", tc.name, p, c)
+			}
+		}
+		prov, err := distill.ReadProvenance(distill.ProvenancePath(out))
+		if err != nil || prov.Totals.Retries == 0 {
+			t.Errorf("%s: provenance %+v %v: want retries counted", tc.name, prov, err)
+		}
+	}
+}
