@@ -495,3 +495,48 @@ func TestUnauthorizedStopsTheRun(t *testing.T) {
 		t.Errorf("%d requests after a 401, want the run stopped early", s.Total())
 	}
 }
+
+// A kill during the split's two renames: the "split SIZE" marker tells the next run
+// whether they happened (OUT's size changed) or not (split again).
+func TestKillDuringSplitIsRecovered(t *testing.T) {
+	dir := t.TempDir()
+	prompts, ps := promptsFile(t, dir, 30)
+	s := server(t, llmtest.Options{})
+	out, evalOut := filepath.Join(dir, "train.jsonl"), filepath.Join(dir, "eval.jsonl")
+	opts := baseOpts(s, prompts, out)
+	opts.EvalFraction, opts.EvalOut = 0.2, evalOut
+	if _, err := distill.Run(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	train, _ := os.ReadFile(out)
+	eval, _ := os.ReadFile(evalOut)
+	state, _ := os.ReadFile(distill.StatePath(out))
+	if !strings.HasSuffix(string(state), "\ncomplete\n") || !strings.Contains(string(state), fmt.Sprintf("\nsplit %d\n", len(train)+len(eval))) {
+		t.Fatalf("state tail: %q", string(state)[max(0, len(state)-80):])
+	}
+	noComplete := strings.TrimSuffix(string(state), "complete\n")
+	sent := s.Total()
+
+	// Killed after both renames, before "complete": the split is in place.
+	os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644)
+	res, err := distill.Run(context.Background(), opts)
+	if err != nil || !res.AlreadyComplete || s.Total() != sent {
+		t.Fatalf("after renames: %v complete=%v sent=%d", err, res != nil && res.AlreadyComplete, s.Total()-sent)
+	}
+
+	// Killed before the renames: OUT is still whole (the eval rows written back), the
+	// eval file half there. The split is made again, the same, without asking anything.
+	os.WriteFile(out, append(append([]byte{}, train...), eval...), 0o644)
+	os.WriteFile(evalOut, eval[:len(eval)/2], 0o644)
+	os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644)
+	res, err = distill.Run(context.Background(), opts)
+	if err != nil || res.AlreadyComplete || res.Split == nil || s.Total() != sent {
+		t.Fatalf("before renames: %v split=%v sent=%d", err, res != nil && res.Split != nil, s.Total()-sent)
+	}
+	train2, _ := os.ReadFile(out)
+	eval2, _ := os.ReadFile(evalOut)
+	if len(train2) != len(train) || string(eval2) != string(eval) {
+		t.Errorf("the second split differs: train %d/%d bytes, eval equal %v", len(train2), len(train), string(eval2) == string(eval))
+	}
+	checkRows(t, append(readRows(t, out), readRows(t, evalOut)...), ps)
+}

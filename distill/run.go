@@ -180,7 +180,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// be the file the state describes.
 	failed := w.failed
 	if opts.EvalFraction > 0 && failed == 0 && w.fatal == nil {
-		sr, err := splitOut(ctx, &opts)
+		sr, err := w.split(ctx)
 		if err != nil {
 			_ = writeProvenance(res.ProvenancePath, prov)
 			return res, err
@@ -188,9 +188,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Split = sr
 		prov.Split = &ProvenanceSplit{EvalOut: opts.EvalOut, EvalFraction: opts.EvalFraction, Seed: opts.SplitSeed,
 			Train: sr.TrainExamples, Eval: sr.EvalExamples}
-		if err := w.markComplete(); err != nil {
-			return res, err
-		}
 		w.emit(Event{Type: "split", Path: opts.EvalOut})
 	}
 	checkOpts := dataset.Options{Train: opts.Out, SystemPrompt: opts.SystemPrompt}
@@ -582,16 +579,11 @@ func (w *writer) sync() error {
 	return nil
 }
 
-func (w *writer) markComplete() error {
-	if _, err := w.state.WriteString("complete\n"); err != nil {
-		return err
-	}
-	return w.state.Sync()
-}
-
-// splitOut splits OUT in place into OUT (train) and EvalOut with the data split's
-// leak-free assignment.
-func splitOut(ctx context.Context, opts *Options) (*dataset.SplitResult, error) {
+// split splits OUT in place into OUT (train) and EvalOut with the data split's
+// leak-free assignment, recording it in the state so that a kill between the two
+// renames is recognised by the next run (see the state file's comment).
+func (w *writer) split(ctx context.Context) (*dataset.SplitResult, error) {
+	opts := w.opts
 	dir, err := os.MkdirTemp(dirOf(opts.Out), ".distill-split-*")
 	if err != nil {
 		return nil, err
@@ -604,14 +596,28 @@ func splitOut(ctx context.Context, opts *Options) (*dataset.SplitResult, error) 
 	if sr.ErrorsTotal > 0 {
 		return nil, fmt.Errorf("splitting %s: %d invalid rows", opts.Out, sr.ErrorsTotal)
 	}
+	if err := w.stateLine(fmt.Sprintf("split %d\n", w.outSize)); err != nil {
+		return nil, err
+	}
 	if err := moveFile(sr.Eval, opts.EvalOut); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(sr.Train, opts.Out); err != nil {
 		return nil, err
 	}
+	if err := w.stateLine("complete\n"); err != nil {
+		return nil, err
+	}
 	sr.Train, sr.Eval = opts.Out, opts.EvalOut
 	return sr, nil
+}
+
+// stateLine appends one line to the state file and syncs it.
+func (w *writer) stateLine(s string) error {
+	if _, err := w.state.WriteString(s); err != nil {
+		return err
+	}
+	return w.state.Sync()
 }
 
 func sha256Hex(s string) string {

@@ -2,6 +2,7 @@ package distill
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 //
 //	{"loractl_distill_state": 1, "settings": {...}}      header
 //	HASH K STATUS ANSWER PTOK CTOK RETRIES OFFSET           one finished sample
+//	split SIZE                                               a split is being put in place
 //	complete                                                 the run finished and was split
 //
 // HASH is the prompt's hash (32 hex), K the sample index, STATUS "ok" or a filter
@@ -25,6 +27,12 @@ import (
 // their state line) are cut from OUT and asked again, and state lines whose OFFSET is
 // past OUT's end (OUT lost them in a crash) are dropped: nothing is lost, nothing is
 // written twice.
+//
+// The split renames two files, which no single write makes atomic: "split SIZE" (OUT's
+// size before the split) is written and synced first, then the eval file and OUT are
+// renamed into place (in that order), then "complete". A run that finds "split SIZE"
+// last knows from OUT's size whether the renames happened: OUT still SIZE bytes long
+// means they did not (the split is done again), any other size means they did.
 
 const stateVersion = 1
 
@@ -91,13 +99,32 @@ func loadState(path string, want Settings, outSize int64, keepAnswers bool) (*lo
 	st.size = int64(len(head))
 	// A finished and split run ends the file with "complete": OUT no longer matches the
 	// recorded offsets (the split rewrote it), so they are not checked against it.
-	st.complete = endsWith(f, "\ncomplete\n")
+	last := lastLine(f)
+	var pendingSplit int64 = -1
+	switch {
+	case last == "complete":
+		st.complete = true
+	case strings.HasPrefix(last, "split "):
+		n, err := strconv.ParseInt(strings.TrimPrefix(last, "split "), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: malformed last line %q: remove it (and OUT) to start over", ErrInput, path, last)
+		}
+		pendingSplit = n
+		st.complete = outSize != n // OUT was replaced: the split is in place
+	}
 	for {
 		line, err := r.ReadBytes('\n')
 		if len(line) == 0 || line[len(line)-1] != '\n' {
 			break // EOF, or a torn last line: it is cut off below
 		}
 		if string(line) == "complete\n" {
+			st.size += int64(len(line))
+			continue
+		}
+		if bytes.HasPrefix(line, []byte("split ")) {
+			if pendingSplit >= 0 && !st.complete {
+				break // the split never happened: drop the marker, split again
+			}
 			st.size += int64(len(line))
 			continue
 		}
@@ -212,15 +239,24 @@ func writeStateHeader(w io.Writer, s Settings) error {
 	return err
 }
 
-// endsWith reports whether f's content ends with suffix (f's offset is kept).
-func endsWith(f *os.File, suffix string) bool {
+// lastLine is the last complete line of f (without its newline; "" when none), read
+// from the end so f's offset is kept.
+func lastLine(f *os.File) string {
 	st, err := f.Stat()
-	if err != nil || st.Size() < int64(len(suffix)) {
-		return false
+	if err != nil || st.Size() == 0 {
+		return ""
 	}
-	b := make([]byte, len(suffix))
-	if _, err := f.ReadAt(b, st.Size()-int64(len(suffix))); err != nil {
-		return false
+	n := min(st.Size(), 128)
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, st.Size()-n); err != nil {
+		return ""
 	}
-	return string(b) == suffix
+	if b[len(b)-1] != '\n' {
+		return "" // a torn last line
+	}
+	b = b[:len(b)-1]
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return string(b)
 }
