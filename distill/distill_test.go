@@ -540,3 +540,20 @@ func TestKillDuringSplitIsRecovered(t *testing.T) {
 	}
 	checkRows(t, append(readRows(t, out), readRows(t, evalOut)...), ps)
 }
+
+func TestSameEndpointSpelledDifferentlyResumes(t *testing.T) {
+	dir := t.TempDir()
+	prompts, _ := promptsFile(t, dir, 5)
+	s := server(t, llmtest.Options{})
+	opts := baseOpts(s, prompts, filepath.Join(dir, "out.jsonl"))
+	if _, err := distill.Run(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, spelling := range []string{s.URL + "/", strings.TrimSuffix(s.URL, "/v1"), s.URL + "/chat/completions"} {
+		opts.Teacher, opts.BaseURL = spelling, spelling
+		res, err := distill.Run(context.Background(), opts)
+		if err != nil || res.Provenance.LastRun.Resumed != 5 || s.Total() != 5 {
+			t.Errorf("%s: %v, resumed %d, %d requests in all", spelling, err, res.Provenance.LastRun.Resumed, s.Total())
+		}
+	}
+}

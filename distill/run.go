@@ -223,7 +223,14 @@ func scan(opts *Options) (int, Settings, error) {
 	if err != nil {
 		return 0, Settings{}, err
 	}
-	s := Settings{Teacher: opts.Teacher, TeacherKind: opts.TeacherKind, Model: opts.Model, PromptsSHA256: promptsSHA,
+	teacher := opts.Teacher
+	if opts.TeacherKind != "local" {
+		// http://h:8000/v1, …/v1/ and the bare host are one teacher: resume across them.
+		if teacher, err = llm.Endpoint(opts.Teacher); err != nil {
+			return 0, Settings{}, fmt.Errorf("%w: --teacher: %v", ErrInput, err)
+		}
+	}
+	s := Settings{Teacher: teacher, TeacherKind: opts.TeacherKind, Model: opts.Model, PromptsSHA256: promptsSHA,
 		MaxTokens: opts.MaxTokens, Temperature: opts.Temperature, N: opts.N, Require: opts.Require, RefusalPattern: opts.RefusalPattern}
 	if opts.SystemPrompt != "" {
 		s.SystemPromptSHA256 = sha256Hex(opts.SystemPrompt)

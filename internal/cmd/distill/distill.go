@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -160,6 +161,11 @@ func distillRun(o *Options) error {
 	local := !strings.HasPrefix(o.Teacher, "http://") && !strings.HasPrefix(o.Teacher, "https://")
 	if local {
 		dopts.TeacherKind = "local"
+		// The state records the teacher: the same directory from another working
+		// directory is the same teacher.
+		if abs, err := filepath.Abs(o.Teacher); err == nil {
+			dopts.Teacher = abs
+		}
 		if o.APIKeyEnv != "" {
 			return cmdutil.Invalidf("--api-key-env is for an endpoint; --teacher %s is a local model directory", o.Teacher)
 		}
