@@ -3,7 +3,7 @@
 
     python make_tiny_model.py OUT_DIR [--data FILE ...] [--arch llama] [--hidden 32]
         [--layers 2] [--heads 4] [--kv-heads 2] [--intermediate 64] [--seed 0]
-        [--no-generation-markers] [--tool-template]
+        [--no-generation-markers] [--tool-template] [--chatml]
 
 The result loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT_DIR) and
 needs no network. It lets the trainer, the quickstart and the tests run real PEFT/TRL
@@ -24,6 +24,10 @@ are any, add the words of their JSON text.
 the row's `tools` (their function names) in a system block first, an assistant turn's
 `tool_calls` (function name and arguments, an object as JSON) inside its generation block,
 and its `reasoning_content`; tool results are `<|tool|>` turns like any other.
+
+--chatml writes a ChatML-style template (`<|im_start|>role` ... `<|im_end|>`) while eos stays
+`<|end|>`: a tokenizer whose end-of-turn token is not its eos, as in many real models
+(Llama 3's <|eot_id|>, Qwen's <|im_end|>), so generation that stops only at eos is caught.
 """
 
 import argparse
@@ -90,6 +94,21 @@ TEMPLATE_WITH_TOOLS = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
 )
+# ChatML: the assistant turn ends with <|im_end|>, which is not the eos token (<|end|>).
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
+CHATML_WORDS = ["system", "user", "assistant", "tool"]
+TEMPLATE_CHATML = (
+    "{%- for message in messages -%}"
+    "<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] }}<|im_end|>{% endgeneration %}"
+    "{%- else -%}"
+    "{{ message['content'] }}<|im_end|>"
+    "{%- endif -%}"
+    "{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ '\\n' }}{%- endif -%}"
+)
 TOOL_KEYS = ("name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
 
 
@@ -112,7 +131,11 @@ def parse_args(argv):
                    help="chat template without {% generation %} markers")
     p.add_argument("--tool-template", action="store_true",
                    help="chat template that renders tools, tool_calls and reasoning_content (with markers)")
+    p.add_argument("--chatml", action="store_true",
+                   help="ChatML template whose end-of-turn token <|im_end|> is not the eos token (with markers)")
     args = p.parse_args(argv)
+    if args.chatml and (args.tool_template or args.no_generation_markers):
+        p.error("--chatml is its own template: not with --tool-template or --no-generation-markers")
     if args.tool_template and args.no_generation_markers:
         p.error("--tool-template has generation markers: not with --no-generation-markers")
     for name in ("hidden", "layers", "heads", "kv_heads", "intermediate", "max_position"):
@@ -154,19 +177,20 @@ def json_texts(value):
         yield from json_texts(item)
 
 
-def build_tokenizer(paths, extra_words=()):
+def build_tokenizer(paths, extra_words=(), extra_specials=()):
     """A WordLevel tokenizer over the sorted words of the given files."""
     splitter = pre_tokenizers.Whitespace()
     words = set(BASE_WORDS) | set(extra_words)
     for path in paths:
         for text in read_texts(path):
             words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
-    words -= set(SPECIALS)
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(words))}
+    specials = SPECIALS + list(extra_specials)
+    words -= set(specials)
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     # Special tokens are matched before pre-tokenization, so "<|end|>" stays one token.
-    tok.add_special_tokens(SPECIALS)
+    tok.add_special_tokens(specials)
     return tok, vocab
 
 
@@ -241,7 +265,8 @@ def write_json(path, obj):
 
 def build(args):
     os.makedirs(args.out_dir, exist_ok=True)
-    tok, vocab = build_tokenizer(args.data, TOOL_WORDS if args.tool_template else ())
+    extra = TOOL_WORDS if args.tool_template else CHATML_WORDS if args.chatml else ()
+    tok, vocab = build_tokenizer(args.data, extra, [CHATML_START, CHATML_END] if args.chatml else ())
     tok.save(os.path.join(args.out_dir, "tokenizer.json"))
     write_json(os.path.join(args.out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -250,7 +275,7 @@ def build(args):
         "eos_token": END,
         "model_max_length": args.max_position,
     })
-    template = (TEMPLATE_WITH_TOOLS if args.tool_template else
+    template = (TEMPLATE_CHATML if args.chatml else TEMPLATE_WITH_TOOLS if args.tool_template else
                 TEMPLATE_WITHOUT_MARKERS if args.no_generation_markers else TEMPLATE_WITH_MARKERS)
     with open(os.path.join(args.out_dir, "chat_template.jinja"), "w", encoding="utf-8") as f:
         f.write(template)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loractl/loractl/internal/cmd/compare"
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
+	distillcmd "github.com/loractl/loractl/internal/cmd/distill"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	importcmd "github.com/loractl/loractl/internal/cmd/import"
@@ -28,6 +29,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return render.NewCmdRender(f, nil) },
 	datacmd.NewCmdData,
 	importcmd.NewCmdImport,
+	func(f *cmdutil.Factory) *cobra.Command { return distillcmd.NewCmdDistill(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },

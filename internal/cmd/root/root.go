@@ -150,6 +150,7 @@ const exitCodesHelp = `loractl exit codes:
   3    GPU pre-flight refused: the run would not fit in free GPU memory (override: --force)
   130  interrupted by SIGINT/SIGTERM; once training started the trainer saved a
        checkpoint (continue: --resume RUN)
+       loractl distill: the requests in flight were written; the same command continues
 `
 
 const environmentHelp = `Environment variables:
