@@ -236,13 +236,15 @@ class Generator:
 
     # ---- batch
 
-    def generate(self, conversations, adapter=True, progress=None):
+    def generate(self, conversations, adapter=True, progress=None, tools=None):
         """Replies to each conversation (a list of messages ending before the reply), in
         order. Batches of batch_size, left-padded so every prompt ends where generation
         starts; the KV cache is on. adapter=False generates with the adapter disabled.
-        progress(done, total) is called after each batch when given."""
+        progress(done, total) is called after each batch when given; it may raise to stop.
+        tools, when given, holds each conversation's function schemas (or None)."""
         import torch
-        prompts = [prompt_ids(self.tokenizer, c) for c in conversations]
+        tools = tools or [None] * len(conversations)
+        prompts = [prompt_ids(self.tokenizer, c, t) for c, t in zip(conversations, tools)]
         # Longest first: batches of similar lengths waste less on padding; results go back in order.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results = [None] * len(prompts)

@@ -181,6 +181,26 @@ _SCHEMA = {
 }
 
 
+# Keys a resolved.json from an older controller may lack: key -> (kind, check, want, default).
+_OPTIONAL = {
+    "train": {
+        "select": (str, lambda v: v in ("last", "best"), "last or best", "last"),
+        "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)", 0),
+    },
+}
+
+
+def with_defaults(cfg):
+    """Fill in the optional keys (train.select, train.early_stopping_patience, the eval
+    section) of a config that did not go through validate_config; returns cfg."""
+    for section, fields in _OPTIONAL.items():
+        for key, (_kind, _check, _want, default) in fields.items():
+            cfg.setdefault(section, {}).setdefault(key, default)
+    from task_metrics import validate_eval
+    cfg["eval"] = validate_eval(cfg.get("eval"))
+    return cfg
+
+
 def _is_kind(value, kind):
     kinds = kind if isinstance(kind, tuple) else (kind,)
     for k in kinds:
@@ -203,16 +223,19 @@ def validate_config(raw):
         errors.append(f"version: must be 1, got {raw.get('version')!r}")
     if not isinstance(raw.get("name", ""), str):
         errors.append("name: must be a string")
-    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name"}):
+    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name", "eval"}):
         warnings.append(f"{key}: unknown key, ignored")
     for section, fields in _SCHEMA.items():
         block = raw.get(section)
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue
-        for key in sorted(set(block) - set(fields)):
+        optional = _OPTIONAL.get(section, {})
+        for key in sorted(set(block) - set(fields) - set(optional)):
             warnings.append(f"{section}.{key}: unknown key, ignored")
-        for key, (kind, check, want) in fields.items():
+        for key, (kind, check, want, default) in optional.items():
+            block.setdefault(key, default)
+        for key, (kind, check, want) in list(fields.items()) + [(k, v[:3]) for k, v in optional.items()]:
             where = f"{section}.{key}"
             if key not in block:
                 errors.append(f"{where}: missing")
@@ -225,6 +248,13 @@ def validate_config(raw):
                 errors.append(f"{where}: must be {want}, got {json.dumps(value)}")
     if not errors:
         errors.extend(_cross_checks(raw))
+    try:
+        # The eval section is optional (absent: generate with the defaults); task_metrics
+        # holds its rules and is imported here, not at the top, because it imports this module.
+        from task_metrics import validate_eval
+        raw["eval"] = validate_eval(raw.get("eval"))
+    except ConfigError as e:
+        errors.append(str(e))
     if errors:
         raise ConfigError("; ".join(errors))
     return raw, warnings
@@ -343,10 +373,11 @@ def mark_complete(ckpt_dir, step, eval_loss_before, resolved_sha256):
     })
 
 
-def prune_checkpoints(ckpt_root, newest_step, keep):
+def prune_checkpoints(ckpt_root, newest_step, keep, protect=None):
     """Delete incomplete checkpoints older than newest_step (debris of a killed attempt) and,
     when keep > 0, the oldest complete ones beyond keep. The Trainer's own rotation is off:
-    it runs before the marker exists and could leave fewer complete checkpoints than asked."""
+    it runs before the marker exists and could leave fewer complete checkpoints than asked.
+    The checkpoint of step `protect` (train.select best's best so far) is never deleted."""
     entries = list_checkpoints(ckpt_root)
     for step, path, marker in entries:
         if marker is None and step < newest_step:
@@ -354,7 +385,7 @@ def prune_checkpoints(ckpt_root, newest_step, keep):
     complete = [(step, path) for step, path, marker in entries if marker is not None]
     if keep > 0:
         for step, path in complete[:-keep]:
-            if step != newest_step:
+            if step not in (newest_step, protect):
                 remove_checkpoint(path)
 
 
