@@ -152,3 +152,22 @@ def test_judge_is_left_to_the_controller():
     metrics = build({"name": "j", "kind": "judge", "endpoint": "http://127.0.0.1:1/v1", "model": "m"},
                     {"name": "e", "kind": "exact"})
     assert [m.name for m in metrics] == ["e"]
+
+
+def test_resolved_json_with_or_without_the_new_keys(tiny_model):
+    from conftest import base_config
+    from train_lora_support import validate_config
+    cfg = base_config(tiny_model)
+    del cfg["eval"]
+    got, warnings = validate_config(cfg)
+    assert warnings == []
+    assert got["train"]["select"] == "last" and got["train"]["early_stopping_patience"] == 0
+    assert got["eval"]["generate"] is True and got["eval"]["max_new_tokens"] == 256
+    cfg = base_config(tiny_model, **{"train.select": "best", "train.early_stopping_patience": 3})
+    cfg["eval"] = {"metrics": [{"name": "exact", "kind": "exact"}], "at_checkpoints": True}
+    got, _ = validate_config(cfg)
+    assert got["train"]["select"] == "best" and got["eval"]["primary"] == "exact"
+    for key, value, needle in [("select", "first", "train.select: must be last or best"),
+                               ("early_stopping_patience", -1, "train.early_stopping_patience: must be >= 0")]:
+        with pytest.raises(ConfigError, match=needle):
+            validate_config(base_config(tiny_model, **{f"train.{key}": value}))
