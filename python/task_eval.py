@@ -19,6 +19,19 @@ import task_metrics
 # The generate progress events of one phase: at most about this many.
 PROGRESS_EVENTS = 20
 
+# Replies are generated in batches of this many times train.eval_batch_size, at most
+# MAX_GENERATION_BATCH. A batch runs until its longest reply ends, so larger batches mean
+# fewer of those long tails; and generating keeps the logits of the last position only,
+# while the eval loss pass at eval_batch_size holds them for every position, so this fits
+# wherever the evaluation did.
+GENERATION_BATCH_FACTOR = 4
+MAX_GENERATION_BATCH = 64
+
+
+def generation_batch(eval_batch_size):
+    """The generation batch size for a run's train.eval_batch_size."""
+    return max(1, min(eval_batch_size * GENERATION_BATCH_FACTOR, MAX_GENERATION_BATCH))
+
 
 class StopEvaluation(Exception):
     """Raised from the progress hook when the process was asked to stop."""
@@ -79,8 +92,10 @@ def write_jsonl_atomic(path, rows):
 
 def generate_and_score(model, tokenizer, examples, eval_cfg, metrics, batch_size, events=None,
                        should_stop=None, sides=("base", "adapter")):
-    """{side: [{"text", "tokens", "stopped", "scores", "errors"}, ...]} for each side."""
-    gen = generation.Generator(model, tokenizer, max_new_tokens=eval_cfg["max_new_tokens"], batch_size=batch_size)
+    """{side: [{"text", "tokens", "stopped", "scores", "errors"}, ...]} for each side.
+    batch_size is train.eval_batch_size (see generation_batch)."""
+    gen = generation.Generator(model, tokenizer, max_new_tokens=eval_cfg["max_new_tokens"],
+                               batch_size=generation_batch(batch_size))
     conversations = [e["messages"] for e in examples]
     tools = [e["tools"] for e in examples]
     out = {}

@@ -100,7 +100,7 @@ def main():
         print(f"quickstart train, eval.generate true:  {g:.2f} s  ratio {g / b:.3f}")
         print(f"task_eval seconds: {e:.2f} s = {100 * e / b:.1f}% of the baseline's wall time (goal <= 25%)")
         print(f"generation: {statistics.median(rates):.1f} replies/s, {statistics.median(tok_rates):.0f} new tokens/s "
-              f"(both sides, batch {resolved['train']['eval_batch_size']}, max_new_tokens 256)")
+              f"(both sides, generation batch {4 * resolved['train']['eval_batch_size']}, max_new_tokens 256)")
         print(f"ended their turn (stopped eos): base {100 * stops['base']:.0f}%, adapter {100 * stops['adapter']:.0f}%; "
               f"new tokens: base {stops['base_tokens']}, adapter {stops['adapter_tokens']}")
     finally:
