@@ -200,3 +200,38 @@ def test_at_checkpoints_records_the_metric_and_selects_by_it(tiny_model, tmp_pat
     sel = next(e for e in evs if e["type"] == "select")
     assert sel["by"] == "chrf" and sel["step"] == best["step"] and sel["value"] == best["metrics"]["task/chrf"]
     assert "task_eval" not in types(evs)  # eval.generate false: no end-of-run generations
+
+
+def test_signal_during_task_eval_completes_the_run(tiny_model, tmp_path):
+    import signal
+    cfg = base_config(tiny_model, **{"train.max_steps": 2, "train.eval_steps": 2, "train.save_steps": 2,
+                                     "train.eval_batch_size": 1})
+    cfg["eval"] = {"max_examples": 40, "max_new_tokens": 32}
+    t = Trainer(tmp_path / "run", cfg)
+    t.start()
+    t.wait_for(lambda evs: any(e["type"] == "generate" for e in evs))
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(timeout=120) == 0, t.log()[-3000:]
+    evs = t.events()
+    assert evs[-1]["type"] == "end" and evs[-1]["status"] == "completed"
+    assert "task_eval_interrupted" in [e.get("code") for e in evs if e["type"] == "warning"]
+    assert "task_eval" not in types(evs)
+    assert os.path.exists(os.path.join(t.run_dir, "adapter", "adapter_model.safetensors"))
+    assert not os.path.exists(os.path.join(t.run_dir, "eval", "generations.jsonl"))
+
+
+def test_best_from_events_keeps_to_usable_checkpoints_before_the_resume_step(tmp_path):
+    import task_eval
+    path = tmp_path / "events.jsonl"
+    evs = [{"type": "eval", "phase": "before", "step": 0, "eval_loss": 0.1},
+           {"type": "eval", "phase": "during", "step": 2, "eval_loss": 3.0, "metrics": {"task/chrf": 10}},
+           {"type": "eval", "phase": "during", "step": 4, "eval_loss": 2.0, "metrics": {"task/chrf": 30}},
+           {"type": "eval", "phase": "during", "step": 6, "eval_loss": 1.0, "metrics": {"task/chrf": 20}},
+           {"type": "eval", "phase": "during", "step": 8, "eval_loss": 0.5, "metrics": {"task/chrf": 50}}]
+    path.write_text("".join(json.dumps(e) + "\n" for e in evs) + '{"type": "eval", "phase"')
+    everything = lambda step: True  # noqa: E731
+    assert task_eval.best_from_events(str(path), "eval_loss", 6, everything) == (6, 1.0)
+    assert task_eval.best_from_events(str(path), "eval_loss", 6, lambda s: s != 6) == (4, 2.0)
+    assert task_eval.best_from_events(str(path), "chrf", 8, everything) == (8, 50)
+    assert task_eval.best_from_events(str(path), "chrf", 6, everything) == (4, 30)
+    assert task_eval.best_from_events(str(tmp_path / "none.jsonl"), "eval_loss", 6, everything) is None
