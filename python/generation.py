@@ -280,9 +280,17 @@ class Generator:
         """Yield the reply to `messages` as text pieces while it is generated (never a
         special token, never a partial UTF-8 character), then the result dict as generate
         returns it. The pieces joined are the reply before its surrounding whitespace is
-        stripped."""
+        stripped. Closing the generator early (a chat user's Ctrl-C) stops the generation at
+        the next token instead of running it to max_new_tokens."""
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
+
+        cancel = threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         pieces = queue.Queue()
         done = object()
@@ -326,7 +334,8 @@ class Generator:
                     self._seed()
                     ids = torch.tensor([prompt], dtype=torch.long, device=device)
                     out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                              streamer=_Streamer(), **self._gen_kwargs())
+                                              streamer=_Streamer(), stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                                              **self._gen_kwargs())
                     holder["ids"] = out[0, len(prompt):].tolist()
             except BaseException as e:  # noqa: BLE001 - handed to the consumer's thread
                 holder["error"] = e
@@ -344,6 +353,7 @@ class Generator:
                     break
                 yield piece
         finally:
+            cancel.set()  # no-op when generation has ended; else it stops at the next token
             thread.join()
             if was_training:
                 self.model.train()
