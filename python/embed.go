@@ -37,10 +37,11 @@ func RequirementsHash() string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-// TrainerFiles are the scripts a run needs beside it: the trainer, the modules it
-// imports (generation.py also serves chat) and eval_task.py, the on-demand task
-// evaluation that runs beside them. The controller copies them into every run dir.
-var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "generation.py", "task_metrics.py", "task_eval.py", "eval_task.py"}
+// TrainerFiles are the scripts a run needs beside it: the trainer and the modules it
+// imports (generation.py also serves chat; eval_task.py, which imports them all, is
+// installed beside them for on-demand evaluation). The controller copies them into
+// every run dir.
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "generation.py", "task_metrics.py", "task_eval.py"}
 
 // TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
 // the manifest so a run names the exact trainer code it ran.
