@@ -34,8 +34,9 @@ from train_lora_support import (  # noqa: E402
     CHECKPOINT_PREFIX, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, STOP,
     ConfigError, Events, Interrupted, TrainerError, choose_resume, file_sha256, install_signal_handlers,
     load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
-    weight0_turns, with_defaults, write_json_atomic,
+    weight0_turns,
 )
+from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
 import task_eval  # noqa: E402
 import task_metrics  # noqa: E402
 
@@ -299,14 +300,13 @@ class Setup:
     """Everything before training: device and precision, data, model, LoRA, the SFTTrainer."""
 
     def __init__(self, run, cfg, adapter=None, eval_rows=None):
-        self.run = run
-        self.cfg = with_defaults(cfg)
-        run.cfg = self.cfg
-        self.events = run.events
         # Evaluation only (eval_task.py): the trained adapter at `adapter` is loaded instead
         # of a new one, and eval_rows (when given) replace the run's eval set.
-        self.adapter = adapter
-        self.eval_rows = eval_rows
+        self.adapter, self.eval_rows = adapter, eval_rows
+        run.cfg = cfg
+        self.run = run
+        self.cfg = with_defaults(cfg)
+        self.events = run.events
 
     def versions(self):
         import accelerate

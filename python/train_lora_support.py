@@ -177,25 +177,30 @@ _SCHEMA = {
         "max_grad_norm": (float, lambda v: v >= 0, ">= 0"),
         "optim": (str, lambda v: v != "", "an optimizer name"),
         "loss_type": (str, lambda v: v in ("nll", "dft", "chunked_nll"), "nll or dft"),
+        # Checkpoint selection (docs/trainer-contract.md); optional, see _OPTIONAL.
+        "select": (str, lambda v: v in ("last", "best"), "last or best"),
+        "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)"),
     },
 }
 
-
-# Keys a resolved.json from an older controller may lack: key -> (kind, check, want, default).
+# Keys a resolved.json written before they existed may lack: section -> key -> default
+# (a callable of the section for one that follows other keys).
 _OPTIONAL = {
     "train": {
-        "select": (str, lambda v: v in ("last", "best"), "last or best", "last"),
-        "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)", 0),
+        "select": "last",
+        "early_stopping_patience": 0,
     },
 }
 
 
 def with_defaults(cfg):
-    """Fill in the optional keys (train.select, train.early_stopping_patience, the eval
-    section) of a config that did not go through validate_config; returns cfg."""
+    """Fill in the optional keys (_OPTIONAL, the eval section) of a config that did not go
+    through validate_config; returns cfg."""
     for section, fields in _OPTIONAL.items():
-        for key, (_kind, _check, _want, default) in fields.items():
-            cfg.setdefault(section, {}).setdefault(key, default)
+        block = cfg.setdefault(section, {})
+        for key, default in fields.items():
+            if key not in block:
+                block[key] = default(block) if callable(default) else default
     from task_metrics import validate_eval
     cfg["eval"] = validate_eval(cfg.get("eval"))
     return cfg
@@ -230,12 +235,12 @@ def validate_config(raw):
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue
-        optional = _OPTIONAL.get(section, {})
-        for key in sorted(set(block) - set(fields) - set(optional)):
+        for key, default in _OPTIONAL.get(section, {}).items():
+            if key not in block:
+                block[key] = default(block) if callable(default) else default
+        for key in sorted(set(block) - set(fields)):
             warnings.append(f"{section}.{key}: unknown key, ignored")
-        for key, (kind, check, want, default) in optional.items():
-            block.setdefault(key, default)
-        for key, (kind, check, want) in list(fields.items()) + [(k, v[:3]) for k, v in optional.items()]:
+        for key, (kind, check, want) in fields.items():
             where = f"{section}.{key}"
             if key not in block:
                 errors.append(f"{where}: missing")
