@@ -75,6 +75,8 @@ def apply_overrides(cfg, args):
 
 
 def evaluate(args, events):
+    if not os.path.isdir(args.run_dir):
+        raise ConfigError(f"--run-dir {args.run_dir}: no such directory")
     cfg, unknown = load_config(args.config)
     for message in unknown:
         events.warn("unknown_config_key", message)
