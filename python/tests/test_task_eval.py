@@ -235,3 +235,29 @@ def test_best_from_events_keeps_to_usable_checkpoints_before_the_resume_step(tmp
     assert task_eval.best_from_events(str(path), "chrf", 8, everything) == (8, 50)
     assert task_eval.best_from_events(str(path), "chrf", 6, everything) == (4, 30)
     assert task_eval.best_from_events(str(tmp_path / "none.jsonl"), "eval_loss", 6, everything) is None
+
+
+def test_trained_adapter_stops_at_an_end_of_turn_token_that_is_not_eos(tmp_path):
+    """A ChatML tokenizer whose <|im_end|> is not its eos: the adapter learns to end its
+    turns with <|im_end|>, and the end-of-run generations stop there ("eos"), where a
+    generator stopping at eos alone would run on to max_new_tokens."""
+    import generation
+    import make_tiny_model
+    from conftest import EVAL_DATA, TRAIN_DATA
+    model_dir = str(tmp_path / "model")
+    make_tiny_model.main([model_dir, "--chatml", "--data", TRAIN_DATA, "--data", EVAL_DATA])
+    cfg = base_config(model_dir, **{"train.max_steps": 30, "train.batch_size": 8, "train.eval_steps": 30,
+                                    "train.save_steps": 30, "train.max_length": 128})
+    cfg["eval"] = {"max_examples": 8, "max_new_tokens": 48}
+    t = Trainer(tmp_path / "run", cfg)
+    assert t.run() == 0, t.log()[-4000:]
+    rows = read_jsonl(os.path.join(t.run_dir, "eval", "generations.jsonl"))
+    assert len(rows) == 8
+    assert all(r["adapter"]["stopped"] == "eos" and r["adapter"]["tokens"] < 48 for r in rows), rows
+    # The same adapter, stopping at eos only, does not end its turns.
+    model, tok = generation.load_model(cfg, os.path.join(t.run_dir, "adapter"), device="cpu")
+    assert tok.eos_token == "<|end|>"
+    gen = generation.Generator(model, tok, max_new_tokens=48, batch_size=8)
+    gen.stop_ids = [tok.eos_token_id]
+    eos_only = gen.generate([r["messages"] for r in rows])
+    assert sum(r["stopped"] == "max_tokens" for r in eos_only) >= 6, eos_only
