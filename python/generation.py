@@ -236,13 +236,15 @@ class Generator:
 
     # ---- batch
 
-    def generate(self, conversations, adapter=True, progress=None):
+    def generate(self, conversations, adapter=True, progress=None, tools=None):
         """Replies to each conversation (a list of messages ending before the reply), in
         order. Batches of batch_size, left-padded so every prompt ends where generation
         starts; the KV cache is on. adapter=False generates with the adapter disabled.
-        progress(done, total) is called after each batch when given."""
+        progress(done, total) is called after each batch when given; it may raise to stop.
+        tools, when given, holds each conversation's function schemas (or None)."""
         import torch
-        prompts = [prompt_ids(self.tokenizer, c) for c in conversations]
+        tools = tools or [None] * len(conversations)
+        prompts = [prompt_ids(self.tokenizer, c, t) for c, t in zip(conversations, tools)]
         # Longest first: batches of similar lengths waste less on padding; results go back in order.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results = [None] * len(prompts)
@@ -278,9 +280,17 @@ class Generator:
         """Yield the reply to `messages` as text pieces while it is generated (never a
         special token, never a partial UTF-8 character), then the result dict as generate
         returns it. The pieces joined are the reply before its surrounding whitespace is
-        stripped."""
+        stripped. Closing the generator early (a chat user's Ctrl-C) stops the generation at
+        the next token instead of running it to max_new_tokens."""
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
+
+        cancel = threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         pieces = queue.Queue()
         done = object()
@@ -324,7 +334,8 @@ class Generator:
                     self._seed()
                     ids = torch.tensor([prompt], dtype=torch.long, device=device)
                     out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                              streamer=_Streamer(), **self._gen_kwargs())
+                                              streamer=_Streamer(), stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                                              **self._gen_kwargs())
                     holder["ids"] = out[0, len(prompt):].tolist()
             except BaseException as e:  # noqa: BLE001 - handed to the consumer's thread
                 holder["error"] = e
@@ -342,6 +353,7 @@ class Generator:
                     break
                 yield piece
         finally:
+            cancel.set()  # no-op when generation has ended; else it stops at the next token
             thread.join()
             if was_training:
                 self.model.train()

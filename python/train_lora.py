@@ -37,6 +37,9 @@ from train_lora_support import (  # noqa: E402
     load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
     weight0_turns,
 )
+from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
+import task_eval  # noqa: E402
+import task_metrics  # noqa: E402
 
 # prepare_data hands the tokenized rows to Arrow in chunks of at most this many rows or tokens,
 # so a large dataset is never held whole as Python lists (about 50 bytes a token).
@@ -69,6 +72,17 @@ def main(argv=None):
         return run.fail(e, EXIT_FAILED, hint=failure_hint(e))
 
 
+def read_losses_before(run_dir):
+    """The base model's per-example eval losses saved by an earlier attempt, or None."""
+    import json
+    try:
+        with open(os.path.join(run_dir, "eval", ".losses-before.json"), encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, list) else None
+
+
 def failure_hint(exc):
     text = f"{type(exc).__name__}: {exc}".lower()
     if "out of memory" in text:
@@ -97,6 +111,12 @@ class Run:
         self.eval_after = None
         self.saved_steps = set()  # checkpoints this attempt completed (or resumed from)
         self.save_total_limit = 0
+        self.cfg = None  # the validated resolved.json
+        self.metrics = []  # task_metrics.Metric of eval.metrics (judge left out)
+        self.loss_rows = None  # per-example eval losses while an evaluation runs, else None
+        self.losses_before = None  # per-example eval losses of the base model
+        self.losses_after = None  # ... and of the adapter that becomes adapter/
+        self.selected = None  # (step, value) chosen by train.select best
 
     # ---- outcomes
 
@@ -122,6 +142,8 @@ class Run:
     def execute(self):
         cfg, unknown = load_config(self.args.config)
         self.config_sha256 = file_sha256(self.args.config)
+        # Regexes, schema files and python scorers are checked before the model loads.
+        self.metrics = task_metrics.build_metrics(cfg["eval"]["metrics"])
         for message in unknown:
             self.events.warn("unknown_config_key", message)
         self.resume_path, marker = choose_resume(self.run_dir, self.args.resume)
@@ -132,6 +154,7 @@ class Run:
             if marker.get("resolved_sha256") not in (None, self.config_sha256):
                 self.events.warn("config_changed", f"{self.args.config} differs from the config checkpoint "
                                  f"{marker['step']} was trained with")
+        self.cfg = cfg
         setup = Setup(self, cfg)
         trainer = setup.build()
         return self.train(setup, trainer)
@@ -151,6 +174,11 @@ class Run:
             cb.phase = "before"
             self.eval_before = trainer.evaluate()["eval_loss"]
             cb.phase = None
+            if self.losses_before is not None:  # kept for an attempt that resumes
+                os.makedirs(os.path.join(self.run_dir, "eval"), exist_ok=True)
+                write_json_atomic(os.path.join(self.run_dir, "eval", ".losses-before.json"), self.losses_before)
+        elif setup.has_eval:
+            self.losses_before = read_losses_before(self.run_dir)
         if self.resume_path:
             setup.restore_token_count(trainer, self.resume_path)
         if self.resume_path and self.resume_step >= setup.total_steps:
@@ -162,29 +190,89 @@ class Run:
             out = trainer.train(resume_from_checkpoint=self.resume_path)
             self.step = trainer.state.global_step
             metrics = dict(out.metrics)
+        if STOP.signame is None and setup.has_eval and self.cfg["train"]["select"] == "best":
+            self._select_best(trainer, cb)
         if STOP.signame is None and setup.has_eval:
             self.eval_after = self._evaluate_after(trainer, cb)
         if STOP.signame is not None:
             return self._end_interrupted(metrics)
         adapter = self._save_adapter(trainer)
+        if setup.has_eval:
+            self._task_eval(setup, trainer)
         end = dict(status="completed", step=self.step, eval_loss_before=self.eval_before,
                    eval_loss_after=self.eval_after, adapter_path=adapter, metrics=metrics)
+        if self.selected is not None:
+            end["checkpoint"] = f"{CHECKPOINT_PREFIX}{self.selected[0]}"
         if torch.cuda.is_available():
             end["peak_memory"] = {"allocated_bytes": torch.cuda.max_memory_allocated(),
                                   "reserved_bytes": torch.cuda.max_memory_reserved()}
         self.events.emit("end", **end)
         return EXIT_OK
 
+    def _select_best(self, trainer, cb):
+        """train.select best: load the best evaluated checkpoint's weights into the model
+        (its evaluation stands as "after"), record the choice in a select event."""
+        if cb.best is None:
+            self.events.warn("select_best_none", "train.select is best but no evaluation during training gave a "
+                             f"{cb.select_by} value: the last weights become the adapter")
+            return
+        step, value = cb.best
+        self.selected = (step, value)
+        if step != self.step:
+            trainer._load_from_checkpoint(os.path.join(self.ckpt_root, f"{CHECKPOINT_PREFIX}{step}"))
+            cb.last_eval = (step, cb.best_eval[0]) if cb.best_eval else None
+            cb.last_losses = cb.best_eval[1] if cb.best_eval else None
+        self.events.emit("select", checkpoint=f"{CHECKPOINT_PREFIX}{step}", by=cb.select_by, value=value, step=step)
+
     def _evaluate_after(self, trainer, cb):
         # Training often ends on an evaluation step (the last epoch, or a multiple of
-        # eval_steps): report that result as "after" instead of evaluating twice.
-        if cb.last_eval is not None and cb.last_eval[0] == self.step:
+        # eval_steps): report that result as "after" instead of evaluating twice. With
+        # train.select best the best checkpoint's evaluation is the "after" one.
+        step = self.selected[0] if self.selected else self.step
+        if cb.last_eval is not None and cb.last_eval[0] == step:
             metrics = cb.last_eval[1]
-            cb.emit_eval("after", self.step, metrics)
+            cb.emit_eval("after", step, metrics)
+            self.losses_after = cb.last_losses
             return metrics.get("eval_loss")
         cb.phase = "after"
         trainer.state.global_step = self.step  # so the event carries the step when nothing was trained
         return trainer.evaluate()["eval_loss"]
+
+    def _task_eval(self, setup, trainer):
+        """The end-of-run task evaluation: example_losses.json from the before and after
+        evaluations, then, with eval.generate, the base and adapter replies to the chosen
+        eval prompts, scored, in eval/generations.jsonl. A stop signal here ends the
+        evaluation early (the adapter is already saved); the run still completes."""
+        out_dir = os.path.join(self.run_dir, "eval")
+        before, after, indices = self.losses_before, self.losses_after, setup.eval_loss_indices
+        if indices is not None and before is not None and after is not None \
+                and len(before) == len(after) == len(indices):
+            task_eval.write_example_losses(out_dir, before, after, indices)
+        elif indices is not None:
+            self.events.warn("example_losses_missing", "per-example eval losses are incomplete "
+                             f"({len(before or [])} before, {len(after or [])} after, {len(indices)} examples): "
+                             "eval/example_losses.json is not written")
+        if not self.cfg["eval"]["generate"]:
+            return
+        if not setup.task_examples:
+            self.events.warn("no_task_examples", "no eval example has an assistant turn after a prompt: "
+                             "nothing to generate")
+            return
+        try:
+            task_eval.run(trainer.model, setup.tokenizer, setup.task_examples, self.cfg["eval"], self.metrics,
+                          out_dir, self.cfg["train"]["eval_batch_size"], events=self.events,
+                          should_stop=lambda: STOP.signame is not None, rel_to=self.run_dir)
+        except task_eval.StopEvaluation:  # the run completes; loractl eval can redo the evaluation
+            self.events.warn("task_eval_interrupted", "stopped during the task evaluation: the adapter is saved; "
+                             "eval/generations.jsonl is not written (run loractl eval on this run)")
+
+    def checkpoint_scores(self):
+        """eval.at_checkpoints: the adapter's mean task metrics on the eval prompts now,
+        as {"task/<metric>": mean} for the eval event."""
+        sides = task_eval.generate_and_score(self.trainer.model, self.setup.tokenizer, self.setup.task_examples,
+                                             self.cfg["eval"], self.metrics, self.cfg["train"]["eval_batch_size"],
+                                             sides=("adapter",))
+        return {f"task/{k}": v for k, v in task_eval.mean_scores(sides["adapter"], self.metrics).items()}
 
     def _end_interrupted(self, metrics):
         ckpt = os.path.join(self.ckpt_root, f"{CHECKPOINT_PREFIX}{self.step}")
@@ -212,9 +300,13 @@ class Run:
 class Setup:
     """Everything before training: device and precision, data, model, LoRA, the SFTTrainer."""
 
-    def __init__(self, run, cfg):
+    def __init__(self, run, cfg, adapter=None, eval_rows=None):
+        # Evaluation only (eval_task.py): the trained adapter at `adapter` is loaded instead
+        # of a new one, and eval_rows (when given) replace the run's eval set.
+        self.adapter, self.eval_rows = adapter, eval_rows
+        run.cfg = cfg
         self.run = run
-        self.cfg = cfg
+        self.cfg = with_defaults(cfg)
         self.events = run.events
 
     def versions(self):
@@ -269,9 +361,12 @@ class Setup:
         picks the same rows as datasets' train_test_split of the whole file with the run's seed."""
         from datasets import Dataset
         d, t = self.cfg["data"], self.cfg["train"]
-        train = read_chat_jsonl(d["train"])
-        evalset = read_chat_jsonl(d["eval"]) if d["eval"] else None
-        if d["eval_split"] > 0:
+        if self.eval_rows is not None:
+            train, evalset = list(self.eval_rows), list(self.eval_rows)
+        else:
+            train = read_chat_jsonl(d["train"])
+            evalset = read_chat_jsonl(d["eval"]) if d["eval"] else None
+        if d["eval_split"] > 0 and self.eval_rows is None:
             # Split row numbers, not rows: the rows never go through an Arrow table (see prepare_data).
             try:
                 parts = Dataset.from_dict({"row": list(range(len(train)))}).train_test_split(
@@ -281,6 +376,8 @@ class Setup:
                                   "too few to split into a training and an eval set: use a data.eval file or more "
                                   f"examples ({e})") from None
             train, evalset = [train[i] for i in parts["train"]["row"]], [train[i] for i in parts["test"]["row"]]
+        if self.adapter and evalset is not None:
+            train = evalset[:1]  # evaluation only: nothing is trained, but SFTTrainer wants a training set
         self.weight0_train, self.weight0_eval = weight0_turns(train), weight0_turns(evalset or [])
         self.weight0 = self.weight0_train + self.weight0_eval
         if evalset is None:
@@ -288,6 +385,16 @@ class Setup:
                              "the adapter improved the eval loss")
         self.train_examples, self.eval_examples = len(train), len(evalset) if evalset is not None else 0
         self.has_eval = evalset is not None
+        e = self.cfg["eval"]
+        for key, on in (("select", t["select"] == "best"), ("early_stopping_patience", t["early_stopping_patience"] > 0)):
+            if on and not self.has_eval:
+                raise ConfigError(f"train.{key}: needs an eval set to compare checkpoints on: "
+                                  "set data.eval or data.eval_split")
+        # The prompts of the task evaluation, chosen now: prepare_data consumes the rows.
+        self.task_examples = []
+        if self.has_eval and (e["generate"] or e["at_checkpoints"]):
+            chosen = task_eval.choose_indices(len(evalset), e["max_examples"], t["seed"])
+            self.task_examples = task_eval.examples_from_rows(evalset, chosen)
         return train, evalset
 
     def load_model(self):
@@ -376,6 +483,7 @@ class Setup:
         else:
             features = Features({"input_ids": List(Value("int32"))})
         parts, chunk, chunk_tokens, lost, total = [], [], 0, 0, len(rows)
+        kept_rows = []  # rows that keep a label: the order of the per-example eval losses
         for i in range(total):
             row, rows[i] = rows[i], None
             try:
@@ -407,6 +515,10 @@ class Setup:
                     continue
                 item = {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
                         "input_ids": ids, "assistant_masks": mask}
+                if 1 in mask[:max_length]:  # else TRL drops the row (see check_dropped)
+                    kept_rows.append(i)
+            if not aol:
+                kept_rows.append(i)
             chunk.append(item)
             chunk_tokens += len(ids)
             if len(chunk) >= CHUNK_ROWS or chunk_tokens >= CHUNK_TOKENS:
@@ -414,6 +526,9 @@ class Setup:
                 chunk, chunk_tokens = [], 0
         if lost:
             self.report_lost(name, lost, total)
+        if name == "eval":
+            # Packed eval sequences mix examples: no per-example loss then.
+            self.eval_loss_indices = None if packing else kept_rows
         if chunk or not parts:
             parts.append(Dataset.from_list(chunk, features=features))
         self.kept[name] = total - lost
@@ -517,6 +632,8 @@ class Setup:
         (enable_full_determinism if not self.cuda else set_seed)(t["seed"])
         train, evalset = self.load_data()
         model, tokenizer = self.load_model()
+        self.tokenizer = tokenizer
+        self.eval_loss_indices = None
         self.assistant_only_loss = self.decide_assistant_only(tokenizer)
         if self.weight0 and not self.assistant_only_loss:
             why = ("train.assistant_only_loss is false" if t["assistant_only_loss"] is False else
@@ -537,11 +654,24 @@ class Setup:
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],
             use_dora=lora["use_dora"], task_type="CAUSAL_LM")
+        if self.adapter:
+            from peft import PeftModel
+            model, peft_config = PeftModel.from_pretrained(model, self.adapter, is_trainable=False), None
         self.callback = make_callback(self.run)
         trainer_cls = make_trainer_class(SFTTrainer, self.run)
         trainer = trainer_cls(model=model, args=self.sft_config(), train_dataset=train, eval_dataset=evalset,
                               processing_class=tokenizer, peft_config=peft_config, callbacks=[self.callback])
         self.check_dropped(trainer)
+        self.run.trainer, self.run.setup = trainer, self
+
+        def record_losses(_module, _args, output):
+            # TRL's fused forward gives per-token log-probs and the label mask: the
+            # per-example losses come from the evaluation's own forward passes.
+            if self.run.loss_rows is not None:
+                per = task_eval.per_example_losses(output)
+                if per is not None:
+                    self.run.loss_rows.extend(per)
+        trainer.model.register_forward_hook(record_losses)
         self.trainable, self.total = trainer.model.get_nb_trainable_parameters()
         self.total_steps = self.count_steps(len(trainer.train_dataset))
         return trainer
@@ -592,6 +722,13 @@ def make_trainer_class(base, run):
                 remove_checkpoint(path)  # debris or a stale copy from an abandoned attempt
             super()._save_checkpoint(model, trial)
 
+        def evaluate(self, *args, **kwargs):
+            run.loss_rows = []  # filled by the forward hook Setup.build registers
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                run.loss_rows = None
+
     return LoractlSFTTrainer
 
 
@@ -608,6 +745,16 @@ def make_callback(run):
             self.last_time = self.mark = time.monotonic()
             self.last_tokens = 0
             self.paused = 0.0  # seconds spent evaluating and saving since the last log
+            self.last_losses = None  # per-example losses of last_eval
+            t, e = run.cfg["train"], run.cfg["eval"]
+            self.select_best = t["select"] == "best"
+            self.patience = t["early_stopping_patience"]
+            # Checkpoints are compared by the primary task metric when it is scored at every
+            # evaluation (higher is better), else by eval loss (lower is better).
+            self.select_by = e["primary"] if e["at_checkpoints"] else "eval_loss"
+            self.best = None  # (step, value) of the best evaluation so far
+            self.best_eval = None  # (metrics, per-example losses) of that evaluation
+            self.worse = 0  # evaluations since the best one, for early stopping
 
         def _stop_if_asked(self, control):
             if STOP.signame is not None:
@@ -615,6 +762,10 @@ def make_callback(run):
                 control.should_training_stop = True
 
         def on_train_begin(self, args, state, control, **kw):
+            if self.select_best and self.best is None and run.resume_path:
+                self.best = task_eval.best_from_events(
+                    os.path.join(run.run_dir, "events.jsonl"), self.select_by, run.resume_step,
+                    lambda step: read_marker(os.path.join(run.ckpt_root, f"{CHECKPOINT_PREFIX}{step}")) is not None)
             STOP.immediate = False  # from now on a signal means: finish the step, checkpoint, exit 75
             self.last_time = self.mark = time.monotonic()
             self.last_tokens = self.tokens_at_start
@@ -647,12 +798,38 @@ def make_callback(run):
             run.events.emit("eval", step=step, phase=phase, eval_loss=metrics.get("eval_loss"),
                             metrics={k: v for k, v in metrics.items() if k != "eval_loss"})
 
+        def track(self, step, metrics, losses, control):
+            """train.select best and early stopping: is this evaluation the best so far?"""
+            key = "eval_loss" if self.select_by == "eval_loss" else f"task/{self.select_by}"
+            value = metrics.get(key)
+            if value is not None and (self.best is None or (
+                    value < self.best[1] if self.select_by == "eval_loss" else value > self.best[1])):
+                self.best, self.best_eval, self.worse = (step, value), (metrics, losses), 0
+            else:
+                self.worse += 1
+            if self.select_best:
+                control.should_save = True  # every evaluated step can be chosen
+            if self.patience and self.worse >= self.patience and not control.should_training_stop:
+                control.should_training_stop = True
+                run.events.emit("early_stop", step=step, patience=self.patience, by=self.select_by,
+                                best_step=self.best[0] if self.best else None,
+                                best_value=self.best[1] if self.best else None)
+
         def on_evaluate(self, args, state, control, metrics=None, **kw):
             metrics = dict(metrics or {})
+            losses = list(run.loss_rows) if run.loss_rows is not None else None
             phase = self.phase or "during"
+            if phase == "during" and run.cfg["eval"]["at_checkpoints"] and run.setup.task_examples:
+                metrics.update(run.checkpoint_scores())
             self.emit_eval(phase, state.global_step, metrics)
+            if phase == "before":
+                run.losses_before = losses
+            elif phase == "after":
+                run.losses_after = losses
             if phase == "during":
                 self.last_eval = (state.global_step, metrics)
+                self.last_losses = losses
+                self.track(state.global_step, metrics, losses, control)
                 now = time.monotonic()
                 self.paused += now - self.mark
                 self.mark = now
@@ -666,7 +843,8 @@ def make_callback(run):
             mark_complete(path, step, run.eval_before, run.config_sha256)
             run.saved_steps.add(step)
             run.events.emit("checkpoint", step=step, path=os.path.abspath(path))
-            prune_checkpoints(args.output_dir, step, run.save_total_limit)
+            prune_checkpoints(args.output_dir, step, run.save_total_limit,
+                              protect=self.best[0] if self.best else None)
             now = time.monotonic()
             self.paused += now - self.mark
             self.mark = now

@@ -182,10 +182,41 @@ _SCHEMA = {
         "loss_type": (str, lambda v: v in ("nll", "dft", "chunked_nll"), "nll or dft"),
         "report_to": (list, lambda v: all(x in TRACKERS for x in v) and len(set(v)) == len(v),
                       "a list of distinct names among " + ", ".join(TRACKERS)),
+        # Checkpoint selection (docs/trainer-contract.md); optional, see _OPTIONAL.
+        "select": (str, lambda v: v in ("last", "best"), "last or best"),
+        "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)"),
     },
 }
-# Keys resolved.json leaves out when they hold their default (so run ids stay stable).
-_OPTIONAL = {("train", "report_to")}
+
+# Keys a resolved.json written before they existed may lack: section -> key -> default
+# (a callable of the section for one that follows other keys).
+_OPTIONAL = {
+    "train": {
+        "select": "last",
+        "early_stopping_patience": 0,
+        # Left out of resolved.json when empty, so configs that track nothing keep their run ids.
+        "report_to": [],
+    },
+}
+
+
+def _fill_optional_block(block, fields):
+    for key, default in fields.items():
+        if key not in block:
+            # A fresh list each time: the default itself is never handed out.
+            block[key] = default(block) if callable(default) else (list(default) if isinstance(default, list) else default)
+
+
+def with_defaults(cfg):
+    """Fill in the optional keys (_OPTIONAL, the eval section) of a config that did not go
+    through validate_config; returns cfg."""
+    for section, fields in _OPTIONAL.items():
+        block = cfg.setdefault(section, {})
+        if isinstance(block, dict):
+            _fill_optional_block(block, fields)
+    from task_metrics import validate_eval
+    cfg["eval"] = validate_eval(cfg.get("eval"))
+    return cfg
 
 
 def _is_kind(value, kind):
@@ -210,20 +241,20 @@ def validate_config(raw):
         errors.append(f"version: must be 1, got {raw.get('version')!r}")
     if not isinstance(raw.get("name", ""), str):
         errors.append("name: must be a string")
-    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name"}):
+    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name", "eval"}):
         warnings.append(f"{key}: unknown key, ignored")
     for section, fields in _SCHEMA.items():
         block = raw.get(section)
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue
+        _fill_optional_block(block, _OPTIONAL.get(section, {}))
         for key in sorted(set(block) - set(fields)):
             warnings.append(f"{section}.{key}: unknown key, ignored")
         for key, (kind, check, want) in fields.items():
             where = f"{section}.{key}"
             if key not in block:
-                if (section, key) not in _OPTIONAL:
-                    errors.append(f"{where}: missing")
+                errors.append(f"{where}: missing")
                 continue
             value = block[key]
             if not _is_kind(value, kind):
@@ -233,6 +264,13 @@ def validate_config(raw):
                 errors.append(f"{where}: must be {want}, got {json.dumps(value)}")
     if not errors:
         errors.extend(_cross_checks(raw))
+    try:
+        # The eval section is optional (absent: generate with the defaults); task_metrics
+        # holds its rules and is imported here, not at the top, because it imports this module.
+        from task_metrics import validate_eval
+        raw["eval"] = validate_eval(raw.get("eval"))
+    except ConfigError as e:
+        errors.append(str(e))
     if errors:
         raise ConfigError("; ".join(errors))
     return raw, warnings
@@ -351,10 +389,11 @@ def mark_complete(ckpt_dir, step, eval_loss_before, resolved_sha256):
     })
 
 
-def prune_checkpoints(ckpt_root, newest_step, keep):
+def prune_checkpoints(ckpt_root, newest_step, keep, protect=None):
     """Delete incomplete checkpoints older than newest_step (debris of a killed attempt) and,
     when keep > 0, the oldest complete ones beyond keep. The Trainer's own rotation is off:
-    it runs before the marker exists and could leave fewer complete checkpoints than asked."""
+    it runs before the marker exists and could leave fewer complete checkpoints than asked.
+    The checkpoint of step `protect` (train.select best's best so far) is never deleted."""
     entries = list_checkpoints(ckpt_root)
     for step, path, marker in entries:
         if marker is None and step < newest_step:
@@ -362,7 +401,7 @@ def prune_checkpoints(ckpt_root, newest_step, keep):
     complete = [(step, path) for step, path, marker in entries if marker is not None]
     if keep > 0:
         for step, path in complete[:-keep]:
-            if step != newest_step:
+            if step not in (newest_step, protect):
                 remove_checkpoint(path)
 
 

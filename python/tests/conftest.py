@@ -38,6 +38,9 @@ def base_config(model_dir, **overrides):
             "precision": "auto", "weight_decay": 0.0, "max_grad_norm": 1.0, "optim": "adamw_torch",
             "loss_type": "nll",
         },
+        # Most tests are about training: the task evaluation (tested in test_task_eval.py)
+        # is off so that they stay fast.
+        "eval": {"generate": False},
     }
     for path, value in overrides.items():
         section, key = path.split(".")

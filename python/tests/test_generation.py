@@ -141,6 +141,17 @@ def test_stream_stops_at_end_of_turn(chatml_model):
     assert items == [{"text": "", "tokens": 1, "stopped": "eos"}]
 
 
+def test_closing_the_stream_stops_generation(tiny_model):
+    model, tok = load(tiny_model)
+    force_token(model, tok.convert_tokens_to_ids("Acme"))  # a reply that never ends
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    stream = generation.Generator(model, tok, max_new_tokens=2000).stream(CONVERSATIONS[0])
+    assert next(stream) == "Acme"
+    stream.close()
+    assert len(calls) < 2000  # stopped long before max_new_tokens
+
+
 def test_import_is_light():
     import subprocess
     import sys
