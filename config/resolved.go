@@ -13,6 +13,8 @@ type Resolved struct {
 	LoRA         LoRAConfig  `json:"lora"`
 	Quantization QuantConfig `json:"quantization"`
 	Train        TrainConfig `json:"train"`
+	// Eval is the task evaluation: generations, metrics and the adoption verdict.
+	Eval EvalConfig `json:"eval"`
 }
 
 // ModelConfig names the base model.
@@ -71,6 +73,10 @@ type TrainConfig struct {
 	MaxGradNorm           float64 `json:"max_grad_norm"`
 	Optim                 string  `json:"optim"`
 	LossType              string  `json:"loss_type"`
+	// Select is which checkpoint becomes adapter/: "last" or "best".
+	Select string `json:"select"`
+	// EarlyStoppingPatience is how many evaluations without improvement stop training (0: never).
+	EarlyStoppingPatience int `json:"early_stopping_patience"`
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".
