@@ -132,6 +132,14 @@ func (c *Config) resolveEval(t TrainConfig, hasEval bool, errs *Errors) EvalConf
 	default:
 		bad("eval.metrics", "must be a list of metrics (%s)", strings.Join(MetricKinds, ", "))
 	}
+	judges := 0
+	for i, m := range e.Metrics {
+		if m.Kind == MetricJudge {
+			if judges++; judges == 2 {
+				bad(fmt.Sprintf("eval.metrics[%d]", i), "a second judge: one judge per evaluation (its verdict is each row's judge field)")
+			}
+		}
+	}
 	e.Primary = s.Primary
 	switch {
 	case e.Primary == "" && len(e.Metrics) > 0:

@@ -156,6 +156,7 @@ func TestEvalInvalid(t *testing.T) {
 		{"unknown eval key", base + "eval:\n  metric: [exact]\n", nil, "eval.metric: unknown key (did you mean \"metrics\"?)"},
 		{"at checkpoints without metric", base + "eval:\n  at_checkpoints: true\n", nil, "eval.at_checkpoints: needs a metric"},
 		{"at checkpoints judge", base + "eval:\n  at_checkpoints: true\n  metrics:\n    - judge: {endpoint: \"http://x\", model: m}\n", nil, "is a judge, which runs after training"},
+		{"two judges", base + "eval:\n  metrics:\n    - judge: {endpoint: \"http://x\", model: m}\n    - {judge: {endpoint: \"http://y\", model: n}, name: j2}\n", nil, "eval.metrics[1]: a second judge"},
 		{"select", base + "train:\n  select: first\n", nil, "train.select: must be last or best, got \"first\""},
 		{"patience", base + "train:\n  early_stopping_patience: -2\n", nil, "train.early_stopping_patience: must be between 0"},
 		{"best without eval", noEval + "train:\n  select: best\n", nil, "train.select: best needs an eval set"},
