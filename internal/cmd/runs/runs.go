@@ -76,9 +76,9 @@ func runsRun(ctx context.Context, o *Options) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tSTARTED\tDURATION")
+	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tVERDICT\tSTARTED\tDURATION")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.RunID, m.State, m.Driver, step(m), evalLoss(m), started(m), duration(m))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.RunID, m.State, m.Driver, step(m), evalLoss(m), verdict(m), started(m), duration(m))
 	}
 	return tw.Flush()
 }
@@ -103,6 +103,22 @@ func evalLoss(m *run.Manifest) string {
 		s += " (no gain)"
 	}
 	return s
+}
+
+// verdict is the task evaluation's verdict, else the eval-loss comparison's.
+func verdict(m *run.Manifest) string {
+	r := m.Result
+	switch {
+	case r == nil:
+		return "-"
+	case r.Verdict != "":
+		return r.Verdict
+	case r.Improved == nil:
+		return "-"
+	case *r.Improved:
+		return "adopt"
+	}
+	return "do_not_adopt"
 }
 
 func started(m *run.Manifest) string {
