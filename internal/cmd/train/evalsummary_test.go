@@ -19,7 +19,7 @@ func TestEvalLines(t *testing.T) {
 		},
 		Judge:       &taskeval.JudgeSummary{Name: "judge", WinRate: 0.625, CI95: [2]float64{0.4, 0.8}, Wins: 6, Ties: 3, Losses: 3},
 		DoesNotStop: taskeval.Sides{Adapter: true}, StopRate: taskeval.Rates{Base: 1, Adapter: 0.75},
-		Verdict:     taskeval.Inconclusive, Reason: "12 eval examples: the 95% interval -4.1..+9.8 chrF includes zero",
+		Verdict: taskeval.Inconclusive, Reason: "12 eval examples: the 95% interval -4.1..+9.8 chrF includes zero",
 	}
 	got := strings.Join(evalLines(s), "\n")
 	for _, want := range []string{
