@@ -2,13 +2,10 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/taskeval"
 )
@@ -20,19 +17,6 @@ var WriteReport func(runDir string) error
 // JudgeOptions tune the judge's requests at the end of a run (tests shorten them).
 var JudgeOptions taskeval.JudgeOptions
 
-// RunEval reads what a run's eval section says (resolved.json in the run dir).
-func RunEval(dir string) (config.EvalConfig, uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, run.ResolvedFile))
-	if err != nil {
-		return config.EvalConfig{}, 0, err
-	}
-	var r config.Resolved
-	if err := json.Unmarshal(b, &r); err != nil {
-		return config.EvalConfig{}, 0, fmt.Errorf("%s: %w", filepath.Join(dir, run.ResolvedFile), err)
-	}
-	return r.Eval, uint64(r.Train.Seed), nil
-}
-
 // evaluate finishes a completed run's task evaluation: the judge (when configured
 // and judge is set: only a controller driving the run calls it, never a refresh from
 // `runs`), the bootstrap verdict into eval/summary.json, and the verdict folded into
@@ -42,7 +26,7 @@ func evaluate(ctx context.Context, dir string, r *run.Result, o *Outcome, judge 
 	if _, err := os.Stat(evalDir); err != nil {
 		return
 	}
-	ev, seed, err := RunEval(dir)
+	ev, seed, err := taskeval.ReadRunEval(dir)
 	if err != nil {
 		o.EvalErr = err
 		return

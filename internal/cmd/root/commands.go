@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
+	evalcmd "github.com/loractl/loractl/internal/cmd/eval"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
@@ -26,6 +27,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	datacmd.NewCmdData,
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return evalcmd.NewCmdEval(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
