@@ -29,9 +29,6 @@ type Row struct {
 	EvalLossBefore *float64 `json:"eval_loss_before,omitempty"`
 	EvalLossAfter  *float64 `json:"eval_loss_after,omitempty"`
 	Improved       *bool    `json:"improved,omitempty"`
-	// Verdict is the task evaluation's adoption verdict (adopt, do_not_adopt,
-	// inconclusive), "" for a run without one.
-	Verdict string `json:"verdict,omitempty"`
 	Step           int      `json:"step,omitempty"`
 	WallSeconds    float64  `json:"wall_seconds,omitempty"`
 	// PeakMemoryBytes is torch's peak allocated GPU memory (absent on the CPU).
@@ -39,6 +36,10 @@ type Row struct {
 	AdapterPath     string `json:"adapter_path,omitempty"`
 	Failures        int    `json:"failures,omitempty"`
 	Error           string `json:"error,omitempty"`
+
+	// Verdict is the task evaluation's adoption verdict (adopt, do_not_adopt,
+	// inconclusive), "" for a run without one.
+	Verdict string `json:"verdict,omitempty"`
 }
 
 // Table is the ranked results of a sweep.

@@ -4,8 +4,8 @@ import (
 	"github.com/spf13/cobra"
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
-	evalcmd "github.com/loractl/loractl/internal/cmd/eval"
 	"github.com/loractl/loractl/internal/cmd/doctor"
+	evalcmd "github.com/loractl/loractl/internal/cmd/eval"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"

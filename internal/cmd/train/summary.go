@@ -25,12 +25,13 @@ type Result struct {
 	EvalLossBefore *float64  `json:"eval_loss_before,omitempty"`
 	EvalLossAfter  *float64  `json:"eval_loss_after,omitempty"`
 	Improved       *bool     `json:"improved,omitempty"`
+	AdapterPath    string    `json:"adapter_path,omitempty"`
+	WallSeconds    float64   `json:"wall_seconds"`
+	Error          string    `json:"error,omitempty"`
+
 	// Verdict and VerdictReason are the task evaluation's (docs/evaluation.md).
-	Verdict       string  `json:"verdict,omitempty"`
-	VerdictReason string  `json:"verdict_reason,omitempty"`
-	AdapterPath   string  `json:"adapter_path,omitempty"`
-	WallSeconds   float64 `json:"wall_seconds"`
-	Error         string  `json:"error,omitempty"`
+	Verdict       string `json:"verdict,omitempty"`
+	VerdictReason string `json:"verdict_reason,omitempty"`
 }
 
 // summarise prints the outcome and returns the exit code as an error.
