@@ -19,6 +19,11 @@ const (
 	Inconclusive = "inconclusive"
 )
 
+// MinExamples is the fewest paired examples a decisive verdict needs. Below it the
+// percentile bootstrap's interval is too narrow to trust (three examples that all
+// improve give an interval above zero), so the verdict is inconclusive.
+const MinExamples = 10
+
 // DoesNotStopShare is the share of answers ended by max tokens above which a side is
 // flagged does_not_stop: it rambles past the end of its turn.
 const DoesNotStopShare = 0.10
@@ -226,6 +231,12 @@ func (s *Summary) decide(diffs []float64, errs int, o Options, l label) {
 	interval := fmt.Sprintf("the 95%% interval %s..%s %s", l.num(ci.Lo), l.num(ci.Hi), l.name)
 	head := fmt.Sprintf("%d eval %s", n, plural(n, "example"))
 	switch {
+	case n < MinExamples:
+		s.Verdict = Inconclusive
+		s.Reason = fmt.Sprintf("%s are too few to decide (at least %d are needed): %s", head, MinExamples, interval)
+		if more := ExamplesToResolve(diffs, minImp); more > MinExamples {
+			s.Reason += fmt.Sprintf("; about %d examples would resolve a difference this size", more)
+		}
 	case ci.Lo > minImp:
 		s.Verdict = Adopt
 		s.Reason = fmt.Sprintf("%s: %s is above %s (mean %s)", head, interval, l.threshold(minImp), l.num(ci.Mean))

@@ -59,7 +59,11 @@ func TestVerdicts(t *testing.T) {
 		{"equal", rowsOf(repeat([]float64{1, 0}, 40), repeat([]float64{1, 0}, 40)), opts("m", 0),
 			DoNotAdopt, []string{"+0.000..+0.000 m is at or below zero"}},
 		{"three examples", rowsOf([]float64{0, 1, 0}, []float64{1, 0, 1}), opts("m", 0),
-			Inconclusive, []string{"3 eval examples: the 95% interval", "includes zero; about ", " examples would resolve a difference this size"}},
+			Inconclusive, []string{"3 eval examples are too few to decide (at least 10 are needed): the 95% interval", "; about ", " examples would resolve a difference this size"}},
+		{"three examples all better", rowsOf([]float64{0, 0.2, 0}, []float64{1, 0.9, 0.8}), opts("m", 0),
+			Inconclusive, []string{"3 eval examples are too few"}},
+		{"twelve noisy examples", rowsOf(repeat([]float64{0, 1, 0, 0.5}, 12), repeat([]float64{1, 0, 0.5, 1}, 12)), opts("m", 0),
+			Inconclusive, []string{"12 eval examples: the 95% interval", "includes zero; about ", " examples would resolve a difference this size"}},
 		{"symmetric noise", rowsOf(repeat([]float64{0, 1}, 30), repeat([]float64{1, 0}, 30)), opts("m", 0),
 			Inconclusive, []string{"includes zero"}},
 		{"gain below required", rowsOf(repeat([]float64{0, 0, 1, 0}, 40), repeat([]float64{1, 1, 1, 0}, 40)), opts("m", 0.9),
@@ -125,7 +129,7 @@ func TestLossDecidesWithoutMetrics(t *testing.T) {
 		t.Fatalf("rising loss: %s (%s)", s.Verdict, s.Reason)
 	}
 	// A 0.1% drop on a few noisy examples is noise.
-	s = Compute(nil, &ExampleLosses{Before: []float64{2, 3, 1, 2.5}, After: []float64{2.5, 2.4, 1.2, 2.38}}, opts("", 0))
+	s = Compute(nil, &ExampleLosses{Before: repeat([]float64{2, 3, 1, 2.5}, 12), After: repeat([]float64{2.5, 2.4, 1.2, 2.38}, 12)}, opts("", 0))
 	if s.Verdict != Inconclusive {
 		t.Fatalf("noisy loss: %s (%s)", s.Verdict, s.Reason)
 	}
