@@ -63,7 +63,8 @@ func between(s, from, to string) string {
 // OpenAI-compatible server that answers with 429 and 500 first, and bad input.
 func TestTaskEvalEndToEnd(t *testing.T) {
 	requireTaskEval(t)
-	f := newFixture(t, "eval:\n  max_new_tokens: 32\n  metrics: [chrf, contains]\n")
+	scorer := filepath.Join(repoRoot(), "test", "e2e", "testdata", "first_word.py")
+	f := newFixture(t, "eval:\n  max_new_tokens: 32\n  metrics:\n    - {python: \""+scorer+":score\"}\n    - chrf\n    - {python: \""+scorer+":fragile\"}\n")
 	r := f.loractl(t, "train", f.config, "--json")
 	_, final := jsonLines(t, r.stdout)
 	if r.code != 0 || final == nil {
@@ -75,27 +76,42 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chrf := s.Metrics["chrf"]
-	if s.N != 40 || s.Primary != "chrf" || chrf == nil || chrf.N != 40 || chrf.Adapter <= chrf.Base {
-		t.Fatalf("summary %+v chrf %+v", s, chrf)
+	// The primary metric: does the answer open like the support bot's answers do.
+	fw, chrf, fragile := s.Metrics["python:score"], s.Metrics["chrf"], s.Metrics["python:fragile"]
+	if s.N != 40 || s.Primary != "python:score" || fw == nil || fw.N != 40 || fw.Adapter <= fw.Base || chrf == nil || chrf.N != 40 {
+		t.Fatalf("summary %+v first word %+v chrf %+v", s, fw, chrf)
+	}
+	// A scorer that raises: errors for those examples, never a silent 0.
+	if fragile == nil || fragile.Errors == 0 || fragile.N+fragile.Errors != 40 || fragile.Base != 1 {
+		t.Fatalf("fragile scorer %+v", fragile)
 	}
 	if s.Verdict != taskeval.Adopt || final["verdict"] != taskeval.Adopt || final["improved"] != true {
 		t.Fatalf("a run that learns the format: verdict %s (%s), result %v", s.Verdict, s.Reason, final)
 	}
 	m, err := run.ReadManifest(runDir)
-	if err != nil || m.Result.Verdict != taskeval.Adopt || m.Result.VerdictReason != s.Reason || m.Result.EvalMetrics["chrf"] != chrf.Adapter {
+	if err != nil || m.Result.Verdict != taskeval.Adopt || m.Result.VerdictReason != s.Reason || m.Result.EvalMetrics["python:score"] != fw.Adapter {
 		t.Fatalf("manifest result %v %+v", err, m.Result)
 	}
 	rows, err := taskeval.ReadGenerations(filepath.Join(runDir, taskeval.Dir, taskeval.GenerationsFile))
 	if err != nil || len(rows) != 40 {
 		t.Fatalf("generations: %v, %d rows", err, len(rows))
 	}
+	errored := 0
 	for _, row := range rows {
+		if _, ok := row.Adapter.Errors["python:fragile"]; ok {
+			errored++
+			if _, scored := row.Adapter.Scores["python:fragile"]; scored {
+				t.Fatalf("row %d has both a score and an error", row.Index)
+			}
+		}
 		for _, side := range []taskeval.Side{row.Base, row.Adapter} {
 			if side.Tokens <= 0 || side.Tokens > 32 || (side.Stopped != taskeval.StoppedEOS && side.Stopped != taskeval.StoppedMaxTokens) {
 				t.Fatalf("row %d side %+v", row.Index, side)
 			}
 		}
+	}
+	if errored != fragile.Errors {
+		t.Fatalf("%d rows with the scorer's error, summary says %d", errored, fragile.Errors)
 	}
 	if out := f.loractl(t, "runs"); !strings.Contains(out.stdout, "adopt") {
 		t.Errorf("runs does not show the verdict:\n%s", out.stdout)
