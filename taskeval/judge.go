@@ -84,7 +84,7 @@ func promptMessages(raw json.RawMessage) []llm.Message {
 // there are generations, then computes the summary and writes summary.json. judgeErr
 // reports a judge that could not be run at all; its rows' errors are in the summary.
 func Evaluate(ctx context.Context, dir string, o Options, jo JudgeOptions) (s *Summary, judgeErr error, err error) {
-	if m := judgeMetric(o.Eval); m != nil {
+	if m := JudgeMetric(o.Eval); m != nil {
 		_, failed, jerr := JudgeRows(ctx, dir, *m, jo)
 		switch {
 		case errors.Is(jerr, fs.ErrNotExist):

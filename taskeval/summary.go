@@ -145,7 +145,7 @@ func Compute(rows []Row, losses *ExampleLosses, o Options) *Summary {
 		s.Metrics[name], diffs[name] = ms, d
 	}
 	var judgeDiffs []float64
-	if j := judgeMetric(o.Eval); j != nil && hasJudgements(rows) {
+	if j := JudgeMetric(o.Eval); j != nil && hasJudgements(rows) {
 		s.Judge, judgeDiffs = summariseJudge(rows, j.Name, o)
 	}
 	var lossDiffs []float64
@@ -364,7 +364,8 @@ func summariseLoss(l *ExampleLosses, o Options) (*LossSummary, []float64) {
 	return &LossSummary{Before: meanOf(before), After: meanOf(after), CI95Delta: &[2]float64{-ci.Hi, -ci.Lo}}, reduction
 }
 
-func judgeMetric(e config.EvalConfig) *config.MetricConfig {
+// JudgeMetric returns the eval section's judge metric, nil when it has none.
+func JudgeMetric(e config.EvalConfig) *config.MetricConfig {
 	for i := range e.Metrics {
 		if e.Metrics[i].Kind == config.MetricJudge {
 			return &e.Metrics[i]

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -21,7 +22,7 @@ var JudgeOptions taskeval.JudgeOptions
 // and judge is set: only a controller driving the run calls it, never a refresh from
 // `runs`), the bootstrap verdict into eval/summary.json, and the verdict folded into
 // the result. Without eval files the result keeps the eval-loss comparison.
-func evaluate(ctx context.Context, dir string, r *run.Result, o *Outcome, judge bool) {
+func evaluate(ctx context.Context, dir string, r *run.Result, o *Outcome, judge func(string)) {
 	evalDir := filepath.Join(dir, taskeval.Dir)
 	if _, err := os.Stat(evalDir); err != nil {
 		return
@@ -33,7 +34,10 @@ func evaluate(ctx context.Context, dir string, r *run.Result, o *Outcome, judge 
 	}
 	opts := taskeval.Options{Eval: ev, Seed: seed}
 	var s *taskeval.Summary
-	if judge {
+	if judge != nil {
+		if m := taskeval.JudgeMetric(ev); m != nil {
+			judge(fmt.Sprintf("judging base vs adapter with %s at %s (Ctrl-C stops it; unjudged examples count as errors)", m.Model, m.Endpoint))
+		}
 		s, o.JudgeErr, err = taskeval.Evaluate(ctx, evalDir, opts, JudgeOptions)
 	} else if s, err = taskeval.Summarize(evalDir, opts); err == nil {
 		err = taskeval.WriteSummary(evalDir, s)

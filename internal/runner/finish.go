@@ -76,7 +76,10 @@ func (a *Active) Wait(ctx context.Context, fn func(*run.Event)) (*Outcome, error
 		return nil, fmt.Errorf("wait for trainer: %w", wr.err)
 	}
 	out := outcome(wr.res, events)
-	err := a.record(ctx, out)
+	evalCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.stopEval.Store(&cancel)
+	err := a.record(evalCtx, out)
 	report(a.Dir, out)
 	return out, err
 }
@@ -141,7 +144,7 @@ func stateFromEnd(status string) run.State {
 // record writes the outcome into the manifest.
 func (a *Active) record(ctx context.Context, o *Outcome) error {
 	foldHistory(a.Driver, a.Dir, a.Manifest)
-	return recordOutcome(ctx, a.Dir, a.Manifest, o, true)
+	return recordOutcome(ctx, a.Dir, a.Manifest, o, a.notifier())
 }
 
 // foldHistory copies a relaunching driver's launches (Slurm requeues) into the
@@ -166,9 +169,17 @@ func foldHistory(d driver.Driver, dir string, m *run.Manifest) {
 	last.Launches = mine
 }
 
-// recordOutcome writes the outcome into the manifest; judge says whether the task
-// evaluation may call its LLM judge (a controller driving the run, not a refresh).
-func recordOutcome(ctx context.Context, dir string, m *run.Manifest, o *Outcome, judge bool) error {
+func (a *Active) notifier() func(string) {
+	if a.Notify != nil {
+		return a.Notify
+	}
+	return func(string) {}
+}
+
+// recordOutcome writes the outcome into the manifest. judge, when not nil, lets the
+// task evaluation call its LLM judge and hears what it does (a controller driving
+// the run); a refresh passes nil and never calls it.
+func recordOutcome(ctx context.Context, dir string, m *run.Manifest, o *Outcome, judge func(string)) error {
 	now := time.Now().UTC()
 	m.State, m.EndedAt = o.State, now
 	if o.Exit != nil && o.Exit.ExitCode >= 0 {

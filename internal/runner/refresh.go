@@ -74,7 +74,7 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 	}
 	foldHistory(d, dir, m)
-	err = recordOutcome(ctx, dir, m, o, false)
+	err = recordOutcome(ctx, dir, m, o, nil)
 	report(dir, o)
 	return m, err
 }

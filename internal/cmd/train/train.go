@@ -221,6 +221,7 @@ func trainRun(ctx context.Context, o *Options) error {
 
 	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
 	watch := &resumeWatch{want: a.ResumeStep}
+	a.Notify = func(msg string) { log.Info().Msg(msg) }
 	forwardSignals(ctx, a, sigs, &log)
 	stopSampling := o.sampleGPU(ctx, a)
 	out, err := a.Wait(ctx, func(e *run.Event) {
