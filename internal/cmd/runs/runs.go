@@ -26,7 +26,7 @@ func NewCmdRuns(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{Factory: f}
 	cmd := &cobra.Command{
 		Use:   "runs",
-		Short: "List runs with their state, progress and eval loss",
+		Short: "List runs with their state, progress, eval loss and adoption verdict",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
