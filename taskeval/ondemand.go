@@ -57,6 +57,8 @@ type RunOptions struct {
 	// OnEvent receives each event the script writes (progress), as written.
 	OnEvent func(raw json.RawMessage)
 	Judge   JudgeOptions
+	// Env is added to the script's environment (the run's env.set).
+	Env map[string]string
 }
 
 // RunResult is a finished on-demand evaluation.
@@ -253,6 +255,9 @@ func runScript(ctx context.Context, o RunOptions, args []string, dir string) err
 	cmd := exec.CommandContext(ctx, o.Python, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	for k, v := range o.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -107,7 +107,8 @@ func evalRun(ctx context.Context, o *Options) error {
 			return cmdutil.Invalidf("--data %s: not a readable file", o.Data)
 		}
 	}
-	py, _, err := pyenv.Find(runPython(dir, m))
+	pyName, env := runSettings(dir, m)
+	py, _, err := pyenv.Find(pyName)
 	if err != nil {
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
 	}
@@ -131,7 +132,7 @@ func evalRun(ctx context.Context, o *Options) error {
 	fmt.Fprintf(errOut, "evaluating %s %s on %s: base and adapter answer each prompt\n", m.RunID, what, on)
 	res, err := taskeval.RunOnDemand(ctx, taskeval.RunOptions{
 		RunDir: dir, Python: py, ScriptDir: scripts, Checkpoint: o.Checkpoint, Data: o.Data,
-		Metrics: metrics, MaxExamples: o.MaxExamples, OnEvent: progress(errOut), Judge: runner.JudgeOptions,
+		Metrics: metrics, MaxExamples: o.MaxExamples, OnEvent: progress(errOut), Judge: runner.JudgeOptions, Env: env,
 	})
 	var inErr *taskeval.InputError
 	switch {
@@ -235,22 +236,32 @@ func metricIndex(key string) (int, string) {
 	return i, sub
 }
 
-// runPython is the python: the run's config names, resolved against the config's
-// directory like train resolves it; "" when it names none.
-func runPython(dir string, m *run.Manifest) string {
+// runSettings reads what the run's config says about its interpreter and environment:
+// python: (resolved against the config's directory, like train resolves it; "" when
+// it names none) and env.set, which the evaluation gets like the trainer did.
+func runSettings(dir string, m *run.Manifest) (python string, env map[string]string) {
 	b, err := os.ReadFile(filepath.Join(dir, run.ConfigFile))
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	var c struct {
 		Python string `yaml:"python"`
+		Env    struct {
+			Set map[string]any `yaml:"set"`
+		} `yaml:"env"`
 	}
-	if yaml.Unmarshal(b, &c) != nil || c.Python == "" {
-		return ""
+	if yaml.Unmarshal(b, &c) != nil {
+		return "", nil
+	}
+	for k, v := range c.Env.Set {
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[k] = fmt.Sprint(v)
 	}
 	p := c.Python
 	if strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") {
 		p = filepath.Join(filepath.Dir(m.ConfigPath), p)
 	}
-	return p
+	return p, env
 }

@@ -40,7 +40,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	must(t, os.Mkdir(filepath.Join(work, "model"), 0o755))
 	cfgPath := filepath.Join(work, "run.yaml")
-	must(t, os.WriteFile(cfgPath, []byte("name: demo\nmodel: ./model\ndata:\n  train: train.jsonl\n  eval: eval.jsonl\neval:\n  metrics: [exact]\n"), 0o644))
+	must(t, os.WriteFile(cfgPath, []byte("name: demo\nmodel: ./model\ndata:\n  train: train.jsonl\n  eval: eval.jsonl\neval:\n  metrics: [exact]\nenv:\n  set:\n    RUN_ENV_VALUE: from-config\n"), 0o644))
 	cfg, err := config.Load(cfgPath, nil)
 	must(t, err)
 	runDir := filepath.Join(f.RunsDir(), runID)
@@ -117,6 +117,9 @@ func TestEvalDefaultAndJSON(t *testing.T) {
 	if args[0] != filepath.Join(fx.scripts, taskeval.ScriptFile) || argAfter(args, "--adapter") != filepath.Join(fx.runDir, "adapter") ||
 		argAfter(args, "--config") != filepath.Join(fx.runDir, run.ResolvedFile) || slices.Contains(args, "--metric") {
 		t.Fatalf("script args %q", args)
+	}
+	if b, _ := os.ReadFile(fx.args + ".env"); string(b) != "from-config" {
+		t.Fatalf("the run's env.set did not reach the script: %q", b)
 	}
 	s, err := taskeval.ReadSummary(filepath.Join(fx.runDir, "eval"))
 	if err != nil || s.Verdict != taskeval.Adopt || s.Checkpoint != "adapter" || s.EvalLoss == nil {

@@ -2,6 +2,7 @@
 # A stand-in for the trainer's interpreter running eval_task.py: records its arguments
 # and writes what the script writes, as FAKE_MODE says (better, worse, invalid, fail).
 printf '%s\n' "$@" > "$FAKE_ARGS"
+printf "%s" "$RUN_ENV_VALUE" > "$FAKE_ARGS.env"
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in --out) out="$2"; shift ;; esac
