@@ -176,19 +176,36 @@ func WriteJudgements(path string, judgements []*Judgement) error {
 		if err := json.Unmarshal(line, &fields); err != nil {
 			return fmt.Errorf("%s:%d: %w", path, n, err)
 		}
-		if i < len(judgements) && judgements[i] != nil {
-			b, err := json.Marshal(judgements[i])
-			if err != nil {
-				return err
-			}
-			fields["judge"] = b
+		var j *Judgement
+		if i < len(judgements) {
+			j = judgements[i]
 		}
 		i++
-		b, err := json.Marshal(fields)
+		if j == nil {
+			out.Write(bytes.TrimSpace(line))
+			out.WriteByte('\n')
+			return nil
+		}
+		jb, err := json.Marshal(j)
 		if err != nil {
 			return err
 		}
-		out.Write(b)
+		if _, had := fields["judge"]; had || len(fields) == 0 {
+			// Replaced: the row is written again (its keys in sorted order).
+			fields["judge"] = jb
+			b, err := json.Marshal(fields)
+			if err != nil {
+				return err
+			}
+			out.Write(b)
+		} else {
+			// Added at the end, so the row keeps the trainer's key order.
+			row := bytes.TrimSpace(line)
+			out.Write(row[:len(row)-1])
+			out.WriteString(`,"judge":`)
+			out.Write(jb)
+			out.WriteByte('}')
+		}
 		out.WriteByte('\n')
 		return nil
 	})

@@ -226,6 +226,21 @@ func TestSummarizeFilesAndJudgements(t *testing.T) {
 		t.Fatalf("rows after judging: %v %+v", err, rows[5])
 	}
 	b, _ := os.ReadFile(gen)
+	if !strings.HasPrefix(string(b), `{"index":0,"messages":`) || !strings.Contains(strings.SplitN(string(b), "\n", 2)[0], `}},"judge":{"winner":"adapter"`) {
+		t.Fatalf("the judge is not appended to the row as written: %s", b[:300])
+	}
+	// Judged again: replaced, not added twice.
+	js[0] = &Judgement{Winner: WinnerBase, Reason: "changed"}
+	if err := WriteJudgements(gen, js); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := ReadGenerations(gen); rows[0].Judge.Winner != WinnerBase || rows[1].Judge.Winner != WinnerAdapter {
+		t.Fatalf("rejudged rows %+v %+v", rows[0].Judge, rows[1].Judge)
+	}
+	b, _ = os.ReadFile(gen)
+	if strings.Count(strings.SplitN(string(b), "\n", 2)[0], `"judge"`) != 1 {
+		t.Fatalf("judge twice in a row: %s", b[:300])
+	}
 	var first map[string]any
 	if err := json.Unmarshal([]byte(strings.SplitN(string(b), "\n", 2)[0]), &first); err != nil || first["extra"] == nil {
 		t.Fatalf("fields the controller does not know were dropped: %v %s", err, b[:200])
