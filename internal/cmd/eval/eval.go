@@ -147,6 +147,11 @@ func evalRun(ctx context.Context, o *Options) error {
 	if res.JudgeErr != nil {
 		f.Log.Warn().Err(res.JudgeErr).Msg("judge")
 	}
+	if res.Dir == filepath.Join(dir, taskeval.Dir) {
+		if err := recordVerdict(dir, res.Summary); err != nil {
+			f.Log.Warn().Err(err).Msg("the manifest keeps its earlier verdict")
+		}
+	}
 	w := f.IO.Out
 	if !o.JSON {
 		fmt.Fprintf(w, "%s %s: %d examples\n", m.RunID, res.Summary.Checkpoint, res.Summary.N)
@@ -162,6 +167,22 @@ func evalRun(ctx context.Context, o *Options) error {
 	}
 	fmt.Fprintf(w, "%s\n", b)
 	return nil
+}
+
+// recordVerdict makes the run's own evaluation, done again, the manifest's verdict
+// (a detached run summarised without its judge gets the judge's verdict this way).
+func recordVerdict(dir string, s *taskeval.Summary) error {
+	lock, err := run.LockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	m, err := run.ReadManifest(dir)
+	if err != nil || m.Result == nil || m.State != run.StateCompleted {
+		return err
+	}
+	runner.FoldSummary(m.Result, s)
+	return run.WriteManifest(dir, m)
 }
 
 // progress prints the script's generation progress as plain lines.

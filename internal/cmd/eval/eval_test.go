@@ -49,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	b, _ := json.Marshal(cfg.Resolved)
 	must(t, os.WriteFile(filepath.Join(runDir, run.ResolvedFile), b, 0o644))
 	must(t, os.WriteFile(filepath.Join(runDir, run.ConfigFile), cfg.Source, 0o644))
-	must(t, run.WriteManifest(runDir, &run.Manifest{Version: 1, RunID: runID, Name: "demo", State: run.StateCompleted, ConfigPath: cfgPath}))
+	must(t, run.WriteManifest(runDir, &run.Manifest{Version: 1, RunID: runID, Name: "demo", State: run.StateCompleted, ConfigPath: cfgPath, Result: &run.Result{Step: 5}}))
 	for _, cp := range []struct {
 		step     string
 		complete bool
@@ -136,9 +136,13 @@ func TestEvalDefaultAndJSON(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &js) != nil || js.Verdict != taskeval.DoNotAdopt || js.N != 20 {
 		t.Fatalf("--json exit %d:\n%s", code, out)
 	}
-	// The repeated default evaluation replaced the run's own.
+	// The repeated default evaluation replaced the run's own, and its verdict is the
+	// manifest's now.
 	if s, _ := taskeval.ReadSummary(filepath.Join(fx.runDir, "eval")); s.Verdict != taskeval.DoNotAdopt {
 		t.Fatalf("eval/ not replaced: %+v", s)
+	}
+	if m, _ := run.ReadManifest(fx.runDir); m.Result.Verdict != taskeval.DoNotAdopt || m.Result.Improved == nil || *m.Result.Improved || m.Result.Step != 5 {
+		t.Fatalf("manifest result %+v", m.Result)
 	}
 }
 
@@ -164,6 +168,9 @@ func TestEvalNonDefaultDirs(t *testing.T) {
 	}
 	if s, _ := taskeval.ReadSummary(filepath.Join(fx.runDir, "eval")); s.Verdict != taskeval.Adopt {
 		t.Fatalf("the training-time evaluation was overwritten: %+v", s)
+	}
+	if m, _ := run.ReadManifest(fx.runDir); m.Result.Verdict != taskeval.Adopt {
+		t.Fatalf("another checkpoint's evaluation changed the run's verdict: %+v", m.Result)
 	}
 
 	test := filepath.Join(fx.work, "test.jsonl")
