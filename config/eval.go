@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -452,4 +453,39 @@ func sortedKeys(m map[string]any) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// absoluteMetricSet makes the files named in a --set eval.metrics=[...] absolute,
+// relative to the working directory (json_schema: FILE, python: FILE.py:fn), as
+// AbsolutePathSets does for other path keys. A value it cannot read is left as it
+// is, for the validation to report.
+func absoluteMetricSet(raw string) string {
+	v, err := setValue(raw)
+	list, ok := v.([]any)
+	if err != nil || !ok {
+		return "eval.metrics=" + raw
+	}
+	for _, item := range list {
+		m, ok := item.(map[string]any)
+		if !ok {
+			continue
+		}
+		if p, ok := m[MetricJSONSchema].(string); ok && p != "" && !filepath.IsAbs(p) {
+			if abs, err := filepath.Abs(p); err == nil {
+				m[MetricJSONSchema] = abs
+			}
+		}
+		if spec, ok := m[MetricPython].(string); ok {
+			if file, fn, found := cutLast(spec, ":"); found && file != "" && !filepath.IsAbs(file) {
+				if abs, err := filepath.Abs(file); err == nil {
+					m[MetricPython] = abs + ":" + fn
+				}
+			}
+		}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return "eval.metrics=" + raw
+	}
+	return "eval.metrics=" + string(b)
 }

@@ -204,3 +204,24 @@ func TestParseMetricsWithOwnBase(t *testing.T) {
 		t.Fatalf("got %+v, problems %q", got, problems)
 	}
 }
+
+// A scorer or schema named with --set is relative to the working directory, like
+// every path typed on the command line.
+func TestAbsoluteMetricSet(t *testing.T) {
+	wd, _ := os.Getwd()
+	got := AbsolutePathSets([]string{`eval.metrics=[exact, {python: "s.py:score"}, {json_schema: /abs/x.json}, {regex: "a:b"}]`})
+	var items []any
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(got[0], "eval.metrics=")), &items); err != nil || len(items) != 4 || items[0] != "exact" {
+		t.Fatalf("%s: %v", got[0], err)
+	}
+	var list []map[string]any
+	for _, it := range items[1:] {
+		list = append(list, it.(map[string]any))
+	}
+	if list[0]["python"] != filepath.Join(wd, "s.py")+":score" || list[1]["json_schema"] != "/abs/x.json" || list[2]["regex"] != "a:b" {
+		t.Fatalf("rewritten: %s", got[0])
+	}
+	if got := AbsolutePathSets([]string{"eval.metrics=[unclosed"}); got[0] != "eval.metrics=[unclosed" {
+		t.Fatalf("an unreadable value was changed: %s", got[0])
+	}
+}
