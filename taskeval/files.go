@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -149,20 +150,37 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// ReadExampleLosses reads an example_losses.json and checks that its lists agree.
+// ReadExampleLosses reads an example_losses.json and checks that its lists agree. A
+// loss the trainer could not give as a number (null: NaN or infinite) reads as NaN
+// and is left out of the summary, never taken as 0.
 func ReadExampleLosses(path string) (*ExampleLosses, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var l ExampleLosses
-	if err := json.Unmarshal(b, &l); err != nil {
+	var raw struct {
+		Before  []*float64 `json:"before"`
+		After   []*float64 `json:"after"`
+		Indices []int      `json:"indices"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(l.Before) != len(l.After) {
-		return nil, fmt.Errorf("%s: %d losses before but %d after", path, len(l.Before), len(l.After))
+	if len(raw.Before) != len(raw.After) {
+		return nil, fmt.Errorf("%s: %d losses before but %d after", path, len(raw.Before), len(raw.After))
 	}
-	return &l, nil
+	return &ExampleLosses{Before: nanIfNull(raw.Before), After: nanIfNull(raw.After), Indices: raw.Indices}, nil
+}
+
+func nanIfNull(ps []*float64) []float64 {
+	out := make([]float64, len(ps))
+	for i, p := range ps {
+		out[i] = math.NaN()
+		if p != nil {
+			out[i] = *p
+		}
+	}
+	return out
 }
 
 // WriteJudgements stores each row's judgement in the generations file (by row order:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,5 +252,25 @@ func TestSummarizeFilesAndJudgements(t *testing.T) {
 	}
 	if _, err := Summarize(dir, opts("m", 0)); err == nil || !strings.Contains(err.Error(), "generations.jsonl:2:") {
 		t.Fatalf("a broken row must be an error naming its line, got %v", err)
+	}
+}
+
+// A loss the trainer wrote as null is left out, not read as 0 (which would look like a
+// perfect adapter).
+func TestNullLossIsLeftOut(t *testing.T) {
+	dir := t.TempDir()
+	body := `{"before": [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], "after": [null, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1, 2.1], "indices": []}`
+	if err := os.WriteFile(filepath.Join(dir, ExampleLossesFile), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Summarize(dir, opts("", 0))
+	if err != nil || s.Verdict != DoNotAdopt || math.Abs(s.EvalLoss.After-2.1) > 1e-9 || !strings.HasPrefix(s.Reason, "11 eval examples") {
+		t.Fatalf("%v %+v %+v", err, s, s.EvalLoss)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ExampleLossesFile), []byte(`{"before": [1, 2], "after": [1]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Summarize(dir, opts("", 0)); err == nil || !strings.Contains(err.Error(), "2 losses before but 1 after") {
+		t.Fatalf("mismatched lists: %v", err)
 	}
 }
