@@ -63,6 +63,35 @@ type Side struct {
 	Errors map[string]string `json:"errors,omitempty"`
 }
 
+// UnmarshalJSON reads a side; a score written as null (a metric that gave no number)
+// becomes an error of that metric rather than a 0.
+func (s *Side) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Text    string              `json:"text"`
+		Tokens  int                 `json:"tokens"`
+		Stopped string              `json:"stopped"`
+		Scores  map[string]*float64 `json:"scores"`
+		Errors  map[string]string   `json:"errors"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*s = Side{Text: raw.Text, Tokens: raw.Tokens, Stopped: raw.Stopped, Errors: raw.Errors, Scores: make(map[string]float64, len(raw.Scores))}
+	for k, v := range raw.Scores {
+		if v == nil {
+			if s.Errors == nil {
+				s.Errors = map[string]string{}
+			}
+			if _, ok := s.Errors[k]; !ok {
+				s.Errors[k] = "the score is null"
+			}
+			continue
+		}
+		s.Scores[k] = *v
+	}
+	return nil
+}
+
 // Judgement is the judge's verdict on one row. A failed judgement has Error and no
 // Winner; it counts as an error of the judge metric.
 type Judgement struct {

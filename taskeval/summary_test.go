@@ -274,3 +274,13 @@ func TestNullLossIsLeftOut(t *testing.T) {
 		t.Fatalf("mismatched lists: %v", err)
 	}
 }
+
+func TestNullScoreIsAnError(t *testing.T) {
+	var r Row
+	if err := json.Unmarshal([]byte(`{"index":0,"base":{"scores":{"m":null,"n":0.5}},"adapter":{"scores":{"m":1},"errors":{"x":"boom"}}}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Base.Scores["m"]; ok || r.Base.Errors["m"] == "" || r.Base.Scores["n"] != 0.5 || r.Adapter.Errors["x"] != "boom" || r.Adapter.Scores["m"] != 1 {
+		t.Fatalf("row %+v", r)
+	}
+}
