@@ -254,7 +254,8 @@ func runScript(ctx context.Context, o RunOptions, args []string, dir string) err
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, o.Python, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	// No bytecode beside the installed scripts: the dir must hold exactly them.
+	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1")
 	for k, v := range o.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

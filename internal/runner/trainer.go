@@ -1,9 +1,6 @@
 package runner
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,28 +24,6 @@ var installed sync.Map
 // builds them in a temp dir and renames it into place, so concurrent controllers (a
 // sweep's parallel points, two shells) never see a half-written trainer.
 func ensureTrainer(dir string) error { return ensureFiles(dir, python.TrainerFiles) }
-
-// EnsureScripts installs every embedded Python script (the trainer, its modules and the
-// tools beside it: eval_task.py) into a content-addressed dir of the run store at base
-// and returns the dir. Tools run there import the trainer's modules as siblings.
-func EnsureScripts(base string) (string, error) {
-	entries, err := fs.Glob(python.FS(), "*.py")
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	for _, name := range entries {
-		b, err := python.Read(name)
-		if err != nil {
-			return "", err
-		}
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		h.Write(b)
-	}
-	dir := run.TrainerDir(base, hex.EncodeToString(h.Sum(nil)))
-	return dir, ensureFiles(dir, entries)
-}
 
 // ensureFiles writes the named embedded files into dir unless they are there.
 func ensureFiles(dir string, names []string) error {
