@@ -63,8 +63,23 @@ func between(s, from, to string) string {
 // OpenAI-compatible server that answers with 429 and 500 first, and bad input.
 func TestTaskEvalEndToEnd(t *testing.T) {
 	requireTaskEval(t)
+	// An OpenAI-compatible judge that answers some requests with 429 or 500 first.
+	srv, err := llmtest.New(llmtest.Options{Answer: longerWins, RetryAfter: "0", FaultFor: func(prompt string, attempt int) llmtest.Fault {
+		switch {
+		case attempt == 0 && len(prompt)%3 == 0:
+			return llmtest.RateLimit
+		case attempt == 0 && len(prompt)%3 == 1:
+			return llmtest.ServerError
+		}
+		return llmtest.OK
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
 	scorer := filepath.Join(repoRoot(), "test", "e2e", "testdata", "first_word.py")
-	f := newFixture(t, "eval:\n  max_new_tokens: 32\n  metrics:\n    - {python: \""+scorer+":score\"}\n    - chrf\n    - {python: \""+scorer+":fragile\"}\n")
+	f := newFixture(t, "eval:\n  max_new_tokens: 32\n  metrics:\n    - {python: \""+scorer+":score\"}\n    - chrf\n    - {python: \""+scorer+":fragile\"}\n"+
+		"    - judge: {endpoint: \""+srv.URL+"\", model: judge-model}\n")
 	r := f.loractl(t, "train", f.config, "--json")
 	_, final := jsonLines(t, r.stdout)
 	if r.code != 0 || final == nil {
@@ -110,6 +125,19 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// The controller judged every example at the end of the run (the trainer skips
+	// the judge): verdicts in the rows, the win rate in the summary.
+	if j := s.Judge; j == nil || j.Wins+j.Losses+j.Ties != 40 || j.Errors != 0 {
+		t.Fatalf("end-of-run judge %+v", s.Judge)
+	}
+	for _, row := range rows {
+		if row.Judge == nil || row.Judge.Winner == "" {
+			t.Fatalf("row %d not judged: %+v", row.Index, row.Judge)
+		}
+	}
+	if srv.Total() < 80 {
+		t.Fatalf("%d judge requests for 40 examples in both orders", srv.Total())
+	}
 	if errored != fragile.Errors {
 		t.Fatalf("%d rows with the scorer's error, summary says %d", errored, fragile.Errors)
 	}
@@ -140,27 +168,14 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 		t.Fatalf("3 examples: %s (%s)", ts.Verdict, ts.Reason)
 	}
 
-	// The judge, through loractl's own calls, with 429 and 500 faults.
-	srv, err := llmtest.New(llmtest.Options{Answer: longerWins, RetryAfter: "0", FaultFor: func(prompt string, attempt int) llmtest.Fault {
-		switch {
-		case attempt == 0 && strings.Contains(prompt, "[Reference answer]") && len(prompt)%3 == 0:
-			return llmtest.RateLimit
-		case attempt == 0 && len(prompt)%3 == 1:
-			return llmtest.ServerError
-		}
-		return llmtest.OK
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	// The judge, through loractl's own calls on demand (429 and 500 faults as above).
 	js := lastSummary(t, f.loractl(t, "eval", runID, "--max-examples", "10", "--json",
 		"--metric", `{judge: {endpoint: "`+srv.URL+`", model: judge-model}}`))
 	if j := js.Judge; j == nil || j.Wins+j.Losses+j.Ties != 10 || j.Errors != 0 || js.Primary != "judge" {
 		t.Fatalf("judge summary %+v (%s)", js.Judge, js.Reason)
 	}
-	if srv.Total() < 20 {
-		t.Fatalf("%d judge requests for 10 examples in both orders", srv.Total())
+	if srv.Total() < 80+20 {
+		t.Fatalf("%d judge requests in all: want the run's 80 and 20 more", srv.Total())
 	}
 
 	// Bad input is refused with exit 2.
