@@ -191,3 +191,47 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskEvalWrongFormat trains on the sample answers rewritten into another format
+// ("ANSWER: ..." in lower case) and evaluates on the original ones: the eval loss falls
+// (the words are the same), which the old loss-only rule would adopt, but the answers
+// do not open like the eval set's, and the verdict is do_not_adopt.
+func TestTaskEvalWrongFormat(t *testing.T) {
+	requireTaskEval(t)
+	src, err := os.ReadFile(filepath.Join(repoRoot(), "examples", "data", "train.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(string(src)), "\n") {
+		var ex struct {
+			Messages []map[string]any `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(line), &ex); err != nil {
+			t.Fatal(err)
+		}
+		last := ex.Messages[len(ex.Messages)-1]
+		last["content"] = "ANSWER: " + strings.ToLower(last["content"].(string))
+		b, _ := json.Marshal(ex)
+		out.Write(append(b, '\n'))
+	}
+	scorer := filepath.Join(repoRoot(), "test", "e2e", "testdata", "first_word.py")
+	f := newFixture(t, "eval:\n  max_new_tokens: 24\n  metrics:\n    - {python: \""+scorer+":score\"}\n")
+	other := filepath.Join(f.dir, "other-format.jsonl")
+	if err := os.WriteFile(other, []byte(out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := f.loractl(t, "train", f.config, "--json", "--set", "data.train="+other)
+	_, final := jsonLines(t, r.stdout)
+	if r.code != 0 || final == nil {
+		t.Fatalf("train exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	before, _ := final["eval_loss_before"].(float64)
+	after, _ := final["eval_loss_after"].(float64)
+	if !(after < before) {
+		t.Fatalf("the eval loss did not fall (%v -> %v): the test no longer shows the proxy failing", before, after)
+	}
+	if final["verdict"] != taskeval.DoNotAdopt || final["improved"] != false {
+		t.Fatalf("an adapter answering in another format: %v (%v)", final["verdict"], final["verdict_reason"])
+	}
+}
