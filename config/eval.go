@@ -431,11 +431,76 @@ func schemaProblem(p string) string {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Sprintf("%s is not JSON: %v", p, err)
 	}
-	switch v.(type) {
-	case map[string]any, bool:
+	switch v := v.(type) {
+	case bool:
+		return ""
+	case map[string]any:
+		if msg := shallowSchemaProblem(v, ""); msg != "" {
+			return fmt.Sprintf("%s is not a JSON Schema: %s", p, msg)
+		}
 		return ""
 	}
 	return fmt.Sprintf("%s is not a JSON Schema (want an object or a boolean)", p)
+}
+
+// jsonTypes are the type names a JSON Schema's "type" may hold.
+var jsonTypes = []string{"null", "boolean", "object", "array", "number", "string", "integer"}
+
+// shallowSchemaProblem catches the common mistakes in a schema's keywords (a type
+// that is no JSON type, required that is not a list of names, properties that are not
+// schemas) so they are reported at the config's line; the trainer checks the rest
+// with jsonschema's check_schema.
+func shallowSchemaProblem(m map[string]any, at string) string {
+	where := func(k string) string {
+		if at == "" {
+			return k
+		}
+		return at + "." + k
+	}
+	switch t := m["type"].(type) {
+	case nil:
+	case string:
+		if !slices.Contains(jsonTypes, t) {
+			return fmt.Sprintf("%s %q is not a JSON type (%s)", where("type"), t, strings.Join(jsonTypes, ", "))
+		}
+	case []any:
+		for _, e := range t {
+			if s, ok := e.(string); !ok || !slices.Contains(jsonTypes, s) {
+				return fmt.Sprintf("%s holds %v, not a JSON type", where("type"), e)
+			}
+		}
+	default:
+		return fmt.Sprintf("%s must be a type name or a list of them", where("type"))
+	}
+	if r, ok := m["required"]; ok {
+		list, isList := r.([]any)
+		if !isList {
+			return where("required") + " must be a list of property names"
+		}
+		for _, e := range list {
+			if _, ok := e.(string); !ok {
+				return where("required") + " must be a list of property names"
+			}
+		}
+	}
+	if props, ok := m["properties"]; ok {
+		pm, isMap := props.(map[string]any)
+		if !isMap {
+			return where("properties") + " must be an object of schemas"
+		}
+		for _, k := range sortedKeys(pm) {
+			switch sub := pm[k].(type) {
+			case bool:
+			case map[string]any:
+				if msg := shallowSchemaProblem(sub, where("properties."+k)); msg != "" {
+					return msg
+				}
+			default:
+				return where("properties."+k) + " must be a schema (an object or a boolean)"
+			}
+		}
+	}
+	return ""
 }
 
 func cutLast(s, sep string) (before, after string, found bool) {

@@ -17,6 +17,8 @@ func writeEvalFiles(t *testing.T, p string) {
 		"schema.json":  `{"type": "object"}`,
 		"broken.json":  `{"type": `,
 		"list.json":    `[1, 2]`,
+		"badtype.json": `{"type": "object", "properties": {"a": {"type": "text"}}}`,
+		"badreq.json":  `{"type": "object", "required": "a"}`,
 		"rubric-x.txt": "be strict",
 	}
 	for name, body := range files {
@@ -136,6 +138,8 @@ func TestEvalInvalid(t *testing.T) {
 		{"schema missing", base + "eval:\n  metrics:\n    - json_schema: nope.json\n", nil, "eval.metrics[0].json_schema: file "},
 		{"schema not json", base + "eval:\n  metrics:\n    - json_schema: broken.json\n", nil, "broken.json is not JSON"},
 		{"schema a list", base + "eval:\n  metrics:\n    - json_schema: list.json\n", nil, "list.json is not a JSON Schema"},
+		{"schema bad type", base + "eval:\n  metrics:\n    - json_schema: badtype.json\n", nil, `badtype.json is not a JSON Schema: properties.a.type "text" is not a JSON type`},
+		{"schema bad required", base + "eval:\n  metrics:\n    - json_schema: badreq.json\n", nil, "badreq.json is not a JSON Schema: required must be a list of property names"},
 		{"python no function", base + "eval:\n  metrics:\n    - python: score.py\n", nil, "eval.metrics[0].python: \"score.py\": want FILE.py:function"},
 		{"python bad function", base + "eval:\n  metrics:\n    - python: \"score.py:1x\"\n", nil, "is not a Python function name"},
 		{"python missing file", base + "eval:\n  metrics:\n    - python: \"gone.py:score\"\n", nil, "eval.metrics[0].python: file "},
