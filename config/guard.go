@@ -157,6 +157,10 @@ func AbsolutePathSets(sets []string) []string {
 	for i, s := range sets {
 		out[i] = s
 		key, raw, found := strings.Cut(s, "=")
+		if found && key == "eval.metrics" {
+			out[i] = absoluteMetricSet(raw)
+			continue
+		}
 		if !found || !pathKeys[key] {
 			continue
 		}

@@ -153,6 +153,8 @@ func (c *Config) resolve() Errors {
 	r.Quantization.DoubleQuant = deref(q.DoubleQuant, true)
 
 	c.resolveTrain(&r.Train, &errs)
+	c.resolveSelect(&r.Train, &errs)
+	r.Eval = c.resolveEval(r.Train, r.Data.Eval != "" || r.Data.EvalSplit > 0, &errs)
 
 	// Driver and environment.
 	c.DriverName = orDefault(s.Driver.Name, DefaultDriver)

@@ -13,6 +13,8 @@ type Resolved struct {
 	LoRA         LoRAConfig  `json:"lora"`
 	Quantization QuantConfig `json:"quantization"`
 	Train        TrainConfig `json:"train"`
+	// Eval is the task evaluation: generations, metrics and the adoption verdict.
+	Eval EvalConfig `json:"eval"`
 }
 
 // ModelConfig names the base model.
@@ -74,6 +76,10 @@ type TrainConfig struct {
 	// ReportTo: tensorboard (events under RUN_DIR/tensorboard), mlflow, wandb. Left out
 	// of resolved.json when empty, so configs that track nothing keep their run ids.
 	ReportTo []string `json:"report_to,omitempty"`
+	// Select is which checkpoint becomes adapter/: "last" or "best".
+	Select string `json:"select"`
+	// EarlyStoppingPatience is how many evaluations without improvement stop training (0: never).
+	EarlyStoppingPatience int `json:"early_stopping_patience"`
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".

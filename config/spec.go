@@ -18,6 +18,8 @@ type Spec struct {
 	Quantization QuantSpec  `json:"quantization"`
 	Train        TrainSpec  `json:"train"`
 	Driver       DriverSpec `json:"driver"`
+	// Eval is the task evaluation after training (docs/evaluation.md).
+	Eval EvalSpec `json:"eval"`
 }
 
 // EnvSpec is the trainer's environment: values to set and names to pass through from
@@ -82,6 +84,10 @@ type TrainSpec struct {
 	LossType              string `json:"loss_type,omitempty"`
 	// ReportTo names the experiment trackers that also get the metrics.
 	ReportTo []string `json:"report_to,omitempty"`
+	// Select picks the checkpoint that becomes adapter/: last or best.
+	Select string `json:"select,omitempty"`
+	// EarlyStoppingPatience stops after this many evaluations without improvement (0: never).
+	EarlyStoppingPatience *int `json:"early_stopping_patience,omitempty"`
 }
 
 // DriverSpec picks where the trainer runs. Each driver's own options live in a section

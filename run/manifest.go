@@ -127,8 +127,9 @@ type Result struct {
 	Step           int      `json:"step"`
 	EvalLossBefore *float64 `json:"eval_loss_before,omitempty"`
 	EvalLossAfter  *float64 `json:"eval_loss_after,omitempty"`
-	// Improved is the adoption verdict: the adapter lowered the eval loss. An adapter
-	// that does not beat the base model is not adopted.
+	// Improved is the adoption verdict: with a task evaluation, Verdict == adopt;
+	// without one, the adapter lowered the eval loss. An adapter that does not beat the
+	// base model is not adopted.
 	Improved    *bool   `json:"improved,omitempty"`
 	AdapterPath string  `json:"adapter_path,omitempty"`
 	WallSeconds float64 `json:"wall_seconds,omitempty"`
@@ -136,6 +137,14 @@ type Result struct {
 	PeakAllocatedBytes uint64              `json:"peak_allocated_bytes,omitempty"`
 	PeakReservedBytes  uint64              `json:"peak_reserved_bytes,omitempty"`
 	Metrics            map[string]*float64 `json:"metrics,omitempty"`
+	// Verdict is the task evaluation's adoption verdict (adopt, do_not_adopt,
+	// inconclusive; docs/evaluation.md) and VerdictReason its explanation. When set,
+	// Improved means Verdict == adopt.
+	Verdict       string `json:"verdict,omitempty"`
+	VerdictReason string `json:"verdict_reason,omitempty"`
+	// EvalMetrics holds the adapter's mean of each task metric (and the judge's win
+	// rate), by metric name: what a sweep's metric: eval.<name> ranks by.
+	EvalMetrics map[string]float64 `json:"eval_metrics,omitempty"`
 }
 
 // LastAttempt returns the newest attempt, or nil.

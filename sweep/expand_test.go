@@ -232,3 +232,27 @@ func TestBuildRunIDs(t *testing.T) {
 		t.Error("other points, same sweep id")
 	}
 }
+
+// A task metric the base config does not compute is refused at the sweep's metric:
+// line, before any point runs.
+func TestBuildEvalMetricMustExist(t *testing.T) {
+	dir := project(t)
+	f, err := parse(t, dir, "base: base.yaml\nmetric: eval.exact\nparameters:\n  lora.r: [4, 8]\n")
+	must(t, err)
+	_, err = Build(f, nil)
+	want := filepath.Join(dir, "sweep.yaml") + ":2:1: metric: every point: eval.exact names no metric in the config's eval.metrics (it has none"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error: %v\nwant prefix %s", err, want)
+	}
+	f.BaseSource = []byte(baseYAML + "eval:\n  metrics: [chrf, exact]\n")
+	if _, err := Build(f, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"eval.eval_loss", "eval_loss", "train_loss"} {
+		f.Metric = m
+		f.BaseSource = []byte(baseYAML)
+		if _, err := Build(f, nil); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+}

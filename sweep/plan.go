@@ -59,6 +59,9 @@ func Build(f *File, validateDriver func(*config.Config) error) (*Plan, error) {
 		if err == nil && validateDriver != nil {
 			err = validateDriver(cfg)
 		}
+		if err == nil {
+			err = f.checkEvalMetric(cfg)
+		}
 		if err != nil {
 			probs.add(f, pt, err)
 			continue
@@ -83,6 +86,28 @@ func Build(f *File, validateDriver func(*config.Config) error) (*Plan, error) {
 	}
 	pl.ID = f.Name + "-" + run.HashBytes([]byte(strings.Join(ids, "\n")))[:10]
 	return pl, nil
+}
+
+// checkEvalMetric refuses a metric: eval.<name> that names no metric of the point's
+// eval.metrics: every point would rank last, and the sweep would find nothing.
+func (f *File) checkEvalMetric(cfg *config.Config) error {
+	name, ok := strings.CutPrefix(f.Metric, "eval.")
+	if !ok || name == "eval_loss" || name == "loss" {
+		return nil
+	}
+	ev := cfg.Resolved.Eval
+	if ev.Metric(name) != nil {
+		return nil
+	}
+	names := make([]string, len(ev.Metrics))
+	for i, m := range ev.Metrics {
+		names[i] = m.Name
+	}
+	have := "it has none"
+	if len(names) > 0 {
+		have = "it has " + strings.Join(names, ", ")
+	}
+	return f.at("metric", "%s names no metric in the config's eval.metrics (%s; eval.eval_loss is the loss)", f.Metric, have)
 }
 
 // problems gathers validation errors across points; the same problem found in many

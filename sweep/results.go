@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/loractl/loractl/run"
 )
@@ -35,6 +36,10 @@ type Row struct {
 	AdapterPath     string `json:"adapter_path,omitempty"`
 	Failures        int    `json:"failures,omitempty"`
 	Error           string `json:"error,omitempty"`
+
+	// Verdict is the task evaluation's adoption verdict (adopt, do_not_adopt,
+	// inconclusive), "" for a run without one.
+	Verdict string `json:"verdict,omitempty"`
 }
 
 // Table is the ranked results of a sweep.
@@ -64,7 +69,7 @@ func Results(store *run.Store, st *State) (*Table, error) {
 			if res := m.Result; res != nil {
 				r.EvalLossBefore, r.EvalLossAfter, r.Improved = res.EvalLossBefore, res.EvalLossAfter, res.Improved
 				r.Step, r.WallSeconds, r.PeakMemoryBytes = res.Step, res.WallSeconds, res.PeakAllocatedBytes
-				r.AdapterPath = res.AdapterPath
+				r.AdapterPath, r.Verdict = res.AdapterPath, res.Verdict
 				if m.State == run.StateCompleted {
 					r.Metric = metricOf(res, st.Metric)
 				}
@@ -103,9 +108,29 @@ func metricOf(r *run.Result, name string) *float64 {
 	case "eval_loss_before":
 		return r.EvalLossBefore
 	}
+	if task, ok := strings.CutPrefix(name, "eval."); ok {
+		switch task {
+		case "eval_loss", "loss":
+			return r.EvalLossAfter
+		}
+		// The adapter's mean of a task metric (or the judge's win rate).
+		if v, ok := r.EvalMetrics[task]; ok {
+			return &v
+		}
+		return nil
+	}
 	// nil when absent, and when the trainer wrote null (a diverged, NaN metric): a
 	// missing value ranks last, never as a perfect 0.
 	return r.Metrics[name]
+}
+
+// DefaultGoal is a metric's direction when the sweep does not say: task metrics
+// (eval.<name>) are better higher, losses and everything else lower.
+func DefaultGoal(metric string) string {
+	if task, ok := strings.CutPrefix(metric, "eval."); ok && !strings.HasSuffix(task, "loss") {
+		return Maximize
+	}
+	return Minimize
 }
 
 // csvHeader is the fixed part of the CSV columns; the swept keys follow "state".
@@ -115,7 +140,7 @@ var csvHeader = []string{"rank", "point", "run_id", "state"}
 func (t *Table) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	head := append(append(append([]string(nil), csvHeader...), t.Params...),
-		t.Metric, "eval_loss_before", "eval_loss_after", "improved", "step", "wall_seconds", "peak_memory_bytes", "adapter_path", "failures", "error")
+		t.Metric, "eval_loss_before", "eval_loss_after", "improved", "verdict", "step", "wall_seconds", "peak_memory_bytes", "adapter_path", "failures", "error")
 	if err := cw.Write(head); err != nil {
 		return err
 	}
@@ -132,7 +157,7 @@ func (t *Table) WriteCSV(w io.Writer) error {
 		if r.PeakMemoryBytes > 0 {
 			peak = strconv.FormatUint(r.PeakMemoryBytes, 10)
 		}
-		rec = append(rec, floatText(r.Metric), floatText(r.EvalLossBefore), floatText(r.EvalLossAfter), improved,
+		rec = append(rec, floatText(r.Metric), floatText(r.EvalLossBefore), floatText(r.EvalLossAfter), improved, r.Verdict,
 			strconv.Itoa(r.Step), strconv.FormatFloat(r.WallSeconds, 'f', 1, 64), peak, r.AdapterPath,
 			strconv.Itoa(r.Failures), r.Error)
 		if err := cw.Write(rec); err != nil {

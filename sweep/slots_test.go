@@ -96,3 +96,33 @@ func TestNullMetricHasNoValue(t *testing.T) {
 		t.Fatalf("train_runtime = %v", v)
 	}
 }
+
+// eval.<name> ranks by the adapter's task metric (higher is better unless the sweep
+// says otherwise); eval.eval_loss is the loss after training (lower is better).
+func TestEvalMetrics(t *testing.T) {
+	after := 1.5
+	r := &run.Result{EvalLossAfter: &after, EvalMetrics: map[string]float64{"exact": 0.75, "python:score": 0.5}}
+	cases := []struct {
+		metric string
+		want   *float64
+		goal   string
+	}{
+		{"eval.exact", ptr(0.75), Maximize},
+		{"eval.python:score", ptr(0.5), Maximize},
+		{"eval.chrf", nil, Maximize},
+		{"eval.eval_loss", ptr(1.5), Minimize},
+		{"eval_loss", ptr(1.5), Minimize},
+		{"train_loss", nil, Minimize},
+	}
+	for _, tc := range cases {
+		got := metricOf(r, tc.metric)
+		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+			t.Errorf("metricOf(%s) = %v, want %v", tc.metric, got, tc.want)
+		}
+		if g := DefaultGoal(tc.metric); g != tc.goal {
+			t.Errorf("DefaultGoal(%s) = %s, want %s", tc.metric, g, tc.goal)
+		}
+	}
+}
+
+func ptr(f float64) *float64 { return &f }

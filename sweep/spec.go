@@ -92,7 +92,8 @@ var topKeys = []string{"name", "base", "config", "method", "count", "seed", "met
 var (
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// metricRE keeps metric names to what the trainer reports (eval_loss, train_loss).
-	metricRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_./-]*$`)
+	// Task metrics (eval.python:score) may hold a colon.
+	metricRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_./:-]*$`)
 )
 
 // Load reads and parses a sweep file.
@@ -170,7 +171,7 @@ func Parse(path string, src []byte) (*File, error) {
 	if !metricRE.MatchString(f.Metric) {
 		bad("metric", "%q is not a metric name (eval_loss, train_loss, ...)", f.Metric)
 	}
-	f.Goal = stringOr(tree, "goal", Minimize)
+	f.Goal = stringOr(tree, "goal", DefaultGoal(f.Metric))
 	if f.Goal != Minimize && f.Goal != Maximize {
 		bad("goal", "must be minimize or maximize, got %q", f.Goal)
 	}

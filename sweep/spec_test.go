@@ -219,3 +219,20 @@ func TestSweepFileGuards(t *testing.T) {
 		t.Errorf("a BOM: %v", err)
 	}
 }
+
+// A task metric ranks higher-is-better unless goal: says otherwise.
+func TestEvalMetricGoal(t *testing.T) {
+	dir := project(t)
+	for src, want := range map[string]string{
+		"metric: eval.python:score\n":          Maximize,
+		"metric: eval.exact\ngoal: minimize\n": Minimize,
+		"metric: eval.eval_loss\n":             Minimize,
+		"metric: eval_loss\n":                  Minimize,
+	} {
+		f, err := parse(t, dir, "base: base.yaml\n"+src+"parameters:\n  lora.r: [4]\n")
+		must(t, err)
+		if f.Goal != want || !strings.HasPrefix(src, "metric: "+f.Metric+"\n") {
+			t.Errorf("%q: metric %s goal %s, want %s", src, f.Metric, f.Goal, want)
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"github.com/loractl/loractl/internal/cmd/root"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/internal/runner"
+	runreport "github.com/loractl/loractl/report"
 	"github.com/loractl/loractl/run"
 )
 
@@ -48,6 +50,10 @@ func report(err error, errOut io.Writer) int {
 	}
 	return cmdutil.ExitCode(err)
 }
+
+// A finished run's report (report.html, loss.png) is written by the report package;
+// the runner only knows the hook, so it does not depend on the HTML and plotting code.
+func init() { runner.WriteReport = runreport.WriteFiles }
 
 // NewFactory builds the production dependencies; close the returned catalog when done.
 func NewFactory(io *iostreams.IOStreams) (*cmdutil.Factory, *driverCatalog) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/taskeval"
 )
 
 // TrainerInterrupted is the trainer's exit code after it checkpointed on a signal.
@@ -22,6 +23,12 @@ type Outcome struct {
 	End *run.Event
 	// Err is the trainer's error event, if any.
 	Err *run.Event
+	// Eval is the task evaluation's summary (eval/summary.json), nil without one.
+	Eval *taskeval.Summary
+	// EvalErr is why the summary could not be computed; JudgeErr why the judge could
+	// not judge (every example, or some); ReportErr why the report was not written.
+	// None of them changes the run's state.
+	EvalErr, JudgeErr, ReportErr error
 }
 
 // Wait follows the run's events into fn until the trainer exits, then records the
@@ -69,7 +76,19 @@ func (a *Active) Wait(ctx context.Context, fn func(*run.Event)) (*Outcome, error
 		return nil, fmt.Errorf("wait for trainer: %w", wr.err)
 	}
 	out := outcome(wr.res, events)
-	return out, a.record(out)
+	evalCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.stopEval.Store(&cancel)
+	err := a.record(evalCtx, out)
+	report(a.Dir, out)
+	return out, err
+}
+
+// report writes the run's report when a report writer is linked in.
+func report(dir string, o *Outcome) {
+	if WriteReport != nil && o.State.Terminal() {
+		o.ReportErr = WriteReport(dir)
+	}
 }
 
 // observe folds live events into the manifest (versions and device arrive with start;
@@ -123,9 +142,9 @@ func stateFromEnd(status string) run.State {
 }
 
 // record writes the outcome into the manifest.
-func (a *Active) record(o *Outcome) error {
+func (a *Active) record(ctx context.Context, o *Outcome) error {
 	foldHistory(a.Driver, a.Dir, a.Manifest)
-	return recordOutcome(a.Dir, a.Manifest, o)
+	return recordOutcome(ctx, a.Dir, a.Manifest, o, a.notifier())
 }
 
 // foldHistory copies a relaunching driver's launches (Slurm requeues) into the
@@ -150,7 +169,17 @@ func foldHistory(d driver.Driver, dir string, m *run.Manifest) {
 	last.Launches = mine
 }
 
-func recordOutcome(dir string, m *run.Manifest, o *Outcome) error {
+func (a *Active) notifier() func(string) {
+	if a.Notify != nil {
+		return a.Notify
+	}
+	return func(string) {}
+}
+
+// recordOutcome writes the outcome into the manifest. judge, when not nil, lets the
+// task evaluation call its LLM judge and hears what it does (a controller driving
+// the run); a refresh passes nil and never calls it.
+func recordOutcome(ctx context.Context, dir string, m *run.Manifest, o *Outcome, judge func(string)) error {
 	now := time.Now().UTC()
 	m.State, m.EndedAt = o.State, now
 	if o.Exit != nil && o.Exit.ExitCode >= 0 {
@@ -179,6 +208,9 @@ func recordOutcome(dir string, m *run.Manifest, o *Outcome) error {
 		if r.EvalLossBefore != nil && r.EvalLossAfter != nil {
 			improved := *r.EvalLossAfter < *r.EvalLossBefore
 			r.Improved = &improved
+		}
+		if o.State == run.StateCompleted {
+			evaluate(ctx, dir, r, o, judge)
 		}
 		if o.End.PeakMemory != nil {
 			r.PeakAllocatedBytes = o.End.PeakMemory.AllocatedBytes

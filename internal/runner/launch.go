@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/loractl/loractl/driver"
@@ -65,6 +66,20 @@ type Active struct {
 	// eventsOffset is where this attempt's events begin in events.jsonl.
 	eventsOffset int64
 	lock         *run.Lock
+
+	// Notify, when set, receives what the controller does after the trainer ended
+	// (the judge's calls), for the user.
+	Notify func(msg string)
+	// stopEval cancels the end-of-run evaluation's judge calls (StopEval).
+	stopEval atomic.Pointer[context.CancelFunc]
+}
+
+// StopEval stops the end-of-run judge's calls (a Ctrl-C after training ended); the
+// examples not yet judged count as judge errors.
+func (a *Active) StopEval() {
+	if c := a.stopEval.Load(); c != nil {
+		(*c)()
+	}
 }
 
 // Launch creates (or, when resuming, reopens) the run directory, records a new attempt

@@ -74,5 +74,7 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 	}
 	foldHistory(d, dir, m)
-	return m, recordOutcome(dir, m, o)
+	err = recordOutcome(ctx, dir, m, o, nil)
+	report(dir, o)
+	return m, err
 }

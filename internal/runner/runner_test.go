@@ -24,6 +24,9 @@ type fakeDriver struct {
 	exit   int
 	tasks  []*driver.Task
 	state  driver.TaskState // what Inspect reports; default exited
+	// files are written into the run dir at Start, by path relative to it (what a
+	// trainer leaves behind: eval/generations.jsonl).
+	files map[string]string
 }
 
 func (d *fakeDriver) Name() string { return "fake" }
@@ -32,6 +35,15 @@ func (d *fakeDriver) Start(ctx context.Context, t *driver.Task) (*driver.Handle,
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.tasks = append(d.tasks, t)
+	for name, body := range d.files {
+		p := filepath.Join(t.RunDir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	for _, e := range d.events {
 		if err := run.AppendEvent(filepath.Join(t.RunDir, run.EventsFile), json.RawMessage(e)); err != nil {
 			return nil, err

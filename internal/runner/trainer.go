@@ -23,7 +23,10 @@ var installed sync.Map
 // ensureTrainer writes the embedded trainer files into dir unless they are there. It
 // builds them in a temp dir and renames it into place, so concurrent controllers (a
 // sweep's parallel points, two shells) never see a half-written trainer.
-func ensureTrainer(dir string) error {
+func ensureTrainer(dir string) error { return ensureFiles(dir, python.TrainerFiles) }
+
+// ensureFiles writes the named embedded files into dir unless they are there.
+func ensureFiles(dir string, names []string) error {
 	if _, ok := installed.Load(dir); ok {
 		return nil
 	}
@@ -39,7 +42,7 @@ func ensureTrainer(dir string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	for _, name := range python.TrainerFiles {
+	for _, name := range names {
 		b, err := python.Read(name)
 		if err != nil {
 			return err

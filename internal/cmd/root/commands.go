@@ -7,6 +7,7 @@ import (
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	distillcmd "github.com/loractl/loractl/internal/cmd/distill"
 	"github.com/loractl/loractl/internal/cmd/doctor"
+	evalcmd "github.com/loractl/loractl/internal/cmd/eval"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	importcmd "github.com/loractl/loractl/internal/cmd/import"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
@@ -32,6 +33,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return distillcmd.NewCmdDistill(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return plancmd.NewCmdPlan(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return evalcmd.NewCmdEval(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },

@@ -163,4 +163,6 @@ const environmentHelp = `Environment variables:
   HF_HOME, HF_HUB_OFFLINE, HF_TOKEN
                        passed to the trainer; HF_TOKEN only by name, never written down
   NO_COLOR             plain console output
+  (judge api_key_env)  the variable an eval.metrics judge names holds its API key; read by
+                       loractl, which makes the judge's calls, never written down
 `

@@ -37,7 +37,7 @@ func NewCmdRuns(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{Factory: f}
 	cmd := &cobra.Command{
 		Use:   "runs",
-		Short: "List runs with their state, progress and eval loss",
+		Short: "List runs with their state, progress, eval loss and adoption verdict",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -106,9 +106,9 @@ func runsRun(ctx context.Context, o *Options) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tETA\tSTARTED\tDURATION")
+	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tVERDICT\tETA\tSTARTED\tDURATION")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, v.Driver, step(v), loss(v), evalLoss(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, v.Driver, step(v), loss(v), evalLoss(v.Manifest), verdict(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
 	}
 	return tw.Flush()
 }
@@ -153,6 +153,22 @@ func evalLoss(m *run.Manifest) string {
 		s += " (no gain)"
 	}
 	return s
+}
+
+// verdict is the task evaluation's verdict, else the eval-loss comparison's.
+func verdict(m *run.Manifest) string {
+	r := m.Result
+	switch {
+	case r == nil:
+		return "-"
+	case r.Verdict != "":
+		return r.Verdict
+	case r.Improved == nil:
+		return "-"
+	case *r.Improved:
+		return "adopt"
+	}
+	return "do_not_adopt"
 }
 
 func started(m *run.Manifest) string {

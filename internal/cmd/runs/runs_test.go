@@ -52,7 +52,7 @@ func TestRunsTableRefreshesDetachedRuns(t *testing.T) {
 	if !strings.Contains(lines[1], "gone-2") || !strings.Contains(lines[1], "interrupted") || !strings.Contains(lines[1], " 7 ") {
 		t.Errorf("refreshed row: %q", lines[1])
 	}
-	if !strings.Contains(lines[2], "2.5000 -> 1.2500") || !strings.Contains(lines[2], "1m0s") {
+	if !strings.Contains(lines[2], "2.5000 -> 1.2500") || !strings.Contains(lines[2], " adopt ") || !strings.Contains(lines[2], "1m0s") {
 		t.Errorf("completed row: %q", lines[2])
 	}
 	m, _ := run.ReadManifest(filepath.Join(f.RunsDir(), "gone-2"))
@@ -96,5 +96,25 @@ func TestUnreadableManifestIsReported(t *testing.T) {
 	}
 	if strings.Count(strings.TrimSpace(out.String()), "\n") != 2 {
 		t.Errorf("table:\n%s", out)
+	}
+}
+
+// The task evaluation's verdict wins over the eval-loss comparison.
+func TestVerdictColumn(t *testing.T) {
+	yes, no := true, false
+	cases := []struct {
+		r    *run.Result
+		want string
+	}{
+		{nil, "-"},
+		{&run.Result{}, "-"},
+		{&run.Result{Improved: &yes}, "adopt"},
+		{&run.Result{Improved: &no}, "do_not_adopt"},
+		{&run.Result{Improved: &no, Verdict: "inconclusive"}, "inconclusive"},
+	}
+	for _, tc := range cases {
+		if got := verdict(&run.Manifest{Result: tc.r}); got != tc.want {
+			t.Errorf("verdict(%+v) = %q, want %q", tc.r, got, tc.want)
+		}
 	}
 }

@@ -98,6 +98,19 @@ func lossText(r *sweep.Row) string {
 	return fmtFloat(r.EvalLossBefore) + " -> " + fmtFloat(r.EvalLossAfter)
 }
 
+// verdictText is the task evaluation's verdict, else the eval-loss comparison's.
+func verdictText(r *sweep.Row) string {
+	switch {
+	case r.Verdict != "":
+		return r.Verdict
+	case r.Improved == nil:
+		return "-"
+	case *r.Improved:
+		return "adopt"
+	}
+	return "do_not_adopt"
+}
+
 func sortByIndex(rows []sweep.Row) {
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Index < rows[j].Index })
 }
@@ -151,7 +164,7 @@ func resultsRun(ctx context.Context, o *ResultsOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	head := []string{"RANK", "POINT"}
 	head = append(head, st.Params...)
-	head = append(head, strings.ToUpper(st.Metric), "EVAL LOSS BEFORE -> AFTER", "WALL", "PEAK MEM", "STATE")
+	head = append(head, strings.ToUpper(st.Metric), "EVAL LOSS BEFORE -> AFTER", "VERDICT", "WALL", "PEAK MEM", "STATE")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for i := range t.Rows {
 		r := &t.Rows[i]
@@ -171,7 +184,7 @@ func resultsRun(ctx context.Context, o *ResultsOptions) error {
 		if r.WallSeconds > 0 {
 			wall = (time.Duration(r.WallSeconds) * time.Second).String()
 		}
-		cells = append(cells, fmtFloat(r.Metric), lossText(r), wall, peak, string(r.State))
+		cells = append(cells, fmtFloat(r.Metric), lossText(r), verdictText(r), wall, peak, string(r.State))
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {

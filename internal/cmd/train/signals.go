@@ -33,6 +33,7 @@ func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal
 						name = "TERM"
 					}
 					log.Warn().Msg("stopping: the trainer is saving a checkpoint (press Ctrl-C twice more to kill it)")
+					a.StopEval() // training may be over: then this stops the judge's calls
 					if err := a.Signal(ctx, name); err != nil {
 						log.Error().Err(err).Msg("could not signal the trainer")
 					}

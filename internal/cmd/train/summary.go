@@ -28,6 +28,10 @@ type Result struct {
 	AdapterPath    string    `json:"adapter_path,omitempty"`
 	WallSeconds    float64   `json:"wall_seconds"`
 	Error          string    `json:"error,omitempty"`
+
+	// Verdict and VerdictReason are the task evaluation's (docs/evaluation.md).
+	Verdict       string `json:"verdict,omitempty"`
+	VerdictReason string `json:"verdict_reason,omitempty"`
 }
 
 // summarise prints the outcome and returns the exit code as an error.
@@ -47,7 +51,9 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	res := Result{Type: "result", RunID: m.RunID, State: out.State, ExitCode: code, Error: m.Error, WallSeconds: wall.Seconds()}
 	if r := m.Result; r != nil {
 		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = r.Step, r.EvalLossBefore, r.EvalLossAfter, r.Improved, r.AdapterPath
+		res.Verdict, res.VerdictReason = r.Verdict, r.VerdictReason
 	}
+	o.evalWarnings(out)
 	w := o.Factory.IO.Out
 	if o.JSON {
 		b, _ := json.Marshal(res)
@@ -62,11 +68,16 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		} else {
 			fmt.Fprintf(w, "  eval loss  %.4f -> %.4f\n", before, after)
 		}
-		if after < before {
-			fmt.Fprintf(w, "  verdict    adopt: the adapter beats the base model on the eval set\n")
-		} else {
-			fmt.Fprintf(w, "  verdict    do not adopt: the adapter does not beat the base model on the eval set\n")
+		if res.Verdict == "" {
+			if after < before {
+				fmt.Fprintf(w, "  verdict    adopt: the adapter beats the base model on the eval set\n")
+			} else {
+				fmt.Fprintf(w, "  verdict    do not adopt: the adapter does not beat the base model on the eval set\n")
+			}
 		}
+	}
+	for _, l := range evalLines(out.Eval) {
+		fmt.Fprintln(w, l)
 	}
 	if r := m.Result; r != nil {
 		for _, l := range o.memoryLines(r.PeakReservedBytes, r.PeakAllocatedBytes) {

@@ -226,6 +226,7 @@ func trainRun(ctx context.Context, o *Options) error {
 		defer f.LogOut.Swap(prog.Above(f.IO.ErrOut))()
 	}
 	watch := &resumeWatch{want: a.ResumeStep}
+	a.Notify = func(msg string) { log.Info().Msg(msg) }
 	forwardSignals(ctx, a, sigs, &log)
 	stopSampling := o.sampleGPU(ctx, a)
 	out, err := a.Wait(ctx, func(e *run.Event) {
