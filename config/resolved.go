@@ -71,6 +71,15 @@ type TrainConfig struct {
 	MaxGradNorm           float64 `json:"max_grad_norm"`
 	Optim                 string  `json:"optim"`
 	LossType              string  `json:"loss_type"`
+
+	// Throughput (docs/performance.md). With BatchSizeAuto the pre-flight may
+	// replace BatchSize and GradAccum (their product stays EffectiveBatchSize);
+	// here they hold the choice made without a GPU to measure.
+	BatchSizeAuto      bool   `json:"batch_size_auto"`
+	EffectiveBatchSize int    `json:"effective_batch_size"`
+	AttnImplementation string `json:"attn_implementation"`
+	PaddingFree        any    `json:"padding_free"` // "auto", true, false
+	Liger              any    `json:"liger"`        // "auto", true, false
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".
