@@ -54,7 +54,9 @@ func TestBatchTokensAndPadding(t *testing.T) {
 func TestPaddingFreeSavesThePadding(t *testing.T) {
 	lens := &Lengths{Train: []int{1000, 200, 200, 200}, TrainCount: 4}
 	padded := estimate(t, run(t, "Llama-3.2-1B", func(r *Run) { r.Data, r.GradientCheckpointing = lens, false }))
-	free := estimate(t, run(t, "Llama-3.2-1B", func(r *Run) { r.Data, r.GradientCheckpointing, r.PaddingFree, r.FlashAttention = lens, false, true, true }))
+	free := estimate(t, run(t, "Llama-3.2-1B", func(r *Run) {
+		r.Data, r.GradientCheckpointing, r.PaddingFree, r.FlashAttention = lens, false, true, true
+	}))
 	if padded.BatchTokens != 4000 || free.BatchTokens != 1600 {
 		t.Fatalf("tokens %d / %d, want 4000 / 1600 (60%% padding)", padded.BatchTokens, free.BatchTokens)
 	}
