@@ -25,7 +25,7 @@ func RunFromResolved(r *config.Resolved) (plan.Run, error) {
 		targets = []string{config.AllLinear}
 	}
 	t := r.Train
-	return plan.Run{
+	run := plan.Run{
 		Model:                 r.Model.NameOrPath,
 		Arch:                  arch,
 		LoRA:                  plan.LoRA{R: r.LoRA.R, Targets: targets, Dropout: r.LoRA.Dropout, DoRA: r.LoRA.UseDoRA},
@@ -41,7 +41,9 @@ func RunFromResolved(r *config.Resolved) (plan.Run, error) {
 		Optimizer:             t.Optim,
 		Packing:               t.Packing,
 		Eval:                  r.Data.Eval != "" || r.Data.EvalSplit > 0,
-	}, nil
+	}
+	applyKernels(&run, t)
+	return run, nil
 }
 
 // ApplyChanges writes advice or auto-fit changes into a resolved config.
