@@ -112,6 +112,9 @@ func readResolvedJSON(path string, data []byte) (*config.Resolved, error) {
 	if r.Version != config.ResolvedVersion {
 		return nil, fmt.Errorf("%s: resolved.json version %d, this loractl reads version %d", path, r.Version, config.ResolvedVersion)
 	}
+	if r.Train.EffectiveBatchSize == 0 { // written before the key existed
+		r.Train.EffectiveBatchSize = r.Train.BatchSize * max(r.Train.GradAccum, 1)
+	}
 	switch v := r.LoRA.TargetModules.(type) {
 	case string:
 		if v != config.AllLinear {

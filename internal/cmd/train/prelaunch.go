@@ -146,15 +146,21 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 	t := cfg.Resolved.Train
 	choice := ""
 	if t.BatchSizeAuto {
-		var free uint64
-		if runsHere(cfg.DriverName) {
-			free = plancmd.FreeMemory(o.GPUManager(), index)
-		}
-		run, choice, err = plancmd.ChooseBatch(run, t, free, config.Processes)
-		if err != nil {
-			// Nothing fits: the smallest micro-batch goes on to the pre-flight, which
-			// refuses it (exit 3) unless --force.
-			choice = err.Error()
+		if b := o.resumedBatch(); b > 0 {
+			// A resumed run keeps the micro-batch its checkpoints were trained with.
+			run.BatchSize, run.GradAccum = b, t.EffectiveBatchSize/b
+			choice = fmt.Sprintf("auto, kept from the run being resumed: micro-batch %d × grad_accum %d", b, run.GradAccum)
+		} else {
+			var free uint64
+			if runsHere(cfg.DriverName) {
+				free = plancmd.FreeMemory(o.GPUManager(), index)
+			}
+			run, choice, err = plancmd.ChooseBatch(run, t, free, config.Processes)
+			if err != nil {
+				// Nothing fits: the smallest micro-batch goes on to the pre-flight,
+				// which refuses it (exit 3) unless --force.
+				choice = err.Error()
+			}
 		}
 		if lo.Env == nil {
 			lo.Env = map[string]string{}
@@ -172,6 +178,29 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 	}
 	o.estimate = est
 	return est, nil
+}
+
+// resumedBatch is the micro-batch recorded in the manifest of the run being resumed,
+// or 0 (a fresh run, or a manifest without one).
+func (o *Options) resumedBatch() int {
+	if o.Resume == "" {
+		return 0
+	}
+	store, err := o.Factory.Store()
+	if err != nil {
+		return 0
+	}
+	m, err := store.Manifest(o.Resume)
+	if err != nil || len(m.Estimate) == 0 {
+		return 0
+	}
+	var rec struct {
+		BatchSize int `json:"batch_size"`
+	}
+	if json.Unmarshal(m.Estimate, &rec) != nil {
+		return 0
+	}
+	return rec.BatchSize
 }
 
 func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
