@@ -302,18 +302,19 @@ def resolve_kernels(t, cuda, installed):
     """The trainer's attention, padding-free and Liger choices: `auto` turns on what is
     installed (installed(name) -> bool) and supported on the device. Returns
     (attn_implementation or None for the model's default, padding_free, liger)."""
-    attn = t["attn_implementation"]
+    # A config that skipped validate_config (in-process callers) has the old behaviour.
+    attn = t.get("attn_implementation", "auto")
     if attn == "auto":
         attn = "flash_attention_2" if cuda and installed("flash_attn") else None
     elif attn == "flash_attention_2" and not (cuda and installed("flash_attn")):
         raise ConfigError("train.attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package; "
                           "use auto or sdpa")
-    padding_free = t["padding_free"]
+    padding_free = t.get("padding_free", False)
     if padding_free == "auto":
         # Padding-free batches need attention that reads position_ids; on the CPU the
         # padded path stays (it is what the tests pin down).
-        padding_free = cuda and attn != "eager" and not t["packing"]
-    liger = t["liger"]
+        padding_free = cuda and attn != "eager" and not t.get("packing", False)
+    liger = t.get("liger", False)
     if liger == "auto":
         liger = cuda and installed("liger_kernel")
     elif liger and not (cuda and installed("liger_kernel")):

@@ -351,3 +351,18 @@ func TestPlanDataBasisAndAutoBatch(t *testing.T) {
 		t.Errorf("24GiB: run %+v", small.Run)
 	}
 }
+
+// A run that does not fit points to --auto-fit, and a change that cuts the peak a
+// lot without making it fit is still named, marked as not enough alone.
+func TestPlanPointsToAutoFit(t *testing.T) {
+	cfg := fixture(t, "train:\n  batch_size: 16\n  max_length: 4096\n  gradient_checkpointing: false\n")
+	out, err := planFor(t, &Options{Config: cfg, GPU: -1, GPUMemory: "4GiB", WorstCase: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"does not fit", "turn on gradient checkpointing", "not enough alone", "loractl plan --auto-fit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
