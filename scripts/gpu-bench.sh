@@ -67,6 +67,10 @@ print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.
 try:
     import liger_kernel, importlib.metadata as m; print("liger-kernel", m.version("liger-kernel"))
 except Exception as e: print("liger-kernel does not import:", e)' 2>&1 | tee -a "$log" || true
+# datasets needs these from the machine (too large to carry beside bin/loractl).
+for mod in pyarrow pandas psutil; do
+  "$py" -c "import $mod" 2>/dev/null || say "gpu-bench: $mod does not import: datasets, and with it the trainer, will fail; the estimate table still runs"
+done
 "$bin" gpu 2>&1 | tee -a "$log" || true
 
 model=${TMPDIR:-/tmp}/loractl-bench-llama1b
