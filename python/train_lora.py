@@ -218,6 +218,8 @@ class Setup:
         self.run = run
         self.cfg = cfg
         self.events = run.events
+        # Kernel choices: resolve_device decides them once the device is known.
+        self.attn, self.padding_free, self.liger = None, False, False
 
     def versions(self):
         import accelerate

@@ -289,8 +289,15 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 		if e.LengthsApproximate {
 			approx = ", lengths approximate (no tokenizer)"
 		}
-		fmt.Fprintf(w, "Basis   the longest micro-batch this data forms: %d tokens, padded to %d%s; every row at max_length: %s (--worst-case)\n\n",
-			e.BatchTokens, e.SeqLen, approx, gibs(e.WorstCasePeakBytes))
+		layout := fmt.Sprintf("rows padded to %d", e.SeqLen)
+		switch {
+		case r.Packing:
+			layout = fmt.Sprintf("packed bins of %d", e.SeqLen)
+		case r.PaddingFree:
+			layout = "one padding-free sequence"
+		}
+		fmt.Fprintf(w, "Basis   the longest micro-batch this data forms: %d tokens, %s%s; every row at max_length: %s (--worst-case)\n\n",
+			e.BatchTokens, layout, approx, gibs(e.WorstCasePeakBytes))
 	case rep.DataNote != "":
 		fmt.Fprintf(w, "Basis   max_length: %s\n\n", rep.DataNote)
 	default:
