@@ -15,6 +15,7 @@ import argparse
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -110,9 +111,7 @@ def loractl_cell(args, name, settings, work):
     runs = os.path.join(work, "runs")
     env = dict(os.environ)
     cmd = [args.loractl, "--runs-dir", runs, "train", cfg, "--json", "--force"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.cell_timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-800:]}")
+    proc = run_group(cmd, env, args.cell_timeout)
     result = None
     for line in proc.stdout.splitlines():
         try:
@@ -136,6 +135,28 @@ def loractl_cell(args, name, settings, work):
             "wall_seconds": res.get("wall_seconds")}
 
 
+def run_group(cmd, env, timeout):
+    """Run cmd in its own process group; on timeout the group is stopped (the trainer
+    loractl started with it), so that it cannot hold the GPU into the next cell."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # loractl forwards SIGTERM to its trainer (which also gets it when loractl dies:
+        # the local driver sets Pdeathsig) and waits for it to stop.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        raise RuntimeError(f"timed out after {timeout} s: {' '.join(cmd[:4])} ...") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {(err or out)[-800:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def find_manifest(runs, run_id):
     for root, _, files in os.walk(runs):
         if "manifest.json" in files and (run_id is None or os.path.basename(root) == run_id):
@@ -152,9 +173,7 @@ def trl_cell(args, d_result, work):
            "--epochs", str(args.epochs), "--out", os.path.join(work, "trl.json")]
     if args.cpu:
         cmd += ["--cpu", "--max-steps", str(args.cpu_steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cell_timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-800:]}")
+    run_group(cmd, dict(os.environ), args.cell_timeout)
     with open(os.path.join(work, "trl.json")) as f:
         return json.load(f)
 
