@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 )
 
@@ -151,7 +152,7 @@ func (c *Config) resolveThroughput(t *TrainConfig, errs *Errors) {
 	}
 
 	t.AttnImplementation = orDefault(s.AttnImplementation, "auto")
-	if !contains(attnImplementations, t.AttnImplementation) {
+	if !slices.Contains(attnImplementations, t.AttnImplementation) {
 		bad("train.attn_implementation", "must be auto, sdpa, flash_attention_2 or eager, got %q", t.AttnImplementation)
 	}
 	t.PaddingFree = autoBool(s.PaddingFree, "train.padding_free", bad)
@@ -176,13 +177,4 @@ func autoBool(v any, key string, bad func(key, format string, a ...any)) any {
 	}
 	bad(key, "must be auto, true or false")
 	return "auto"
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
