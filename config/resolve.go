@@ -225,14 +225,14 @@ func (c *Config) resolveTrain(t *TrainConfig, errs *Errors) {
 	} else if t.LearningRate >= 1 {
 		bad("train.learning_rate", "%v is far too large for LoRA (typical: 1e-5 to 5e-4)", t.LearningRate)
 	}
-	t.BatchSize = deref(s.BatchSize, DefaultBatchSize)
-	positive("train.batch_size", t.BatchSize)
+	if s.GradAccum != nil {
+		positive("train.grad_accum", *s.GradAccum)
+	}
+	c.resolveThroughput(t, errs) // batch_size, grad_accum, effective_batch_size, kernels
 	t.EvalBatchSize = deref(s.EvalBatchSize, t.BatchSize)
 	if s.EvalBatchSize != nil { // the default follows batch_size and is reported there
 		positive("train.eval_batch_size", t.EvalBatchSize)
 	}
-	t.GradAccum = deref(s.GradAccum, 1)
-	positive("train.grad_accum", t.GradAccum)
 	t.MaxLength = deref(s.MaxLength, DefaultMaxLength)
 	positive("train.max_length", t.MaxLength)
 	t.Warmup = fl(s.Warmup, 0.03)

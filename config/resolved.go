@@ -80,6 +80,15 @@ type TrainConfig struct {
 	Select string `json:"select"`
 	// EarlyStoppingPatience is how many evaluations without improvement stop training (0: never).
 	EarlyStoppingPatience int `json:"early_stopping_patience"`
+
+	// Throughput (docs/performance.md). With BatchSizeAuto the pre-flight may
+	// replace BatchSize and GradAccum (their product stays EffectiveBatchSize);
+	// here they hold the choice made without a GPU to measure.
+	BatchSizeAuto      bool   `json:"batch_size_auto"`
+	EffectiveBatchSize int    `json:"effective_batch_size"`
+	AttnImplementation string `json:"attn_implementation"`
+	PaddingFree        any    `json:"padding_free"` // "auto", true, false
+	Liger              any    `json:"liger"`        // "auto", true, false
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".

@@ -60,28 +60,34 @@ type QuantSpec struct {
 
 // TrainSpec holds the trainer's hyperparameters.
 type TrainSpec struct {
-	Epochs                *Float `json:"epochs,omitempty"`
-	MaxSteps              *int   `json:"max_steps,omitempty"`
-	LearningRate          *Float `json:"learning_rate,omitempty"`
-	BatchSize             *int   `json:"batch_size,omitempty"`
-	EvalBatchSize         *int   `json:"eval_batch_size,omitempty"`
-	GradAccum             *int   `json:"grad_accum,omitempty"`
-	MaxLength             *int   `json:"max_length,omitempty"`
-	Warmup                *Float `json:"warmup,omitempty"`
-	Scheduler             string `json:"scheduler,omitempty"`
-	Seed                  *int   `json:"seed,omitempty"`
-	GradientCheckpointing *bool  `json:"gradient_checkpointing,omitempty"`
-	Packing               *bool  `json:"packing,omitempty"`
-	AssistantOnlyLoss     any    `json:"assistant_only_loss,omitempty"` // "auto", true, false
-	LoggingSteps          *int   `json:"logging_steps,omitempty"`
-	EvalSteps             *int   `json:"eval_steps,omitempty"`
-	SaveSteps             *int   `json:"save_steps,omitempty"`
-	SaveTotalLimit        *int   `json:"save_total_limit,omitempty"`
-	Precision             string `json:"precision,omitempty"`
-	WeightDecay           *Float `json:"weight_decay,omitempty"`
-	MaxGradNorm           *Float `json:"max_grad_norm,omitempty"`
-	Optim                 string `json:"optim,omitempty"`
-	LossType              string `json:"loss_type,omitempty"`
+	Epochs                *Float     `json:"epochs,omitempty"`
+	MaxSteps              *int       `json:"max_steps,omitempty"`
+	LearningRate          *Float     `json:"learning_rate,omitempty"`
+	BatchSize             *BatchSize `json:"batch_size,omitempty"` // a count or "auto"
+	EvalBatchSize         *int       `json:"eval_batch_size,omitempty"`
+	GradAccum             *int       `json:"grad_accum,omitempty"`
+	MaxLength             *int       `json:"max_length,omitempty"`
+	Warmup                *Float     `json:"warmup,omitempty"`
+	Scheduler             string     `json:"scheduler,omitempty"`
+	Seed                  *int       `json:"seed,omitempty"`
+	GradientCheckpointing *bool      `json:"gradient_checkpointing,omitempty"`
+	Packing               *bool      `json:"packing,omitempty"`
+	AssistantOnlyLoss     any        `json:"assistant_only_loss,omitempty"` // "auto", true, false
+	LoggingSteps          *int       `json:"logging_steps,omitempty"`
+	EvalSteps             *int       `json:"eval_steps,omitempty"`
+	SaveSteps             *int       `json:"save_steps,omitempty"`
+	SaveTotalLimit        *int       `json:"save_total_limit,omitempty"`
+	Precision             string     `json:"precision,omitempty"`
+	WeightDecay           *Float     `json:"weight_decay,omitempty"`
+	MaxGradNorm           *Float     `json:"max_grad_norm,omitempty"`
+	Optim                 string     `json:"optim,omitempty"`
+	LossType              string     `json:"loss_type,omitempty"`
+
+	// Throughput (docs/performance.md).
+	EffectiveBatchSize *int   `json:"effective_batch_size,omitempty"`
+	AttnImplementation string `json:"attn_implementation,omitempty"`
+	PaddingFree        any    `json:"padding_free,omitempty"` // "auto", true, false
+	Liger              any    `json:"liger,omitempty"`        // "auto", true, false
 	// ReportTo names the experiment trackers that also get the metrics.
 	ReportTo []string `json:"report_to,omitempty"`
 	// Select picks the checkpoint that becomes adapter/: last or best.

@@ -76,6 +76,9 @@ type TokenStats struct {
 	MaxLength int    `json:"max_length"`
 	// PerExample is before truncation.
 	PerExample Percentiles `json:"per_example"`
+	// Longest are the token counts of the longest examples, longest first, before
+	// truncation (at most LongestKept): the memory estimate's longest micro-batch.
+	Longest []int `json:"longest,omitempty"`
 	// PerEpoch and AssistantPerEpoch are after truncation to MaxLength: what one epoch
 	// feeds the model and how many of those tokens carry loss.
 	PerEpoch          int64         `json:"per_epoch"`

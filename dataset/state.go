@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"cmp"
 	"slices"
 	"unicode/utf8"
 )
@@ -237,6 +238,20 @@ func (t *tokenAcc) add(total, kept, maxLength int) {
 	}
 	t.perEpoch += int64(total)
 	t.assistant += int64(kept)
+}
+
+// LongestKept is how many of the longest examples' lengths a report keeps.
+const LongestKept = 512
+
+// longest returns the k largest counts, largest first.
+func (t *tokenAcc) longest(k int) []int {
+	s := slices.Clone(t.perExample)
+	slices.SortFunc(s, func(a, b uint32) int { return cmp.Compare(b, a) })
+	out := make([]int, 0, min(k, len(s)))
+	for _, v := range s[:min(k, len(s))] {
+		out = append(out, int(v))
+	}
+	return out
 }
 
 func (t *tokenAcc) percentiles() Percentiles {

@@ -280,6 +280,7 @@ func (c *checker) stats(fs *fileState) Stats {
 		t.Note = fmt.Sprintf("estimated without a tokenizer: max(words × %.2f, bytes ÷ %d) per message + %d per turn; pass --tokenizer DIR for exact counts", estTokensPerWord, estBytesPerToken, estTemplatePerTurn)
 	}
 	t.PerExample = acc.percentiles()
+	t.Longest = acc.longest(LongestKept)
 	t.PerEpoch = acc.perEpoch
 	t.AssistantPerEpoch = acc.assistant
 	t.Total = int64(math.Round(float64(acc.perEpoch) * c.opts.Epochs))

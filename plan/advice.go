@@ -56,8 +56,16 @@ type Advice struct {
 	Changes   []Change `json:"changes"`
 	PeakBytes uint64   `json:"peak_bytes"`
 	Verdict   Verdict  `json:"verdict"`
-	run       Run
+	// Partial marks a change that does not change the verdict by itself but cuts the
+	// peak by at least PartialCut: a step towards a fit that others complete.
+	Partial bool `json:"partial,omitempty"`
+	run     Run
 }
+
+// PartialCut is the share of the peak a change must save to be advised when it does
+// not make the run fit by itself (checkpointing alone taking 158 GiB to 27 GiB on a
+// 24 GiB GPU is worth saying).
+const PartialCut = 0.10
 
 // option is one kind of change: it proposes variants of a run, gentlest first.
 type option struct {
@@ -145,7 +153,8 @@ func estimateAdvice(a *Advice, available uint64) error {
 // Advise lists, for each kind of change, the gentlest variant that makes the run fit
 // or, when none does, the gentlest that at least improves its verdict (does not fit
 // → tight), each with its new estimate. A change that leaves the verdict as it is is
-// not advice, and a max_length cut is only proposed when it makes the run fit.
+// only advice when it cuts the peak by PartialCut or more (marked Partial: combine it
+// with others, as --auto-fit does), and a max_length cut only when it makes the run fit.
 func Advise(r Run, available uint64) ([]Advice, error) {
 	base, err := r.Estimate()
 	if err != nil {
@@ -169,7 +178,19 @@ func Advise(r Run, available uint64) ([]Advice, error) {
 			}
 		}
 		if chosen < 0 || !better(vs[chosen].Verdict, was) {
-			continue // no help: the verdict stays (e.g. a smaller eval batch when training peaks)
+			// The verdict stays; a large enough cut is still worth saying.
+			best := -1
+			for i := range vs {
+				if best < 0 || vs[i].PeakBytes < vs[best].PeakBytes {
+					best = i
+				}
+			}
+			if o.mustFit || best < 0 || float64(vs[best].PeakBytes) > (1-PartialCut)*float64(base.PeakBytes) {
+				continue // no help (e.g. a smaller eval batch when training peaks)
+			}
+			vs[best].Partial = true
+			out = append(out, vs[best])
+			continue
 		}
 		out = append(out, vs[chosen])
 	}

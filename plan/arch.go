@@ -195,7 +195,8 @@ func ResolveArch(nameOrPath, revision string) (*Arch, error) {
 		return a, nil
 	}
 	return nil, fmt.Errorf("%w %q: no local config.json, nothing in the Hugging Face cache, and not in the built-in table "+
-		"(Llama 3.x, Qwen 2.5/3, Mistral, Gemma 2/3, Phi-3); point model.name_or_path at a directory holding its config.json",
+		"(Llama 3.x, Qwen 2.5/3, Mistral 7B v0.1/v0.3, Gemma 2/3, Phi-3); set the config's model: to a local directory holding its config.json, "+
+		"or download the model first (huggingface-cli download %[2]s config.json) so that it is in the Hugging Face cache",
 		ErrUnknownModel, nameOrPath)
 }
 

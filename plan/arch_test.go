@@ -114,6 +114,7 @@ func TestResolveArchSources(t *testing.T) {
 		{"local dir", local, 16, filepath.Join(local, "config.json")},
 		{"hf cache", "acme/tiny-llama", 3, filepath.Join(snap, "config.json")},
 		{"built-in", "Qwen/Qwen2.5-0.5B-Instruct", 24, "built-in table (qwen2.5-0.5b)"},
+		{"marker before the version", "mistralai/Mistral-7B-Instruct-v0.3", 32, "built-in table (mistral-7b-v0.3)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,8 +128,9 @@ func TestResolveArchSources(t *testing.T) {
 		})
 	}
 	_, err := ResolveArch("acme/never-heard-of-it", "")
-	if err == nil || !strings.Contains(err.Error(), "config.json") {
-		t.Errorf("unknown model: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "config.json") || !strings.Contains(err.Error(), "model:") ||
+		strings.Contains(err.Error(), "name_or_path") {
+		t.Errorf("unknown model: %v (the hint must name the config key model:)", err)
 	}
 }
 

@@ -36,6 +36,19 @@ type Run struct {
 	Packing bool
 	// Eval is set when the run evaluates (it always does with an eval set).
 	Eval bool
+	// Data holds the token lengths the data check counted; with it (and without
+	// WorstCase) the estimate is for the longest micro-batch this data can form.
+	Data *Lengths
+	// WorstCase estimates every row at max_length even when Data is known.
+	WorstCase bool
+	// PaddingFree flattens each micro-batch into one sequence without padding
+	// (TRL's padding_free): the batch holds only its rows' own tokens.
+	PaddingFree bool
+	// FlashAttention is flash_attention_2: variable-length attention, no mask.
+	FlashAttention bool
+	// Liger is liger-kernel's RMSNorm and SwiGLU kernels (and, for a loss over full
+	// logits, its fused linear cross-entropy).
+	Liger bool
 }
 
 // LoRA is the adapter's shape.
@@ -54,10 +67,42 @@ type Term struct {
 	Detail string `json:"detail"`
 }
 
+// Lengths are the token lengths of a run's examples under the chat template,
+// before truncation, as the data check counted them.
+type Lengths struct {
+	// Train and Eval hold the longest examples of each set, longest first (at most
+	// LongestKept of them: enough for any micro-batch the search considers).
+	Train, Eval []int
+	// TrainCount and EvalCount are the number of examples of each set.
+	TrainCount, EvalCount int
+	// Approximate: counted without the model's tokenizer (estimated from bytes).
+	Approximate bool
+}
+
+// Basis values: what the estimate's micro-batch is made of.
+const (
+	// BasisData is the longest micro-batch the data can form.
+	BasisData = "data"
+	// BasisMaxLength is every row max_length long (the bound for any data).
+	BasisMaxLength = "max_length"
+)
+
 // Estimate is the predicted peak GPU memory of a run, as NVML would report it for the
 // trainer's process, with the terms that make it up at the moment of the peak.
 type Estimate struct {
+	// Basis is BasisData or BasisMaxLength; PeakBytes is for that basis.
+	Basis     string `json:"basis"`
 	PeakBytes uint64 `json:"peak_bytes"`
+	// WorstCasePeakBytes is the peak with every row max_length long (the same as
+	// PeakBytes on that basis).
+	WorstCasePeakBytes uint64 `json:"worst_case_peak_bytes"`
+	// BatchTokens and SeqLen describe the micro-batch estimated: tokens in it and the
+	// length its rows are padded to (one flattened sequence when padding-free).
+	BatchTokens int64 `json:"batch_tokens"`
+	SeqLen      int   `json:"seq_len"`
+	// LengthsApproximate: the data basis rests on token counts estimated without
+	// the model's tokenizer.
+	LengthsApproximate bool `json:"lengths_approximate,omitempty"`
 	// Phase is where the peak falls: "train" or "eval".
 	Phase string `json:"phase"`
 	// AllocatedBytes is the part PyTorch allocates at the peak (what
@@ -92,11 +137,16 @@ func (e *Estimate) Breakdown() map[string]uint64 {
 const (
 	mib = 1 << 20
 	// cudaContext is the CUDA context, loaded kernels and library handles of a
-	// PyTorch process, outside the caching allocator (calibrated).
-	cudaContext = 600 * mib
+	// PyTorch process, outside the caching allocator (calibrated: NVML less torch's
+	// reserved memory was 758 MiB in every setting measured on an H200 with torch
+	// 2.11 and CUDA 13).
+	cudaContext = 758 * mib
 	// allocatorSlack is the caching allocator's reserved-over-allocated overhead as
 	// a fraction of what PyTorch allocates (calibrated).
 	allocatorSlack = 0.05
+	// allocatorSlackGC is the same with gradient checkpointing: recomputing a layer
+	// inside the backward pass fragments the cache more (measured 4.7-10.4%).
+	allocatorSlackGC = 0.10
 	// fusedTokens and fusedVocab are the tile of TRL's chunked log-prob kernel
 	// (TOKEN_CHUNK_SIZE × _CHUNKED_LOGPROB_CHUNK_SIZE in trl/kernels).
 	fusedTokens = 4096
@@ -339,18 +389,21 @@ func (r *Run) baseWeightBytes() (uint64, string) {
 
 // layerTokenBytes is what autograd saves per token in one decoder layer, without the
 // per-layer attention mask (see docs/memory.md, "Activations", for each line).
-func (r *Run) layerTokenBytes(b int, adapted []Linear) int64 {
+func (r *Run) layerTokenBytes(bt batch, adapted []Linear) int64 {
 	a := r.Arch
 	wb := r.wordBytes()
 	h, i := int64(a.Hidden), int64(a.Intermediate)
 	q, kv := int64(a.Heads*a.HeadDim), int64(a.KVHeads*a.HeadDim)
 	n := int64(a.NormsPerLayer) * 4 * h // RMSNorm keeps its fp32 input
+	if r.Liger {
+		n = int64(a.NormsPerLayer) * wb * h // Liger's RMSNorm keeps its 16-bit input
+	}
 	if a.QKNorm {
 		n += 4 * (q + kv)
 	}
 	// Keys and values reach attention repeated to every head when SDPA gets a mask
 	// (transformers only uses SDPA's GQA without one) and always in eager attention.
-	repeat := a.EagerAttention || r.hasMask(b)
+	repeat := a.EagerAttention || bt.mask
 	kvSaved := kv
 	if repeat {
 		kvSaved = q
@@ -364,7 +417,11 @@ func (r *Run) layerTokenBytes(b int, adapted []Linear) int64 {
 			n += wb * (q + kv)
 		}
 	}
-	n += 3 * wb * i // gated MLP: activation input and output, up projection
+	if r.Liger {
+		n += 2 * wb * i // Liger's SwiGLU keeps gate and up, recomputing the activation
+	} else {
+		n += 3 * wb * i // gated MLP: activation input and output, up projection
+	}
 	// LoRA: lora_A keeps its input, lora_B keeps lora_A's output. On a 16-bit base
 	// every adapted projection gets its own autocast copy of the input; when the
 	// adapter's dtype matches the compute dtype, projections reading the same
@@ -388,25 +445,100 @@ func (r *Run) layerTokenBytes(b int, adapted []Linear) int64 {
 	return n
 }
 
-// hasMask reports whether attention gets an explicit mask: padded batches of more
-// than one sequence (packing runs padding-free).
-func (r *Run) hasMask(b int) bool { return b > 1 && !r.Packing }
+// batch is the micro-batch an estimate is for, as attention sees it.
+type batch struct {
+	b    int   // sequences (1 when padding-free flattens the rows into one)
+	s    int   // the length they are padded to
+	n    int64 // tokens
+	mask bool  // attention gets an explicit mask
+}
+
+// LongestKept is how many of the longest examples the data check keeps for the
+// estimate: a micro-batch of more rows counts the rest at the shortest kept length,
+// an upper bound.
+const LongestKept = 512
+
+// batchFor is the micro-batch of rows sequences the estimate is for. On the
+// max_length basis (and with packing, whose bins are max_length long) every row is
+// max_length tokens. On the data basis it is the longest batch the sampler can
+// build: HF Trainer's sampler (group_by_length off) shuffles the rows and cuts
+// batches in order, so any rows can meet, and the worst batch holds the `rows`
+// longest examples (truncated to max_length), padded to the longest of them, or,
+// padding-free, their lengths added up.
+func (r *Run) batchFor(rows int, lengths []int, examples int, basis string) batch {
+	L := r.MaxLength
+	lens := make([]int, 0, rows)
+	if basis == BasisData && !r.Packing && len(lengths) > 0 {
+		count := rows
+		if examples > 0 {
+			count = min(rows, examples) // a set smaller than the batch makes one short batch
+		}
+		for i := 0; i < count; i++ {
+			l := lengths[min(i, len(lengths)-1)]
+			lens = append(lens, max(1, min(l, L)))
+		}
+	} else {
+		for i := 0; i < rows; i++ {
+			lens = append(lens, L)
+		}
+	}
+	if r.PaddingFree || r.Packing {
+		var n int64
+		for _, l := range lens {
+			n += int64(l)
+		}
+		if r.Packing {
+			// Packed bins are max_length long and attend within themselves.
+			return batch{b: rows, s: L, n: int64(rows) * int64(L)}
+		}
+		// One flattened sequence; SDPA and eager attention get a block-diagonal
+		// mask over it, flash attention's variable-length kernel none.
+		return batch{b: 1, s: int(n), n: n, mask: len(lens) > 1 && !r.FlashAttention}
+	}
+	s := lens[0]
+	return batch{b: len(lens), s: s, n: int64(len(lens)) * int64(s), mask: len(lens) > 1 && !r.FlashAttention}
+}
 
 // layerSeqBytes is the part of a layer's saved activations that grows with s²: the
 // float attention bias SDPA makes from a boolean mask, or eager attention's
 // probabilities.
-func (r *Run) layerSeqBytes(b, s int) int64 {
+func (r *Run) layerSeqBytes(bt batch) int64 {
 	a := r.Arch
 	wb := r.wordBytes()
-	bs2 := int64(b) * int64(s) * int64(s)
+	bs2 := int64(bt.b) * int64(bt.s) * int64(bt.s)
 	if a.EagerAttention {
 		// tanh soft-capped scores, fp32 softmax output, its 16-bit copy, per head.
 		return bs2 * int64(a.Heads) * (wb + 4 + wb)
 	}
-	if r.hasMask(b) {
+	if bt.mask {
 		return bs2 * wb
 	}
 	return 0
+}
+
+// slackFraction is the allocator's overhead for this run.
+func (r *Run) slackFraction() float64 {
+	if r.GradientCheckpointing {
+		return allocatorSlackGC
+	}
+	return allocatorSlack
+}
+
+// recomputeCastBytes is what a checkpointed layer's recomputation adds on a 16-bit
+// base with fp32 adapters: PEFT casts each adapted projection's input to the
+// adapter's dtype, and in the recomputed forward those fp32 copies stay alive through
+// the layer's backward (calibrated on the H200 table: 152 MiB measured against 160
+// MiB for Qwen2.5-0.5B all-linear at 4×1024, 87 against 64 for Llama-3.2-1B q,v at
+// 2×2048, none on a 4-bit base whose adapters are 16-bit).
+func (r *Run) recomputeCastBytes(n int64, adapted []Linear) int64 {
+	if r.adapterBytes() == r.wordBytes() {
+		return 0
+	}
+	var in int64
+	for _, l := range adapted {
+		in += int64(l.In)
+	}
+	return n * in * r.adapterBytes()
 }
 
 // backwardWorkBytes is the working memory of one decoder layer's backward pass on top
@@ -435,7 +567,7 @@ func (r *Run) lossBytes(n int64, training bool) (int64, string) {
 	a := r.Arch
 	wb := r.wordBytes()
 	h, v := int64(a.Hidden), int64(a.Vocab)
-	if r.LossType == "full_logits" {
+	if r.LossType == "full_logits" && !r.Liger {
 		// The backward of the cross-entropy holds the saved fp32 log-softmax, the
 		// gradient coming in and the one going out: 12 bytes per logit, above the
 		// forward's 16-bit logits, fp32 copy and log-softmax (10 at 16-bit).
@@ -451,18 +583,46 @@ func (r *Run) lossBytes(n int64, training bool) (int64, string) {
 		}
 		return n * v * per, fmt.Sprintf("full logits: %s tokens × %s vocab × %d bytes", human(n), human(v), per)
 	}
-	tile := min(n, fusedTokens) * fusedVocab * wb
-	if !training {
-		return tile + n*h*wb, "one logits tile of TRL's fused head"
+	tile := min(n, fusedTokens) * min(v, fusedVocab) * wb
+	name := "TRL's fused head"
+	if r.LossType == "full_logits" {
+		name = "Liger's fused linear cross-entropy"
 	}
-	return tile + n*(2*h*wb+4*h+8), "TRL's fused head: one logits tile, no full logits"
+	if !training {
+		return tile + n*h*wb, "one logits tile of " + name
+	}
+	return tile + n*(2*h*wb+4*h+8), name + ": one logits tile, no full logits"
 }
 
-// Estimate computes the peak of the run.
+// Estimate computes the peak of the run: for the longest micro-batch its data can
+// form when Data is known (and WorstCase is not set), else with every row max_length
+// long. WorstCasePeakBytes is always the latter.
 func (r Run) Estimate() (*Estimate, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
+	worst, err := r.estimateOn(BasisMaxLength)
+	if err != nil {
+		return nil, err
+	}
+	worst.WorstCasePeakBytes = worst.PeakBytes
+	if r.Data == nil || r.WorstCase || len(r.Data.Train) == 0 {
+		return worst, nil
+	}
+	e, err := r.estimateOn(BasisData)
+	if err != nil {
+		return nil, err
+	}
+	e.WorstCasePeakBytes = worst.PeakBytes
+	e.LengthsApproximate = r.Data.Approximate
+	if r.Data.Approximate {
+		e.Notes = append(e.Notes, "token lengths are approximate: counted without the model's tokenizer (a local model directory gives exact counts)")
+	}
+	return e, nil
+}
+
+// estimateOn computes the peak for one basis.
+func (r Run) estimateOn(basis string) (*Estimate, error) {
 	a := r.Arch
 	adapted, err := a.Adapted(r.LoRA.Targets)
 	if err != nil {
@@ -470,11 +630,20 @@ func (r Run) Estimate() (*Estimate, error) {
 	}
 	trainable, _ := r.TrainableParams()
 	linear, other := a.Params()
-	e := &Estimate{TotalParams: linear + other, TrainableParams: trainable}
+	e := &Estimate{Basis: basis, TotalParams: linear + other, TrainableParams: trainable}
 	wb := r.wordBytes()
 	h, L := int64(a.Hidden), int64(a.Layers)
-	b, s := r.BatchSize, r.MaxLength
-	n := int64(b) * int64(s)
+	var trainLens, evalLens []int
+	var trainCount, evalCount int
+	if r.Data != nil {
+		trainLens, evalLens, trainCount, evalCount = r.Data.Train, r.Data.Eval, r.Data.TrainCount, r.Data.EvalCount
+		if len(evalLens) == 0 { // an eval split is cut from the training file
+			evalLens = trainLens
+		}
+	}
+	bt := r.batchFor(r.BatchSize, trainLens, trainCount, basis)
+	n := bt.n
+	e.BatchTokens, e.SeqLen = n, bt.s
 
 	base, baseDetail := r.baseWeightBytes()
 	ab := r.adapterBytes()
@@ -493,10 +662,14 @@ func (r Run) Estimate() (*Estimate, error) {
 	optBytes := uint64(float64(trainable) * optPer)
 
 	// Saved activations.
-	layer := n*r.layerTokenBytes(b, adapted) + r.layerSeqBytes(b, s)
-	fixed := n*4*h + 2*n*int64(a.HeadDim)*wb // final norm's fp32 input, rotary cos/sin
-	if r.hasMask(b) {
-		fixed += int64(b) * int64(s) * int64(s) // the boolean mask itself
+	layer := n*r.layerTokenBytes(bt, adapted) + r.layerSeqBytes(bt)
+	normIn := 4 * h // the final norm's fp32 input
+	if r.Liger {
+		normIn = wb * h
+	}
+	fixed := n*normIn + 2*n*int64(a.HeadDim)*wb // final norm's input, rotary cos/sin
+	if bt.mask {
+		fixed += int64(bt.b) * int64(bt.s) * int64(bt.s) // the boolean mask itself
 	}
 	ckpt := L * n * h * wb // each checkpointed layer keeps its input
 	e.ActivationBytesNoGC = uint64(L*layer + fixed)
@@ -510,6 +683,7 @@ func (r Run) Estimate() (*Estimate, error) {
 		// The loss runs with only the checkpoints alive; a layer's backward adds
 		// its recomputed activations and working memory.
 		atLoss = ckpt + fixed + loss
+		work += r.recomputeCastBytes(n, adapted)
 		atBackward = ckpt + fixed + layer + work
 		actDetail = fmt.Sprintf("checkpointed: %d layer inputs of %s", L, humanBytes(n*h*wb))
 	} else {
@@ -531,7 +705,8 @@ func (r Run) Estimate() (*Estimate, error) {
 		}
 	}
 	torch := base + loraBytes + gradBytes + optBytes + uint64(acts+lossTerm+workTerm)
-	slack := uint64(float64(torch) * allocatorSlack)
+	slackFrac := r.slackFraction()
+	slack := uint64(float64(torch) * slackFrac)
 	e.TrainPeakBytes = torch + slack + cudaContext
 	e.Terms = []Term{
 		{"base_weights", base, baseDetail},
@@ -541,7 +716,7 @@ func (r Run) Estimate() (*Estimate, error) {
 		{"activations", uint64(acts), actDetail},
 		{"logits_and_loss", uint64(lossTerm), lossDetail},
 		{"backward_working", uint64(workTerm), "gradients of one layer's activations"},
-		{"allocator_slack", slack, fmt.Sprintf("%.0f%% of what PyTorch allocates", allocatorSlack*100)},
+		{"allocator_slack", slack, fmt.Sprintf("%.0f%% of what PyTorch allocates", slackFrac*100)},
 		{"cuda_context", cudaContext, "CUDA context, kernels, library handles"},
 	}
 	e.PeakBytes, e.Phase, e.AllocatedBytes = e.TrainPeakBytes, "train", torch
@@ -549,18 +724,19 @@ func (r Run) Estimate() (*Estimate, error) {
 	if r.Eval {
 		eb := r.EvalBatchSize
 		if eb <= 0 {
-			eb = b
+			eb = r.BatchSize
 		}
-		ne := int64(eb) * int64(s)
+		ebt := r.batchFor(eb, evalLens, evalCount, basis)
+		ne := ebt.n
 		evalLoss, _ := r.lossBytes(ne, false)
 		i := int64(a.Intermediate)
 		// No graph is kept: one layer's intermediates, the residual stream and, in
 		// eager attention, one layer's probabilities.
 		evalWork := ne*(3*i*wb+6*h*wb+8*h) + evalLoss
 		if a.EagerAttention {
-			evalWork += r.layerSeqBytes(eb, s)
-		} else if r.hasMask(eb) {
-			evalWork += int64(eb) * int64(s) * int64(s) * (1 + wb)
+			evalWork += r.layerSeqBytes(ebt)
+		} else if ebt.mask {
+			evalWork += int64(ebt.b) * int64(ebt.s) * int64(ebt.s) * (1 + wb)
 		}
 		torchEval := base + loraBytes + optBytes + uint64(evalWork)
 		slackEval := uint64(float64(torchEval) * allocatorSlack)

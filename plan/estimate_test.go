@@ -51,9 +51,12 @@ func TestPublishedFigures(t *testing.T) {
 		{"Llama 3.1 8B QLoRA, torchtune bs 2x2048 packed", run(t, "Llama-3.1-8B", func(r *Run) {
 			r.LoRA, r.BatchSize, r.Packing, r.Quantization, r.DoubleQuant = LoRA{R: 8, Targets: allLinear}, 2, true, "4bit", true
 		}), 7.4, false, 0.15},
+		// torchtune's bf16 adapters need none of the fp32 input copies PEFT's fp32
+		// adapters keep in a recomputed layer (recomputeCastBytes), which the
+		// estimate counts, as it must for loractl's trainer: hence the wider margin.
 		{"Llama 3.2 3B LoRA, torchtune bs 2x4096 packed, offload", run(t, "Llama-3.2-3B", func(r *Run) {
 			r.LoRA, r.BatchSize, r.MaxLength, r.Packing = LoRA{R: 8, Targets: allLinear}, 2, 4096, true
-		}), 8.5, false, 0.15},
+		}), 8.5, false, 0.20},
 		{"Llama 3.2 3B QLoRA, torchtune bs 2x4096 packed, offload", run(t, "Llama-3.2-3B", func(r *Run) {
 			r.LoRA, r.BatchSize, r.MaxLength, r.Packing, r.Quantization, r.DoubleQuant = LoRA{R: 8, Targets: allLinear}, 2, 4096, true, "4bit", true
 		}), 4.6, false, 0.15},
@@ -185,7 +188,7 @@ func TestLayerActivationsMatchSavedTensors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := Run{Arch: arch, LoRA: LoRA{R: 16, Targets: tt.targets}, BatchSize: tt.batch, MaxLength: 256}
 			adapted, _ := arch.Adapted(tt.targets)
-			got := float64(r.layerTokenBytes(tt.batch, adapted))
+			got := float64(r.layerTokenBytes(r.batchFor(tt.batch, nil, 0, BasisMaxLength), adapted))
 			if math.Abs(got/tt.measured-1) > 0.01 {
 				t.Errorf("estimate %.0f bytes/token/layer, measured %.0f", got, tt.measured)
 			}

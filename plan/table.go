@@ -70,6 +70,17 @@ func builtin(name string) *Arch {
 	}
 	a, ok := builtinArchs[key]
 	if !ok {
+		// A marker before the version (Mistral-7B-Instruct-v0.3): drop it there.
+		for _, s := range builtinSuffixes {
+			if i := strings.Index(key, s+"-"); i > 0 {
+				if a, ok = builtinArchs[key[:i]+key[i+len(s):]]; ok {
+					key = key[:i] + key[i+len(s):]
+					break
+				}
+			}
+		}
+	}
+	if !ok {
 		return nil
 	}
 	a.familyTraits()

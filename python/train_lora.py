@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_lora_support import (  # noqa: E402
     CHECKPOINT_PREFIX, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, STOP,
     ConfigError, Events, Interrupted, TrainerError, choose_resume, file_sha256, install_signal_handlers,
-    load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
+    apply_micro_batch, load_config, mark_complete, resolve_kernels, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
     weight0_turns,
 )
 from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
@@ -141,6 +141,7 @@ class Run:
 
     def execute(self):
         cfg, unknown = load_config(self.args.config)
+        apply_micro_batch(cfg, os.environ)
         self.config_sha256 = file_sha256(self.args.config)
         # Regexes, schema files and python scorers are checked before the model loads.
         self.metrics = task_metrics.build_metrics(cfg["eval"]["metrics"])
@@ -169,6 +170,8 @@ class Run:
             train_examples=setup.train_examples, eval_examples=setup.eval_examples,
             assistant_only_loss=setup.assistant_only_loss, resume_from=self.resume_path or "",
             resume_step=self.resume_step, pid=os.getpid(),
+            batch_size=setup.cfg["train"]["batch_size"], grad_accum=setup.cfg["train"]["grad_accum"],
+            attn_implementation=setup.attn or "default", padding_free=setup.padding_free, liger=setup.liger,
         )
         if setup.has_eval and self.resume_path is None:
             cb.phase = "before"
@@ -308,6 +311,8 @@ class Setup:
         self.run = run
         self.cfg = with_defaults(cfg)
         self.events = run.events
+        # Kernel choices: resolve_device decides them once the device is known.
+        self.attn, self.padding_free, self.liger = None, False, False
 
     def versions(self):
         import accelerate
@@ -339,8 +344,12 @@ class Setup:
         self.precision = precision
         self.device_name = f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}" if self.cuda else "cpu"
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        import importlib.util
+
+        def installed(name):
+            return importlib.util.find_spec(name) is not None
+        self.attn, self.padding_free, self.liger = resolve_kernels(t, self.cuda, installed)
         if q["mode"] != "none":
-            import importlib.util
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise TrainerError("quantization needs the bitsandbytes package, which is not installed",
                                    hint="install the GPU extras: LORACTL_GPU_EXTRAS=1 scripts/setup-python.sh")
@@ -404,6 +413,8 @@ class Setup:
         common = {"revision": m["revision"] or None, "trust_remote_code": m["trust_remote_code"]}
         tokenizer = AutoTokenizer.from_pretrained(m["name_or_path"], **common)
         kwargs = dict(common, dtype=self.dtype)
+        if self.attn:
+            kwargs["attn_implementation"] = self.attn
         if q["mode"] != "none":
             compute = torch.bfloat16 if self.precision == "bf16" else torch.float16
             kwargs["quantization_config"] = (
@@ -497,6 +508,10 @@ class Setup:
                                    hint="run loractl data check --tokenizer on the data, which reports "
                                         "chat_template_error per line") from e
             ids = enc["input_ids"]
+            if self.padding_free and not packing:
+                # TRL refuses padding-free batches with max_length set (it would not
+                # truncate them): the rows are truncated here instead, keeping the start.
+                ids = ids[:max_length]
             if not aol:
                 if packing and not ids:  # nothing at all to train on
                     lost += 1
@@ -510,7 +525,9 @@ class Setup:
                         hint="give every example an assistant turn (loractl data check reports those without one), "
                              "or set train.assistant_only_loss to false")
                 mask = unweight_mask(list(enc["assistant_masks"]), row["messages"], row["weights"], row["where"])
-                if packing and 1 not in mask[:max_length]:  # TRL truncates to max_length, keeping the start
+                if self.padding_free and not packing:
+                    mask = mask[:max_length]
+                if (packing or self.padding_free) and 1 not in mask[:max_length]:  # truncation keeps the start
                     lost += 1
                     continue
                 item = {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
@@ -599,7 +616,9 @@ class Setup:
             max_grad_norm=t["max_grad_norm"], optim=t["optim"],
             seed=t["seed"], data_seed=t["seed"], full_determinism=not self.cuda,
             activation_checkpointing=t["gradient_checkpointing"], gradient_checkpointing=t["gradient_checkpointing"],
-            max_length=t["max_length"], packing=t["packing"], assistant_only_loss=self.assistant_only_loss,
+            max_length=None if self.padding_free and not t["packing"] else t["max_length"],
+            packing=t["packing"], padding_free=self.padding_free and not t["packing"],
+            use_liger_kernel=self.liger, assistant_only_loss=self.assistant_only_loss,
             loss_type="nll" if t["loss_type"] == "chunked_nll" else t["loss_type"],
             logging_strategy="steps", logging_steps=t["logging_steps"], logging_first_step=True,
             eval_strategy=eval_strategy, eval_steps=t["eval_steps"] or None,

@@ -185,13 +185,27 @@ _SCHEMA = {
         # Checkpoint selection (docs/trainer-contract.md); optional, see _OPTIONAL.
         "select": (str, lambda v: v in ("last", "best"), "last or best"),
         "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)"),
+        # Throughput (docs/performance.md); optional, see _OPTIONAL.
+        "batch_size_auto": (bool, None, ""),
+        "effective_batch_size": (int, lambda v: v >= 1, ">= 1"),
+        "attn_implementation": (str, lambda v: v in ATTN_IMPLEMENTATIONS, "auto, sdpa, flash_attention_2 or eager"),
+        "padding_free": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
+        "liger": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
     },
 }
+
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 
 # Keys a resolved.json written before they existed may lack: section -> key -> default
 # (a callable of the section for one that follows other keys).
 _OPTIONAL = {
     "train": {
+        "batch_size_auto": False,
+        "effective_batch_size": lambda t: t.get("batch_size", 1) * t.get("grad_accum", 1) if isinstance(
+            t.get("batch_size"), int) and isinstance(t.get("grad_accum"), int) else 1,
+        "attn_implementation": "auto",
+        "padding_free": False,
+        "liger": False,
         "select": "last",
         "early_stopping_patience": 0,
         # Left out of resolved.json when empty, so configs that track nothing keep their run ids.
@@ -217,6 +231,10 @@ def with_defaults(cfg):
     from task_metrics import validate_eval
     cfg["eval"] = validate_eval(cfg.get("eval"))
     return cfg
+
+
+# The micro-batch the GPU pre-flight chose for train.batch_size auto (docs/performance.md).
+MICRO_BATCH_ENV = "LORACTL_MICRO_BATCH"
 
 
 def _is_kind(value, kind):
@@ -286,11 +304,60 @@ def _cross_checks(cfg):
     data = cfg["data"]
     if data["eval"] and data["eval_split"] > 0:
         errors.append("data.eval and data.eval_split: set only one (an eval file, or a split of train)")
+    t = cfg["train"]
+    if t["batch_size"] * t["grad_accum"] != t["effective_batch_size"]:
+        errors.append(f"train.effective_batch_size: {t['effective_batch_size']} is not train.batch_size "
+                      f"{t['batch_size']} × train.grad_accum {t['grad_accum']}")
     for key in ("train", "eval"):
         path = data[key]
         if path and not os.path.isfile(path):
             errors.append(f"data.{key}: {path}: no such file")
     return errors
+
+
+def apply_micro_batch(cfg, env):
+    """With train.batch_size auto, the pre-flight passes the micro-batch it chose in
+    LORACTL_MICRO_BATCH; grad_accum follows so that the effective batch (and with it the
+    optimisation) is the config's. Returns the micro-batch used, or None when the config's
+    stands. Refuses a value that is not a divisor of the effective batch."""
+    t = cfg["train"]
+    value = env.get(MICRO_BATCH_ENV, "")
+    if not value or not t["batch_size_auto"]:
+        return None
+    try:
+        micro = int(value)
+    except ValueError:
+        micro = 0
+    effective = t["effective_batch_size"]
+    if micro < 1 or effective % micro:
+        raise ConfigError(f"{MICRO_BATCH_ENV}={value!r}: want a divisor of train.effective_batch_size {effective}")
+    t["batch_size"], t["grad_accum"] = micro, effective // micro
+    return micro
+
+
+def resolve_kernels(t, cuda, installed):
+    """The trainer's attention, padding-free and Liger choices: `auto` turns on what is
+    installed (installed(name) -> bool) and supported on the device. Returns
+    (attn_implementation or None for the model's default, padding_free, liger)."""
+    # A config that skipped validate_config (in-process callers) has the old behaviour.
+    attn = t.get("attn_implementation", "auto")
+    if attn == "auto":
+        attn = "flash_attention_2" if cuda and installed("flash_attn") else None
+    elif attn == "flash_attention_2" and not (cuda and installed("flash_attn")):
+        raise ConfigError("train.attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package; "
+                          "use auto or sdpa")
+    padding_free = t.get("padding_free", False)
+    if padding_free == "auto":
+        # Padding-free batches need attention that reads position_ids; on the CPU the
+        # padded path stays (it is what the tests pin down).
+        padding_free = cuda and attn != "eager" and not t.get("packing", False)
+    liger = t.get("liger", False)
+    if liger == "auto":
+        liger = cuda and installed("liger_kernel")
+    elif liger and not (cuda and installed("liger_kernel")):
+        raise ConfigError("train.liger true needs a CUDA GPU and the liger-kernel package "
+                          "(python/requirements-gpu.txt); use auto or false")
+    return attn, bool(padding_free), bool(liger)
 
 
 def load_config(path):

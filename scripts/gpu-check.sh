@@ -43,7 +43,8 @@ if [ "${1:-}" = --fetch-wheels ]; then
   mkdir -p "$wheels"
   "$py" -m pip download --no-deps -d "$wheels" "trl==1.16.0"
   if [ "${FETCH_BNB:-0}" = 1 ]; then "$py" -m pip download --no-deps -d "$wheels" "bitsandbytes==0.50.2"; fi
-  ls -l "$wheels"
+  # and what scripts/gpu-bench.sh installs (datasets, liger-kernel, ...): 3 MB more.
+  WHEELS="$wheels" PYTHON="$py" scripts/gpu-bench.sh --fetch-wheels
   exit 0
 fi
 

@@ -3,6 +3,7 @@
 package plan
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/plan"
 )
 
@@ -30,6 +32,10 @@ type Options struct {
 	// GPU is the device to judge against, or -1 for the config's or the most free.
 	GPU     int
 	AutoFit bool
+	// WorstCase estimates every row at max_length instead of the data's lengths.
+	WorstCase bool
+	// python is the trainer's interpreter spec from the config, for the token count.
+	python string
 	// Manager builds the GPU manager (NVML in the binary, fakes in tests).
 	Manager func() gpu.Manager
 }
@@ -45,6 +51,11 @@ config, or a resolved.json), as a breakdown: base weights, LoRA parameters with 
 gradients and optimizer states, activations, logits and loss, the backward pass's
 working memory, allocator slack and the CUDA context. The model's shape comes from its
 config.json (a local directory or the Hugging Face cache) or a built-in table.
+
+The estimate is for the longest micro-batch the data can form (token lengths from the
+data check, with the model's tokenizer when the model is a local directory, else
+approximate); --worst-case takes every row at max_length. With train.batch_size auto the
+micro-batch is the largest that fits in 90% of the memory judged against.
 
 The estimate is compared with the free memory of the GPU the run would use (or with
 --gpu-memory) and judged fits, tight (within 10%) or does not fit, followed by the
@@ -64,6 +75,7 @@ gentlest first, and prints the adjusted resolved config with --json.`,
 	cmd.Flags().StringVar(&opts.GPUMemory, "gpu-memory", "", "judge the fit against this much memory (24GiB, 80GB) instead of a GPU's free memory")
 	cmd.Flags().IntVar(&opts.GPU, "gpu", preflight.AnyGPU, "judge the fit on this GPU index (default: the config's gpu, else the one with most free memory)")
 	cmd.Flags().BoolVar(&opts.AutoFit, "auto-fit", false, "apply the changes that make the run fit and show the adjusted config")
+	cmd.Flags().BoolVar(&opts.WorstCase, "worst-case", false, "estimate every row at max_length (the bound for any data) instead of the longest batch this data forms")
 	return cmd
 }
 
@@ -79,6 +91,18 @@ type report struct {
 	Verdict         plan.Verdict         `json:"verdict,omitempty"`
 	Advice          []plan.Advice        `json:"advice,omitempty"`
 	AutoFit         *autoFitJSON         `json:"auto_fit,omitempty"`
+	Run             runJSON              `json:"run"`
+	// DataNote says why the estimate is on the max_length basis when data was asked for.
+	DataNote string `json:"data_note,omitempty"`
+}
+
+// runJSON is the batch the estimate is for.
+type runJSON struct {
+	BatchSize          int    `json:"batch_size"`
+	GradAccum          int    `json:"grad_accum"`
+	EffectiveBatchSize int    `json:"effective_batch_size"`
+	BatchSizeAuto      bool   `json:"batch_size_auto"`
+	BatchChoice        string `json:"batch_choice,omitempty"`
 }
 
 type estimateJSON struct {
@@ -117,6 +141,7 @@ func (o *Options) load() (*config.Resolved, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	o.python = cfg.Spec.Python
 	return &cfg.Resolved, cfg.GPU, nil
 }
 
@@ -129,13 +154,34 @@ func planRun(o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
+	rep := &report{Model: run.Model}
+	if o.WorstCase {
+		run.WorstCase = true
+	} else {
+		py, _, _ := pyenv.Find(o.python) // no interpreter: approximate lengths
+		if run.Data, err = DataLengths(context.Background(), resolved, py); err != nil {
+			rep.DataNote = fmt.Sprintf("no data lengths (%v): every row taken at max_length", err)
+		}
+	}
+	if err := o.available(rep, cfgGPU); err != nil {
+		return err
+	}
+	run, choice, err := ChooseBatch(run, resolved.Train, rep.AvailableBytes, config.Processes)
+	if err != nil {
+		choice = err.Error()
+	}
+	rep.Run = runJSON{BatchSize: run.BatchSize, GradAccum: run.GradAccum, EffectiveBatchSize: resolved.Train.EffectiveBatchSize,
+		BatchSizeAuto: resolved.Train.BatchSizeAuto, BatchChoice: choice}
 	est, err := run.Estimate()
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
-	rep := &report{Model: run.Model, Arch: run.Arch, Estimate: wrap(est)}
-	if err := o.available(rep, cfgGPU); err != nil {
-		return err
+	rep.Arch, rep.Estimate = run.Arch, wrap(est)
+	if resolved.Train.BatchSizeAuto {
+		// The adjusted config auto-fit prints carries the choice.
+		adj := *resolved
+		adj.Train.BatchSize, adj.Train.GradAccum = run.BatchSize, run.GradAccum
+		resolved = &adj
 	}
 	if rep.AvailableBytes > 0 {
 		rep.Verdict = plan.Judge(est.PeakBytes, rep.AvailableBytes)
@@ -232,7 +278,31 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 	if quant == "" || quant == "none" {
 		quant = "16-bit"
 	}
-	fmt.Fprintf(w, "Run     micro-batch %d × %d tokens, gradient checkpointing %s, base %s\n\n", r.BatchSize, r.MaxLength, gc, quant)
+	fmt.Fprintf(w, "Run     micro-batch %d × grad_accum %d (effective batch %d), max_length %d, gradient checkpointing %s, base %s\n",
+		r.BatchSize, r.GradAccum, rep.Run.EffectiveBatchSize, r.MaxLength, gc, quant)
+	if rep.Run.BatchChoice != "" {
+		fmt.Fprintf(w, "        batch_size %s\n", rep.Run.BatchChoice)
+	}
+	switch {
+	case e.Basis == plan.BasisData:
+		approx := ""
+		if e.LengthsApproximate {
+			approx = ", lengths approximate (no tokenizer)"
+		}
+		layout := fmt.Sprintf("rows padded to %d", e.SeqLen)
+		switch {
+		case r.Packing:
+			layout = fmt.Sprintf("packed bins of %d", e.SeqLen)
+		case r.PaddingFree:
+			layout = "one padding-free sequence"
+		}
+		fmt.Fprintf(w, "Basis   the longest micro-batch this data forms: %d tokens, %s%s; every row at max_length: %s (--worst-case)\n\n",
+			e.BatchTokens, layout, approx, gibs(e.WorstCasePeakBytes))
+	case rep.DataNote != "":
+		fmt.Fprintf(w, "Basis   max_length: %s\n\n", rep.DataNote)
+	default:
+		fmt.Fprintf(w, "Basis   every row at max_length\n\n")
+	}
 	printEstimate(w, "Estimated peak GPU memory", e.Estimate)
 	if rep.AvailableBytes == 0 {
 		fmt.Fprintf(w, "\nFit: %s.\n", rep.AvailableSource)
@@ -242,10 +312,17 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 	if len(rep.Advice) > 0 {
 		fmt.Fprintf(w, "\nWhat would make it fit:\n")
 		for _, a := range rep.Advice {
-			fmt.Fprintf(w, "  - %s: %s (%s)\n", a.Summary, gibs(a.PeakBytes), a.Verdict)
+			still := ""
+			if a.Partial {
+				still = ", not enough alone"
+			}
+			fmt.Fprintf(w, "  - %s: %s (%s%s)\n", a.Summary, gibs(a.PeakBytes), a.Verdict, still)
 		}
 	} else if rep.Verdict != plan.Fits {
 		fmt.Fprintf(w, "\nNo single change the estimator knows improves this verdict.\n")
+	}
+	if rep.Verdict != plan.Fits && rep.AutoFit == nil {
+		fmt.Fprintf(w, "\n`loractl plan --auto-fit` combines these changes, gentlest first, and prints the adjusted config (with --json).\n")
 	}
 	if af := rep.AutoFit; af != nil {
 		fmt.Fprintf(w, "\nAuto-fit:\n")

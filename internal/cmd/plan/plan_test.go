@@ -134,7 +134,7 @@ func TestPlanVerdicts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := tt.opts
-			o.Config, o.JSON = cfg, true
+			o.Config, o.JSON, o.WorstCase = cfg, true, true
 			ios, _, out, _ := iostreams.Test()
 			o.Factory = &cmdutil.Factory{IO: ios}
 			if o.Manager == nil {
@@ -161,7 +161,7 @@ func TestPlanVerdicts(t *testing.T) {
 
 func TestPlanAutoFit(t *testing.T) {
 	cfg := fixture(t, "train:\n  batch_size: 8\n  max_length: 2048\n  gradient_checkpointing: false\n")
-	out, err := planFor(t, &Options{Config: cfg, GPU: -1, JSON: true, GPUMemory: "16GiB", AutoFit: true})
+	out, err := planFor(t, &Options{Config: cfg, GPU: -1, JSON: true, GPUMemory: "16GiB", AutoFit: true, WorstCase: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestPlanAutoFit(t *testing.T) {
 	if !p.AutoFit.Resolved.Train.GradientCheckpointing {
 		t.Errorf("adjusted resolved config: %+v", p.AutoFit.Resolved)
 	}
-	human, err := planFor(t, &Options{Config: cfg, GPU: -1, GPUMemory: "16GiB", AutoFit: true})
+	human, err := planFor(t, &Options{Config: cfg, GPU: -1, GPUMemory: "16GiB", AutoFit: true, WorstCase: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,5 +296,73 @@ func TestPlanSaysWhyAMIGGPUIsUnusable(t *testing.T) {
 	}
 	if !strings.Contains(out, "MIG enabled but no MIG instance") {
 		t.Errorf("output does not say why the GPU is unusable:\n%s", out)
+	}
+}
+
+// The data basis: the fixture's one short row is far below max_length, so the
+// estimate is smaller than the worst case, and says its lengths are approximate
+// without a tokenizer. With batch_size auto the micro-batch follows --gpu-memory and
+// the effective batch stays.
+func TestPlanDataBasisAndAutoBatch(t *testing.T) {
+	type basisJSON struct {
+		Estimate struct {
+			Basis       string `json:"basis"`
+			Peak        uint64 `json:"peak_bytes"`
+			Worst       uint64 `json:"worst_case_peak_bytes"`
+			Approximate bool   `json:"lengths_approximate"`
+		} `json:"estimate"`
+		Run struct {
+			BatchSize int `json:"batch_size"`
+			GradAccum int `json:"grad_accum"`
+		} `json:"run"`
+	}
+	get := func(t *testing.T, yaml string, o Options) basisJSON {
+		t.Helper()
+		o.Config, o.GPU, o.JSON = fixture(t, yaml), -1, true
+		out, err := planFor(t, &o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p basisJSON
+		must(t, json.Unmarshal([]byte(out), &p))
+		return p
+	}
+	data := get(t, "train:\n  batch_size: 8\n  max_length: 2048\n", Options{GPUMemory: "80GiB"})
+	if data.Estimate.Basis != "data" || !data.Estimate.Approximate || data.Estimate.Peak >= data.Estimate.Worst {
+		t.Errorf("data basis: %+v", data.Estimate)
+	}
+	worst := get(t, "train:\n  batch_size: 8\n  max_length: 2048\n", Options{GPUMemory: "80GiB", WorstCase: true})
+	if worst.Estimate.Basis != "max_length" || worst.Estimate.Peak != data.Estimate.Worst {
+		t.Errorf("worst case: %+v (data basis said %d)", worst.Estimate, data.Estimate.Worst)
+	}
+	auto := "train:\n  batch_size: auto\n  effective_batch_size: 32\n  max_length: 2048\n  gradient_checkpointing: false\n"
+	for _, tt := range []struct {
+		mem       string
+		wantBatch int
+	}{{"1TiB", 32}, {"", 8}} {
+		p := get(t, auto, Options{GPUMemory: tt.mem, WorstCase: true})
+		if p.Run.BatchSize != tt.wantBatch || p.Run.BatchSize*p.Run.GradAccum != 32 {
+			t.Errorf("--gpu-memory %q: run %+v, want micro-batch %d", tt.mem, p.Run, tt.wantBatch)
+		}
+	}
+	// A smaller card takes fewer rows per micro-batch, with more accumulation.
+	small := get(t, auto, Options{GPUMemory: "24GiB", WorstCase: true})
+	if small.Run.BatchSize >= 32 || small.Run.BatchSize*small.Run.GradAccum != 32 {
+		t.Errorf("24GiB: run %+v", small.Run)
+	}
+}
+
+// A run that does not fit points to --auto-fit, and a change that cuts the peak a
+// lot without making it fit is still named, marked as not enough alone.
+func TestPlanPointsToAutoFit(t *testing.T) {
+	cfg := fixture(t, "train:\n  batch_size: 16\n  max_length: 4096\n  gradient_checkpointing: false\n")
+	out, err := planFor(t, &Options{Config: cfg, GPU: -1, GPUMemory: "4GiB", WorstCase: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"does not fit", "turn on gradient checkpointing", "not enough alone", "loractl plan --auto-fit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

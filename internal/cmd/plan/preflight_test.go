@@ -13,6 +13,7 @@ import (
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/gpu/preflight"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/plan"
 )
 
 func resolvedFor(t *testing.T, yaml string) *config.Resolved {
@@ -57,8 +58,8 @@ func TestPreflight(t *testing.T) {
 				t.Errorf("decision %+v", d)
 			}
 			var nf *preflight.NoFitError
-			if tt.wantCode == cmdutil.ExitNoFit && (!errors.As(err, &nf) || nf.Need != est.PeakBytes) {
-				t.Errorf("refusal %v does not carry the estimate", err)
+			if tt.wantCode == cmdutil.ExitNoFit && (!errors.As(err, &nf) || nf.Need != plan.Need(est) || nf.Need <= est.PeakBytes) {
+				t.Errorf("refusal %v does not carry the estimate plus the margin", err)
 			}
 		})
 	}

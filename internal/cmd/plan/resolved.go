@@ -23,7 +23,7 @@ func RunFromResolved(r *config.Resolved) (plan.Run, error) {
 		targets = []string{config.AllLinear}
 	}
 	t := r.Train
-	return plan.Run{
+	run := plan.Run{
 		Model:                 r.Model.NameOrPath,
 		Arch:                  arch,
 		LoRA:                  plan.LoRA{R: r.LoRA.R, Targets: targets, Dropout: r.LoRA.Dropout, DoRA: r.LoRA.UseDoRA},
@@ -39,7 +39,9 @@ func RunFromResolved(r *config.Resolved) (plan.Run, error) {
 		Optimizer:             t.Optim,
 		Packing:               t.Packing,
 		Eval:                  r.Data.Eval != "" || r.Data.EvalSplit > 0,
-	}, nil
+	}
+	applyKernels(&run, t)
+	return run, nil
 }
 
 // ApplyChanges writes advice or auto-fit changes into a resolved config.
@@ -107,6 +109,9 @@ func readResolvedJSON(path string, data []byte) (*config.Resolved, error) {
 	}
 	if r.Version != config.ResolvedVersion {
 		return nil, fmt.Errorf("%s: resolved.json version %d, this loractl reads version %d", path, r.Version, config.ResolvedVersion)
+	}
+	if r.Train.EffectiveBatchSize == 0 { // written before the key existed
+		r.Train.EffectiveBatchSize = r.Train.BatchSize * max(r.Train.GradAccum, 1)
 	}
 	switch v := r.LoRA.TargetModules.(type) {
 	case string:

@@ -16,6 +16,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
 )
 
@@ -51,17 +52,17 @@ func runsHere(driverName string) bool {
 // estimator cannot make is a warning, never a refusal.
 func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
 	log := o.Factory.Log
-	est, why := plancmd.TrainEstimate(&cfg.Resolved)
+	index := cfg.GPU
+	if o.GPU >= 0 {
+		index = o.GPU
+	}
+	if index < 0 {
+		index = preflight.AnyGPU
+	}
+	est, why := o.trainEstimate(cfg, lo, index)
 	if why != nil {
 		est = nil
 		log.Warn().Str("reason", why.Error()).Msg("no memory estimate: the GPU fit is not checked before launch")
-	}
-	if est != nil {
-		var err error
-		if lo.Estimate, err = json.Marshal(est); err != nil {
-			return err
-		}
-		o.estimate = est
 	}
 	if !runsHere(cfg.DriverName) {
 		ev := log.Info().Str("driver", cfg.DriverName)
@@ -73,13 +74,6 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 			log.Warn().Str("driver", cfg.DriverName).Msg("--gpu, --wait-gpu and gpu: pick a GPU of this machine; they are ignored for a driver that runs the trainer elsewhere")
 		}
 		return nil
-	}
-	index := cfg.GPU
-	if o.GPU >= 0 {
-		index = o.GPU
-	}
-	if index < 0 {
-		index = preflight.AnyGPU
 	}
 	dec, err := plancmd.Preflight(ctx, est, o.GPUManager(), preflight.Options{
 		GPU: index, Force: o.Force, Wait: o.WaitGPU, Poll: o.WaitPoll,
@@ -125,6 +119,93 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		o.baseUsed = dec.Total - dec.Free
 	}
 	return nil
+}
+
+// estimateRecord is the manifest's estimate: the estimate with the batch it is for.
+type estimateRecord struct {
+	*plan.Estimate
+	BatchSize   int    `json:"batch_size"`
+	GradAccum   int    `json:"grad_accum"`
+	BatchChoice string `json:"batch_choice,omitempty"`
+}
+
+// trainEstimate estimates the run on the data basis (the data check's lengths, when
+// it ran) and, for train.batch_size auto, picks the micro-batch: against the free
+// memory of the GPU the run will get when the trainer runs here, else the resolved
+// config's. The choice reaches the trainer as LORACTL_MICRO_BATCH and is printed and
+// recorded in the manifest with the estimate.
+func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, index int) (*plan.Estimate, error) {
+	var lengths *plan.Lengths
+	if len(lo.DataCheck) > 0 {
+		var rec struct {
+			Stats *dataset.Stats `json:"stats"`
+		}
+		if json.Unmarshal(lo.DataCheck, &rec) == nil {
+			lengths = plancmd.LengthsFromStats(rec.Stats)
+		}
+	}
+	run, err := plancmd.TrainRun(&cfg.Resolved, lengths)
+	if err != nil {
+		return nil, err
+	}
+	t := cfg.Resolved.Train
+	choice := ""
+	if t.BatchSizeAuto {
+		if b := o.resumedBatch(); b > 0 {
+			// A resumed run keeps the micro-batch its checkpoints were trained with.
+			run.BatchSize, run.GradAccum = b, t.EffectiveBatchSize/b
+			choice = fmt.Sprintf("auto, kept from the run being resumed: micro-batch %d × grad_accum %d", b, run.GradAccum)
+		} else {
+			var free uint64
+			if runsHere(cfg.DriverName) {
+				free = plancmd.FreeMemory(o.GPUManager(), index)
+			}
+			run, choice, err = plancmd.ChooseBatch(run, t, free, config.Processes)
+			if err != nil {
+				// Nothing fits: the smallest micro-batch goes on to the pre-flight,
+				// which refuses it (exit 3) unless --force.
+				choice = err.Error()
+			}
+		}
+		if lo.Env == nil {
+			lo.Env = map[string]string{}
+		}
+		lo.Env["LORACTL_MICRO_BATCH"] = fmt.Sprint(run.BatchSize)
+		o.Factory.Log.Info().Int("batch_size", run.BatchSize).Int("grad_accum", run.GradAccum).
+			Int("effective_batch_size", t.EffectiveBatchSize).Msg("train.batch_size " + choice)
+	}
+	est, err := run.Estimate()
+	if err != nil {
+		return nil, err
+	}
+	if lo.Estimate, err = json.Marshal(estimateRecord{est, run.BatchSize, run.GradAccum, choice}); err != nil {
+		return nil, err
+	}
+	o.estimate = est
+	return est, nil
+}
+
+// resumedBatch is the micro-batch recorded in the manifest of the run being resumed,
+// or 0 (a fresh run, or a manifest without one).
+func (o *Options) resumedBatch() int {
+	if o.Resume == "" {
+		return 0
+	}
+	store, err := o.Factory.Store()
+	if err != nil {
+		return 0
+	}
+	m, err := store.Manifest(o.Resume)
+	if err != nil || len(m.Estimate) == 0 {
+		return 0
+	}
+	var rec struct {
+		BatchSize int `json:"batch_size"`
+	}
+	if json.Unmarshal(m.Estimate, &rec) != nil {
+		return 0
+	}
+	return rec.BatchSize
 }
 
 func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {

@@ -64,6 +64,11 @@ func NewCmdTrain(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 driver, show live progress and checkpoints, and finish with the eval loss before
 and after training: an adapter that does not beat the base model is not adopted.
 
+Before launching, the GPU pre-flight estimates the peak memory of the longest
+micro-batch the data forms and refuses (exit 3) when it plus 5% does not fit the
+GPU's free memory. With train.batch_size: auto it picks the largest micro-batch
+that fits in 90% of it, keeping the effective batch (docs/performance.md).
+
 Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 --resume RUN. The same config and data always map to the same run id.`,
 		Example: `  loractl train my.yaml
