@@ -3,6 +3,7 @@
 # python/requirements.txt, and prints its interpreter path on the last line of stdout.
 #   scripts/setup-python.sh            # CPU/CUDA torch, the pinned stack
 #   LORACTL_GPU_EXTRAS=1 scripts/...   # also bitsandbytes (QLoRA)
+#   LORACTL_EXPORT_EXTRAS=1 scripts/... # also gguf (loractl export --format gguf)
 # The cache root is $LORACTL_CACHE (default ~/.cache/loractl). loractl finds the venv by the
 # same rule (see `loractl doctor`).
 set -euo pipefail
@@ -23,5 +24,8 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.loractl-complete" ]; then
 fi
 if [ "${LORACTL_GPU_EXTRAS:-0}" = 1 ]; then
   "$venv/bin/pip" install --disable-pip-version-check -q -r "$here/python/requirements-gpu.txt" >&2
+fi
+if [ "${LORACTL_EXPORT_EXTRAS:-0}" = 1 ]; then
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-export.txt" >&2
 fi
 echo "$venv/bin/python"

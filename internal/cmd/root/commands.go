@@ -5,6 +5,7 @@ import (
 
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	"github.com/loractl/loractl/internal/cmd/doctor"
+	exportcmd "github.com/loractl/loractl/internal/cmd/export"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
 	"github.com/loractl/loractl/internal/cmd/logs"
@@ -28,6 +29,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return exportcmd.NewCmdExport(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
