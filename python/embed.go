@@ -37,9 +37,10 @@ func RequirementsHash() string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
-// TrainerFiles are the scripts a run needs beside it: the trainer and the module it
-// imports. The controller copies them into every run dir.
-var TrainerFiles = []string{"train_lora.py", "train_lora_support.py"}
+// TrainerFiles are the scripts a run needs beside it: the trainer and the modules it
+// imports (generation.py also serves chat and the evaluation script). The controller
+// copies them into every run dir.
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "generation.py"}
 
 // TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
 // the manifest so a run names the exact trainer code it ran.

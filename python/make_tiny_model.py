@@ -3,7 +3,7 @@
 
     python make_tiny_model.py OUT_DIR [--data FILE ...] [--arch llama] [--hidden 32]
         [--layers 2] [--heads 4] [--kv-heads 2] [--intermediate 64] [--seed 0]
-        [--no-generation-markers] [--tool-template] [--tokenizer word|bpe] [--bpe-vocab 512]
+        [--no-generation-markers] [--tool-template] [--chatml] [--tokenizer word|bpe] [--bpe-vocab 512]
 
 The result loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT_DIR) and
 needs no network. It lets the trainer, the quickstart and the tests run real PEFT/TRL
@@ -28,6 +28,10 @@ GGUF's "gpt2" vocabulary type and llama.cpp read; the word-level one has no GGUF
 the row's `tools` (their function names) in a system block first, an assistant turn's
 `tool_calls` (function name and arguments, an object as JSON) inside its generation block,
 and its `reasoning_content`; tool results are `<|tool|>` turns like any other.
+
+--chatml writes a ChatML-style template (`<|im_start|>role` ... `<|im_end|>`) while eos stays
+`<|end|>`: a tokenizer whose end-of-turn token is not its eos, as in many real models
+(Llama 3's <|eot_id|>, Qwen's <|im_end|>), so generation that stops only at eos is caught.
 """
 
 import argparse
@@ -94,6 +98,21 @@ TEMPLATE_WITH_TOOLS = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
 )
+# ChatML: the assistant turn ends with <|im_end|>, which is not the eos token (<|end|>).
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
+CHATML_WORDS = ["system", "user", "assistant", "tool"]
+TEMPLATE_CHATML = (
+    "{%- for message in messages -%}"
+    "<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] }}<|im_end|>{% endgeneration %}"
+    "{%- else -%}"
+    "{{ message['content'] }}<|im_end|>"
+    "{%- endif -%}"
+    "{{ '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ '\\n' }}{%- endif -%}"
+)
 TOOL_KEYS = ("name", "tool_calls", "tool_call_id", "reasoning_content", "thinking")
 
 
@@ -116,10 +135,14 @@ def parse_args(argv):
                    help="chat template without {% generation %} markers")
     p.add_argument("--tool-template", action="store_true",
                    help="chat template that renders tools, tool_calls and reasoning_content (with markers)")
+    p.add_argument("--chatml", action="store_true",
+                   help="ChatML template whose end-of-turn token <|im_end|> is not the eos token (with markers)")
     p.add_argument("--tokenizer", choices=["word", "bpe"], default="word",
                    help="word-level (default) or byte-level BPE (for GGUF export tests)")
     p.add_argument("--bpe-vocab", type=int, default=512, help="BPE vocabulary size (bytes and specials included)")
     args = p.parse_args(argv)
+    if args.chatml and (args.tool_template or args.no_generation_markers):
+        p.error("--chatml is its own template: not with --tool-template or --no-generation-markers")
     if args.tool_template and args.no_generation_markers:
         p.error("--tool-template has generation markers: not with --no-generation-markers")
     for name in ("hidden", "layers", "heads", "kv_heads", "intermediate", "max_position"):
@@ -161,23 +184,24 @@ def json_texts(value):
         yield from json_texts(item)
 
 
-def build_tokenizer(paths, extra_words=()):
+def build_tokenizer(paths, extra_words=(), extra_specials=()):
     """A WordLevel tokenizer over the sorted words of the given files."""
     splitter = pre_tokenizers.Whitespace()
     words = set(BASE_WORDS) | set(extra_words)
     for path in paths:
         for text in read_texts(path):
             words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
-    words -= set(SPECIALS)
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(words))}
+    specials = SPECIALS + list(extra_specials)
+    words -= set(specials)
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     # Special tokens are matched before pre-tokenization, so "<|end|>" stays one token.
-    tok.add_special_tokens(SPECIALS)
+    tok.add_special_tokens(specials)
     return tok, vocab
 
 
-def build_bpe_tokenizer(paths, vocab_size, extra_words=()):
+def build_bpe_tokenizer(paths, vocab_size, extra_words=(), extra_specials=()):
     """A byte-level BPE tokenizer trained on the texts of the given files. The texts go to
     the trainer in file order, so the same inputs always give the same merges."""
     texts = list(BASE_WORDS) + list(extra_words)
@@ -186,10 +210,11 @@ def build_bpe_tokenizer(paths, vocab_size, extra_words=()):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=max(vocab_size, 256 + len(SPECIALS)), special_tokens=SPECIALS,
+    specials = SPECIALS + list(extra_specials)
+    trainer = trainers.BpeTrainer(vocab_size=max(vocab_size, 256 + len(specials)), special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_special_tokens(SPECIALS)
+    tok.add_special_tokens(specials)
     return tok, tok.get_vocab()
 
 
@@ -264,9 +289,10 @@ def write_json(path, obj):
 
 def build(args):
     os.makedirs(args.out_dir, exist_ok=True)
-    extra = TOOL_WORDS if args.tool_template else ()
-    tok, vocab = (build_bpe_tokenizer(args.data, args.bpe_vocab, extra) if args.tokenizer == "bpe"
-                  else build_tokenizer(args.data, extra))
+    extra = TOOL_WORDS if args.tool_template else CHATML_WORDS if args.chatml else ()
+    extra_specials = [CHATML_START, CHATML_END] if args.chatml else ()
+    tok, vocab = (build_bpe_tokenizer(args.data, args.bpe_vocab, extra, extra_specials) if args.tokenizer == "bpe"
+                  else build_tokenizer(args.data, extra, extra_specials))
     tok.save(os.path.join(args.out_dir, "tokenizer.json"))
     write_json(os.path.join(args.out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -275,7 +301,7 @@ def build(args):
         "eos_token": END,
         "model_max_length": args.max_position,
     })
-    template = (TEMPLATE_WITH_TOOLS if args.tool_template else
+    template = (TEMPLATE_CHATML if args.chatml else TEMPLATE_WITH_TOOLS if args.tool_template else
                 TEMPLATE_WITHOUT_MARKERS if args.no_generation_markers else TEMPLATE_WITH_MARKERS)
     with open(os.path.join(args.out_dir, "chat_template.jinja"), "w", encoding="utf-8") as f:
         f.write(template)
