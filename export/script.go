@@ -121,13 +121,13 @@ func lastLines(b []byte, n int) string {
 			continue
 		}
 		all = append(all, line)
-		if rest, ok := strings.CutPrefix(line, "export: "); ok {
+		if rest, ok := cutOwn(line); ok {
 			own = append(own, rest)
 		}
 	}
 	// The helper's own last word when it ended with one; else (a traceback) the tail.
 	pick := all
-	if len(own) > 0 && len(all) > 0 && strings.HasPrefix(all[len(all)-1], "export: ") {
+	if len(own) > 0 && len(all) > 0 && isOwn(all[len(all)-1]) {
 		pick = own[len(own)-1:]
 	}
 	if len(pick) > n {
@@ -156,3 +156,17 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// The helpers prefix their own messages with their name.
+var ownPrefixes = []string{"export: ", "chat: "}
+
+func cutOwn(line string) (string, bool) {
+	for _, p := range ownPrefixes {
+		if rest, ok := strings.CutPrefix(line, p); ok {
+			return rest, true
+		}
+	}
+	return "", false
+}
+
+func isOwn(line string) bool { _, ok := cutOwn(line); return ok }

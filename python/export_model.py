@@ -150,33 +150,10 @@ def check_template_parity(base_tok, shipped_tok, cfg, rows):
 # ---------------------------------------------------------------- stop tokens
 
 def stop_token_ids(tokenizer):
-    """The ids that end an assistant turn: the eos id(s) and the token the chat template puts
-    right after assistant content (found by rendering a probe turn)."""
-    try:
-        from generation import stop_token_ids as shared
-        return list(shared(tokenizer))
-    except ImportError:
-        pass
-    out = []
-    eos = tokenizer.eos_token_id
-    for i in (eos if isinstance(eos, list) else [eos]):
-        if i is not None and i not in out:
-            out.append(i)
-    marker = "loractl-probe-reply"
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
-                                              {"role": "assistant", "content": marker}], tokenize=False)
-    except Exception:
-        return out
-    after = text[text.rfind(marker) + len(marker):]
-    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
-    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    for i in ids:
-        if i in special:
-            if i not in out:
-                out.append(i)
-            break
-    return out
+    """The ids that end an assistant turn: eos and the template's end-of-turn token(s), found
+    the way generation (loractl chat, task evaluation) finds them."""
+    from generation import stop_token_ids as shared
+    return list(shared(tokenizer))
 
 
 # ---------------------------------------------------------------- files

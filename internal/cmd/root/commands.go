@@ -3,6 +3,7 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	chatcmd "github.com/loractl/loractl/internal/cmd/chat"
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	exportcmd "github.com/loractl/loractl/internal/cmd/export"
@@ -29,6 +30,7 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return train.NewCmdTrain(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return chatcmd.NewCmdChat(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return exportcmd.NewCmdExport(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
