@@ -225,7 +225,11 @@ func (c *cardData) serving() string {
 	r, name := c.Result, c.servedName()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Serving %s\n\n", name)
-	ids, _ := json.Marshal(r.StopIDs)
+	idStrs := make([]string, len(r.StopIDs))
+	for i, id := range r.StopIDs {
+		idStrs[i] = fmt.Sprint(id)
+	}
+	ids := "[" + strings.Join(idStrs, ", ") + "]"
 	model := name
 	switch r.Mode {
 	case "adapter":
