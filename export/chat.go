@@ -14,6 +14,9 @@ import (
 	"github.com/loractl/loractl/run"
 )
 
+// ErrInterrupted is returned when the chat was left with Ctrl-C.
+var ErrInterrupted = errors.New("interrupted")
+
 // ChatOptions configure `loractl chat`.
 type ChatOptions struct {
 	RunDir   string
@@ -99,6 +102,8 @@ func Chat(ctx context.Context, o ChatOptions) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ee) && ee.ExitCode() == 130:
+		return ErrInterrupted
 	case errors.As(err, &ee) && ee.ExitCode() == 2:
 		return fmt.Errorf("%w: %s", ErrInvalid, lastLines(tail.buf, 6))
 	default:

@@ -22,7 +22,7 @@ import sys
 
 from train_lora_support import ConfigError, load_config
 
-EXIT_FAILED, EXIT_INVALID = 1, 2
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
 
 HELP = """commands:
   /base          answer with the base model (adapter off), same conversation
@@ -139,7 +139,14 @@ def repl(session, stdin, out):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return chat(parse_args(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return EXIT_INTERRUPTED
+
+
+def chat(args):
     try:
         cfg, _ = load_config(args.resolved)
     except ConfigError as e:
@@ -154,10 +161,7 @@ def main(argv=None):
     gen = Generator(model, tokenizer, max_new_tokens=args.max_new_tokens, batch_size=1)
     session = Session(gen, args.system_prompt, adapter=not args.base)
     if args.prompt is None:
-        try:
-            repl(session, sys.stdin, sys.stdout)
-        except KeyboardInterrupt:
-            sys.stdout.write("\n")
+        repl(session, sys.stdin, sys.stdout)
         return 0
     if args.json:
         r = session.reply(args.prompt)

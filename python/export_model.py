@@ -143,6 +143,10 @@ def check_template_parity(base_tok, shipped_tok, cfg, rows):
             prompt = ids_of(shipped_tok.apply_chat_template(row["messages"][:last], tokenize=True, return_dict=True,
                                                             add_generation_prompt=True, tools=row["tools"]))
             prefix_ok = trained[:len(prompt)] == prompt
+            if not prefix_ok:
+                log(f"warning: {row['where']}: the template's generation prompt is not how the trained sequence "
+                    "of this conversation begins (a template that renders past turns differently, e.g. "
+                    "dropping their reasoning): served replies follow a prompt the model saw only in that form")
         results.append({"where": row["where"], "tokens": len(trained), "generation_prompt_prefix": prefix_ok})
     return results
 
@@ -208,13 +212,27 @@ def base_dtype(base_path, cfg):
 
 
 def probe_logits(model, id_lists):
+    """The logits of each probe, kept in the model's dtype (the dtype they are computed in:
+    a float32 copy would add nothing but memory)."""
     import torch
     out = []
     with torch.inference_mode():
         for ids in id_lists:
             x = torch.tensor([ids[:MAX_PROBE_TOKENS]], device=model.device)
-            out.append(model(input_ids=x).logits[0].float().cpu())
+            out.append(model(input_ids=x).logits[0].cpu())
     return out
+
+
+def release_memory():
+    """Collect, then hand freed heap memory back to the OS. Weight tensors of a few MB come
+    from glibc's heap, which keeps what is freed: without the trim the base model's memory
+    would still count while the saved model is loaded back, nearly doubling the peak."""
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def merge(cfg, adapter_dir, out, id_lists, tolerance):
@@ -234,18 +252,19 @@ def merge(cfg, adapter_dir, out, id_lists, tolerance):
     model.eval()
     # Before the merge: merge_and_unload() changes the base weights in place.
     reference = probe_logits(model, id_lists)
+    release_memory()  # the forward pass's activations, before the merge allocates its own
     merged = model.merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     merge_s = time.monotonic() - t0
     del merged, model, base
-    gc.collect()
+    release_memory()
     # The saved model alone, as a server would load it.
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=dtype, low_cpu_mem_usage=True)
     reloaded.eval()
     got = probe_logits(reloaded, id_lists)
     del reloaded
-    gc.collect()
-    diffs = [float((a - b).abs().max()) for a, b in zip(reference, got)]
+    release_memory()
+    diffs = [float((a.float() - b.float()).abs().max()) for a, b in zip(reference, got)]
     record = {"dtype": dtype_name, "max_abs_diff": max(diffs), "per_probe": diffs, "tolerance": tol,
               "merge_seconds": round(merge_s, 3)}
     log(f"merged logits vs base+adapter on {len(diffs)} probe(s): max abs difference {max(diffs):.3g} "

@@ -31,6 +31,7 @@ def main():
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     from peft import PeftModel
     import export_model
+    import trl.chat_template_utils  # noqa: F401 - export_model imports it (the training template)
     after_imports = rss()
     t0 = time.monotonic()
     os.makedirs(out, exist_ok=True)

@@ -5,6 +5,8 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 
 	"github.com/spf13/cobra"
 
@@ -89,8 +91,15 @@ func chatRun(cmd *cobra.Command, o *Options) error {
 	}
 	c.Python = py
 	c.Stdin, c.Stdout, c.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
+	// Ctrl-C belongs to the chat process (same terminal, same signal): loractl waits for
+	// it to leave rather than dying first and leaving its files behind.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
 	err = export.Chat(cmd.Context(), c)
 	switch {
+	case errors.Is(err, export.ErrInterrupted):
+		return cmdutil.SilentExit(cmdutil.ExitInterrupted)
 	case errors.Is(err, export.ErrInvalid):
 		return cmdutil.Invalid(err)
 	case err != nil:

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -104,8 +107,14 @@ func exportRun(cmd *cobra.Command, o *Options) error {
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
 	}
 	e.Python = py
-	res, err := export.Run(cmd.Context(), e)
+	// Ctrl-C stops the helper and removes the temp dir before loractl exits.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := export.Run(ctx, e)
 	switch {
+	case ctx.Err() != nil && cmd.Context().Err() == nil:
+		f.Log.Warn().Msg("export interrupted: nothing was written")
+		return cmdutil.SilentExit(cmdutil.ExitInterrupted)
 	case errors.Is(err, export.ErrInvalid):
 		return cmdutil.Invalid(err)
 	case err != nil:
