@@ -389,16 +389,18 @@ print(json.dumps({
 }))
 `, filepath.Join(dir, "model-f16.gguf"), merged)
 	var rb struct {
-		Tensors, WantTensors int
-		WorstRel             float64 `json:"worst_rel"`
-		Arch, Model          string
-		TokensOK             bool `json:"tokens_ok"`
-		Merges               int
-		TemplateOK           bool `json:"template_ok"`
-		EOS                  int  `json:"eos"`
-		WantEOS              int  `json:"want_eos"`
-		EOT                  int  `json:"eot"`
-		WantEOT              int  `json:"want_eot"`
+		Tensors     int     `json:"tensors"`
+		WantTensors int     `json:"want_tensors"`
+		WorstRel    float64 `json:"worst_rel"`
+		Arch        string  `json:"arch"`
+		Model       string  `json:"model"`
+		TokensOK    bool    `json:"tokens_ok"`
+		Merges      int     `json:"merges"`
+		TemplateOK  bool    `json:"template_ok"`
+		EOS         int     `json:"eos"`
+		WantEOS     int     `json:"want_eos"`
+		EOT         int     `json:"eot"`
+		WantEOT     int     `json:"want_eot"`
 	}
 	if err := json.Unmarshal([]byte(got), &rb); err != nil {
 		t.Fatalf("%v: %s", err, got)
