@@ -78,7 +78,6 @@ failed check (exit 1) leaves nothing behind.`,
 	fl.BoolVar(&e.Force, "force", false, "replace DIR if it exists")
 	fl.Float64Var(&e.Tolerance, "tolerance", 0, "max abs logit difference the merge check allows (default by dtype: fp32 1e-4, fp16 0.05, bf16 0.25)")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result as JSON")
-	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
 
