@@ -318,6 +318,13 @@ def run(args):
               "stop_token_ids": stops, "stop_tokens": shipped.convert_ids_to_tokens(stops),
               "eos_token": shipped.eos_token, "chat_template": shipped.chat_template}
 
+    if args.mode == "gguf":
+        # What the conversion cannot take is refused before the merge, not after it.
+        from transformers import AutoConfig
+        import export_gguf
+        export_gguf.check_model(AutoConfig.from_pretrained(m["name_or_path"], **common).to_dict())
+        export_gguf.vocab_type(tok_dir)
+        export_gguf.ollama_template(shipped, rows)
     if args.mode == "adapter":
         copy_adapter(args.adapter, args.out)
         save_tokenizer(shipped, args.out)

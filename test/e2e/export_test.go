@@ -190,6 +190,12 @@ print(json.dumps({"eos": gc["eos_token_id"], "end": tok.convert_tokens_to_ids("<
 	if err := os.Rename(adapterDir+".away", adapterDir); err != nil {
 		t.Fatal(err)
 	}
+	// GGUF has no vocabulary type for a word-level tokenizer: refused before any merge.
+	if _, r = f.export(t, id, "-o", filepath.Join(out, "gguf"), "--format", "gguf"); r.code != 2 ||
+		!(strings.Contains(r.stderr, "byte-level BPE") || strings.Contains(r.stderr, "LORACTL_EXPORT_EXTRAS=1")) ||
+		strings.Contains(r.stderr, "merged logits") {
+		t.Errorf("gguf of a word-level tokenizer: %+v", r)
+	}
 
 	// A template that renders differently from training fails the export (exit 1): here
 	// the assistant turn loses its end token, the classic cause of a model that rambles.
@@ -207,7 +213,7 @@ print(json.dumps({"eos": gc["eos_token_id"], "end": tok.convert_tokens_to_ids("<
 	if err := os.WriteFile(tmpl, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"cp8", "none", "altered"} {
+	for _, name := range []string{"cp8", "none", "altered", "gguf"} {
 		if _, err := os.Stat(filepath.Join(out, name)); !os.IsNotExist(err) {
 			t.Errorf("%s was written by a refused or failed export", name)
 		}
