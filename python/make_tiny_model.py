@@ -3,7 +3,7 @@
 
     python make_tiny_model.py OUT_DIR [--data FILE ...] [--arch llama] [--hidden 32]
         [--layers 2] [--heads 4] [--kv-heads 2] [--intermediate 64] [--seed 0]
-        [--no-generation-markers] [--tool-template] [--chatml]
+        [--no-generation-markers] [--tool-template] [--chatml] [--tokenizer word|bpe] [--bpe-vocab 512]
 
 The result loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT_DIR) and
 needs no network. It lets the trainer, the quickstart and the tests run real PEFT/TRL
@@ -19,6 +19,10 @@ contents in the given chat JSONL files, sorted, after the special tokens; so the
 inputs always give byte-identical outputs. The tool-calling keys of a row (a message's
 tool_calls, name, tool_call_id, reasoning_content, thinking; the row's tools), where there
 are any, add the words of their JSON text.
+
+--tokenizer bpe builds a byte-level BPE tokenizer instead (GPT-2 style: every byte has a
+token, merges learnt from the same texts with the special tokens kept whole), the kind that
+GGUF's "gpt2" vocabulary type and llama.cpp read; the word-level one has no GGUF type.
 
 --tool-template writes a chat template that also renders what tool-calling templates do:
 the row's `tools` (their function names) in a system block first, an assistant turn's
@@ -37,7 +41,7 @@ import sys
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, UNK, END = "<pad>", "<unk>", "<|end|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -133,6 +137,9 @@ def parse_args(argv):
                    help="chat template that renders tools, tool_calls and reasoning_content (with markers)")
     p.add_argument("--chatml", action="store_true",
                    help="ChatML template whose end-of-turn token <|im_end|> is not the eos token (with markers)")
+    p.add_argument("--tokenizer", choices=["word", "bpe"], default="word",
+                   help="word-level (default) or byte-level BPE (for GGUF export tests)")
+    p.add_argument("--bpe-vocab", type=int, default=512, help="BPE vocabulary size (bytes and specials included)")
     args = p.parse_args(argv)
     if args.chatml and (args.tool_template or args.no_generation_markers):
         p.error("--chatml is its own template: not with --tool-template or --no-generation-markers")
@@ -192,6 +199,23 @@ def build_tokenizer(paths, extra_words=(), extra_specials=()):
     # Special tokens are matched before pre-tokenization, so "<|end|>" stays one token.
     tok.add_special_tokens(specials)
     return tok, vocab
+
+
+def build_bpe_tokenizer(paths, vocab_size, extra_words=(), extra_specials=()):
+    """A byte-level BPE tokenizer trained on the texts of the given files. The texts go to
+    the trainer in file order, so the same inputs always give the same merges."""
+    texts = list(BASE_WORDS) + list(extra_words)
+    for path in paths:
+        texts.extend(read_texts(path))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = SPECIALS + list(extra_specials)
+    trainer = trainers.BpeTrainer(vocab_size=max(vocab_size, 256 + len(specials)), special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_special_tokens(specials)
+    return tok, tok.get_vocab()
 
 
 def model_config(args, vocab):
@@ -266,7 +290,9 @@ def write_json(path, obj):
 def build(args):
     os.makedirs(args.out_dir, exist_ok=True)
     extra = TOOL_WORDS if args.tool_template else CHATML_WORDS if args.chatml else ()
-    tok, vocab = build_tokenizer(args.data, extra, [CHATML_START, CHATML_END] if args.chatml else ())
+    extra_specials = [CHATML_START, CHATML_END] if args.chatml else ()
+    tok, vocab = (build_bpe_tokenizer(args.data, args.bpe_vocab, extra, extra_specials) if args.tokenizer == "bpe"
+                  else build_tokenizer(args.data, extra, extra_specials))
     tok.save(os.path.join(args.out_dir, "tokenizer.json"))
     write_json(os.path.join(args.out_dir, "tokenizer_config.json"), {
         "tokenizer_class": "PreTrainedTokenizerFast",

@@ -4,6 +4,7 @@
 #   scripts/setup-python.sh            # CPU/CUDA torch, the pinned stack
 #   LORACTL_GPU_EXTRAS=1 scripts/...   # also bitsandbytes (QLoRA)
 #   LORACTL_TRACKING_EXTRAS=1 ...      # also tensorboard, mlflow-skinny, wandb (train.report_to)
+#   LORACTL_EXPORT_EXTRAS=1 scripts/... # also gguf (loractl export --format gguf)
 # The cache root is $LORACTL_CACHE (default ~/.cache/loractl). loractl finds the venv by the
 # same rule (see `loractl doctor`).
 set -euo pipefail
@@ -28,5 +29,8 @@ fi
 if [ "${LORACTL_TRACKING_EXTRAS:-0}" = 1 ]; then
   # Quiet and quick once installed: pip only checks the pins.
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-tracking.txt" >&2
+fi
+if [ "${LORACTL_EXPORT_EXTRAS:-0}" = 1 ]; then
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-export.txt" >&2
 fi
 echo "$venv/bin/python"

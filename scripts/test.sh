@@ -16,8 +16,9 @@ work=$(mktemp -d /tmp/loractl-test.XXXXXX)
 scripts/install-deps.sh
 
 echo "== python environment" >&2
-# With the experiment trackers (an extras set): their tests read real files back.
-LORACTL_PYTHON=$(LORACTL_TRACKING_EXTRAS=1 scripts/setup-python.sh | tail -n 1)
+# With the extras sets the tests exercise for real: the experiment trackers (their files
+# are read back) and the GGUF export (read back against the merged model).
+LORACTL_PYTHON=$(LORACTL_TRACKING_EXTRAS=1 LORACTL_EXPORT_EXTRAS=1 scripts/setup-python.sh | tail -n 1)
 export LORACTL_PYTHON
 # A missing trainer environment must fail the end-to-end tests here, not skip them.
 export LORACTL_REQUIRE_E2E=1

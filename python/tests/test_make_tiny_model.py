@@ -97,3 +97,17 @@ def test_tool_template_and_tool_words(tmp_path):
     assert {"lookup", "zebra", '{"', '"}', "call", "tools"} <= set(vocab)
     with open(tmp_path / "a" / "chat_template.jinja") as fa, open(tmp_path / "t" / "chat_template.jinja") as ft:
         assert fa.read() == make_tiny_model.TEMPLATE_WITH_MARKERS and ft.read() == make_tiny_model.TEMPLATE_WITH_TOOLS
+
+
+def test_bpe_tokenizer_is_byte_level_deterministic_and_loads(tmp_path):
+    from transformers import AutoTokenizer
+    make_tiny_model.main([str(tmp_path / "a"), "--data", TRAIN_DATA, "--tokenizer", "bpe", "--chatml"])
+    make_tiny_model.main([str(tmp_path / "b"), "--data", TRAIN_DATA, "--tokenizer", "bpe", "--chatml"])
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "a"))
+    text = "Ünïcode and emoji 🙂 never seen in training"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == text  # every byte has a token
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    enc = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert tok.convert_tokens_to_ids("<|im_end|>") in enc["input_ids"] and 1 in enc["assistant_masks"]

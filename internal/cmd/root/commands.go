@@ -3,11 +3,13 @@ package root
 import (
 	"github.com/spf13/cobra"
 
+	chatcmd "github.com/loractl/loractl/internal/cmd/chat"
 	"github.com/loractl/loractl/internal/cmd/compare"
 	datacmd "github.com/loractl/loractl/internal/cmd/data"
 	distillcmd "github.com/loractl/loractl/internal/cmd/distill"
 	"github.com/loractl/loractl/internal/cmd/doctor"
 	evalcmd "github.com/loractl/loractl/internal/cmd/eval"
+	exportcmd "github.com/loractl/loractl/internal/cmd/export"
 	gpucmd "github.com/loractl/loractl/internal/cmd/gpu"
 	importcmd "github.com/loractl/loractl/internal/cmd/import"
 	initcmd "github.com/loractl/loractl/internal/cmd/init"
@@ -36,6 +38,8 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return evalcmd.NewCmdEval(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return sweepcmd.NewCmdSweep(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reproduce.NewCmdReproduce(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return chatcmd.NewCmdChat(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return exportcmd.NewCmdExport(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return runs.NewCmdRuns(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return logs.NewCmdLogs(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return reportcmd.NewCmdReport(f, nil) },

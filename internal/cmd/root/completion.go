@@ -14,7 +14,7 @@ import (
 // runArgCommands take a RUN as their first argument; sweepArgCommands a SWEEP. Shell
 // completion offers the ids in the store (with their state) for them.
 var (
-	runArgCommands = []string{"loractl logs", "loractl stop", "loractl reproduce", "loractl report", "loractl eval"}
+	runArgCommands = []string{"loractl logs", "loractl stop", "loractl reproduce", "loractl report", "loractl eval", "loractl export", "loractl chat"}
 	// runArgsCommands take up to two runs.
 	runArgsCommands  = []string{"loractl compare"}
 	sweepArgCommands = []string{"loractl sweep status", "loractl sweep results"}
