@@ -123,7 +123,7 @@ class Run:
         self.config_sha256 = file_sha256(self.args.config)
         for message in unknown:
             self.events.warn("unknown_config_key", message)
-        self.resume_path, marker = choose_resume(self.run_dir, self.args.resume)
+        self.resume_path, marker = choose_resume(self.run_dir, self.args.resume, self.events.warn)
         if marker:
             self.resume_step = self.step = marker["step"]
             self.eval_before = marker.get("eval_loss_before")

@@ -101,6 +101,7 @@ func TestCheckpointsNumericOrderAndCompleteness(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.complete {
+			writeRequired(t, p)
 			appendTo(t, filepath.Join(p, CompleteMarker), `{"step":1}`)
 		}
 	}

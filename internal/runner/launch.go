@@ -61,7 +61,10 @@ type Active struct {
 	// ResumeStep its step.
 	ResumeFrom string
 	ResumeStep int
-	Started    time.Time
+	// Warnings are what the launch decided that the user must hear: checkpoints passed
+	// over (and why), a trainer copy reinstalled. They are also the attempt's note.
+	Warnings []string
+	Started  time.Time
 	// eventsOffset is where this attempt's events begin in events.jsonl.
 	eventsOffset int64
 	lock         *run.Lock
@@ -182,7 +185,7 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}
 	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
 	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom,
-		State: run.StateRunning, Note: note, EventsOffset: a.eventsOffset})
+		State: run.StateRunning, Note: joinNotes(append([]string{note}, a.Warnings...)), EventsOffset: a.eventsOffset})
 	recordImage(ctx, o.Driver, task, m)
 	if sum, _ := p.Config.Spec.Driver.Sections["plugin"]["sha256"].(string); sum != "" {
 		if m.DriverInfo == nil {
@@ -212,15 +215,26 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	return a, nil
 }
 
-// pickCheckpoint chooses the checkpoint a resumed attempt continues from.
+// pickCheckpoint chooses the checkpoint a resumed attempt continues from: the newest
+// that verifies (every file's size and sha256 against its marker). Each newer one passed
+// over is added to a.Warnings with the reason.
 func (a *Active) pickCheckpoint(resume string) error {
 	if resume == ResumeAuto {
-		cp, found, err := run.LatestComplete(a.Dir)
+		cp, skipped, found, err := run.ResumeCheckpoint(a.Dir)
 		if err != nil {
 			return err
 		}
+		for _, s := range skipped {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("checkpoint-%d is not used: %s", s.Step, s.Problem))
+		}
 		if !found {
-			return fmt.Errorf("%s: %w; start it again with `loractl train CONFIG`", a.Dir, ErrNoCheckpt)
+			return fmt.Errorf("%s: %w; start it again with `loractl train CONFIG`%s", a.Dir, ErrNoCheckpt, problems(skipped))
+		}
+		if cp.Legacy {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("checkpoint-%d has a marker without a file list (saved by an older loractl): its required files are there and load", cp.Step))
+		}
+		if len(skipped) > 0 {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("resuming from checkpoint-%d, the newest checkpoint that verifies", cp.Step))
 		}
 		a.ResumeFrom, a.ResumeStep = cp.Path, cp.Step
 		return nil
@@ -232,6 +246,28 @@ func (a *Active) pickCheckpoint(resume string) error {
 	abs, _ := filepath.Abs(resume)
 	a.ResumeFrom, a.ResumeStep = abs, step
 	return nil
+}
+
+func joinNotes(notes []string) string {
+	out := ""
+	for _, n := range notes {
+		if n == "" {
+			continue
+		}
+		if out != "" {
+			out += "; "
+		}
+		out += n
+	}
+	return out
+}
+
+func problems(cps []run.Checkpoint) string {
+	s := ""
+	for _, c := range cps {
+		s += fmt.Sprintf("\n  checkpoint-%d: %s", c.Step, c.Problem)
+	}
+	return s
 }
 
 // TaskFor builds the driver task for run dir dir: the trainer from the store's trainer

@@ -14,6 +14,7 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // fakeDriver "runs" a trainer by writing the events the test scripts into the run dir
@@ -177,8 +178,7 @@ func TestResumeRules(t *testing.T) {
 		t.Fatalf("resume without checkpoint: %v", err)
 	}
 	cp := filepath.Join(store.Dir(p.RunID), run.CheckpointsDir, "checkpoint-3")
-	os.MkdirAll(cp, 0o755)
-	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":3}`), 0o644)
+	runtest.Checkpoint(t, cp, 3)
 	// With a checkpoint, a fresh start over the interrupted run is refused: resume,
 	// or --force.
 	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrExists) {

@@ -3,7 +3,6 @@ package stop
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/cmdtest"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // stop reaches a run no controller drives (detached) through its stored handle, and
@@ -21,8 +21,7 @@ func TestStopDetachedRun(t *testing.T) {
 	f, out, _ := cmdtest.Factory(t, d)
 	dir := filepath.Join(f.RunsDir(), "r1")
 	cp := filepath.Join(dir, run.CheckpointsDir, "checkpoint-9")
-	os.MkdirAll(cp, 0o755)
-	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":9}`), 0o644)
+	runtest.Checkpoint(t, cp, 9)
 	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
 		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
 	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`))

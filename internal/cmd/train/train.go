@@ -211,6 +211,9 @@ func trainRun(ctx context.Context, o *Options) error {
 		return launchError(err)
 	}
 	log := f.Log.With().Str("run", p.RunID).Logger()
+	for _, w := range a.Warnings {
+		log.Warn().Msg(w)
+	}
 	log.Info().Str("driver", d.Name()).Str("handle", a.Handle.ID).Str("dir", a.Dir).Msg(startedMsg(a))
 	if o.Detach {
 		_ = a.Release()
