@@ -78,7 +78,8 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := ensureTrainer(trainerDir(dir, p)); err != nil {
+	reinstalled, err := ensureTrainer(trainerDir(dir, p))
+	if err != nil {
 		return nil, fmt.Errorf("install the trainer: %w", err)
 	}
 	lock, err := lockRun(dir)
@@ -86,6 +87,9 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		return nil, err
 	}
 	a := &Active{Store: store, Dir: dir, Driver: o.Driver, lock: lock}
+	if reinstalled != "" {
+		a.Warnings = append(a.Warnings, reinstalled)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -280,7 +284,8 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		cmd = append(cmd, "--resume", resumeFrom)
 	}
 	cmd = append(cmd, o.TrainerArgs...)
-	env := map[string]string{"PYTHONUNBUFFERED": "1"}
+	// No bytecode beside the trainer: the store's trainer copy holds only the verified sources.
+	env := map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 	for k, v := range o.Env {
 		env[k] = v
 	}
