@@ -4,6 +4,7 @@ package logs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,9 +97,12 @@ func (o *Options) ended(ctx context.Context, store *run.Store, m *run.Manifest) 
 
 // tailLog copies train.log, following it while the run lasts with -f.
 func (o *Options) tailLog(ctx context.Context, store *run.Store, m *run.Manifest, path string) error {
-	fh, err := os.Open(path)
-	if err != nil {
+	fh, err := run.OpenNoFollow(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return cmdutil.Invalid(fmt.Errorf("no trainer log yet: %w", err))
+	}
+	if err != nil {
+		return cmdutil.Failed(err)
 	}
 	defer fh.Close()
 	done := o.ended(ctx, store, m)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -142,7 +141,7 @@ func exit(code int) error {
 // tail returns the last n lines of a file (at most its last 64 KiB), for a failure
 // summary that shows why without sending the user off to another file.
 func tail(path string, n int) []string {
-	f, err := os.Open(path)
+	f, err := run.OpenNoFollow(path)
 	if err != nil {
 		return nil
 	}
