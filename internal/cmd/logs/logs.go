@@ -16,6 +16,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Options are logs' flags and dependencies.
@@ -105,14 +106,17 @@ func (o *Options) tailLog(ctx context.Context, store *run.Store, m *run.Manifest
 		return cmdutil.Failed(err)
 	}
 	defer fh.Close()
+	out := termsafe.Writer(o.Factory.IO.Out) // the trainer's output may hold escape sequences
 	done := o.ended(ctx, store, m)
 	for {
-		if _, err := io.Copy(o.Factory.IO.Out, fh); err != nil {
+		if _, err := io.Copy(out, fh); err != nil {
 			return err
 		}
 		if !o.Follow || done() {
-			_, err := io.Copy(o.Factory.IO.Out, fh)
-			return err
+			if _, err := io.Copy(out, fh); err != nil {
+				return err
+			}
+			return out.Flush()
 		}
 		select {
 		case <-ctx.Done():

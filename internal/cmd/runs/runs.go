@@ -13,6 +13,7 @@ import (
 
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Options are runs' flags and dependencies.
@@ -68,7 +69,7 @@ func runsRun(ctx context.Context, o *Options) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%s\n", b)
+		fmt.Fprintf(out, "%s\n", termsafe.JSON(b))
 		return nil
 	}
 	if len(ms) == 0 {
@@ -78,7 +79,7 @@ func runsRun(ctx context.Context, o *Options) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tSTARTED\tDURATION")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.RunID, m.State, m.Driver, step(m), evalLoss(m), started(m), duration(m))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(m.RunID), termsafe.Line(string(m.State)), termsafe.Line(m.Driver), step(m), evalLoss(m), started(m), duration(m))
 	}
 	return tw.Flush()
 }

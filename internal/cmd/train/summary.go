@@ -12,6 +12,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Result is the final object `train --json` prints after the events.
@@ -50,7 +51,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	w := o.Factory.IO.Out
 	if o.JSON {
 		b, _ := json.Marshal(res)
-		fmt.Fprintf(w, "%s\n", b)
+		fmt.Fprintf(w, "%s\n", termsafe.JSON(b))
 		return exit(code)
 	}
 	fmt.Fprintf(w, "\nrun %s %s in %s (step %d)\n", m.RunID, out.State, wall.Round(time.Second), res.Step)
@@ -73,7 +74,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		}
 	}
 	if res.AdapterPath != "" {
-		fmt.Fprintf(w, "  adapter    %s\n", res.AdapterPath)
+		fmt.Fprintf(w, "  adapter    %s\n", termsafe.Line(res.AdapterPath))
 	}
 	switch out.State {
 	case run.StateInterrupted:
@@ -85,18 +86,18 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		}
 	case run.StateFailed:
 		if m.Error != "" {
-			fmt.Fprintf(w, "  error      %s\n", m.Error)
+			fmt.Fprintf(w, "  error      %s\n", termsafe.Text(m.Error))
 		}
 		if out.Err != nil && out.Err.Hint != "" {
-			fmt.Fprintf(w, "  hint       %s\n", out.Err.Hint)
+			fmt.Fprintf(w, "  hint       %s\n", termsafe.Text(out.Err.Hint))
 		}
 		if out.Exit != nil {
-			fmt.Fprintf(w, "  exit       code %d %s\n", out.Exit.ExitCode, out.Exit.Reason)
+			fmt.Fprintf(w, "  exit       code %d %s\n", out.Exit.ExitCode, termsafe.Line(out.Exit.Reason))
 		}
 		logPath := filepath.Join(a.Dir, run.LogFile)
 		fmt.Fprintf(w, "  log        %s, last lines:\n", logPath)
 		for _, l := range tail(logPath, 15) {
-			fmt.Fprintf(w, "    | %s\n", l)
+			fmt.Fprintf(w, "    | %s\n", termsafe.Line(l))
 		}
 	}
 	return exit(code)
