@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"unicode"
@@ -136,7 +135,7 @@ func readFileIfJSON(path string) (*config.Resolved, bool, error) {
 	if !strings.HasSuffix(strings.ToLower(path), ".json") {
 		return nil, false, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path) // a regular file of at most 1 MiB
 	if err != nil {
 		return nil, true, err
 	}

@@ -262,7 +262,7 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 	if _, err := os.Stat(m.ConfigPath); err == nil {
 		return cmdutil.LoadConfig(f, m.ConfigPath, sets, "")
 	}
-	src, err := os.ReadFile(store.Dir(o.Resume) + "/" + run.ConfigFile)
+	src, err := config.ReadFile(store.Dir(o.Resume) + "/" + run.ConfigFile)
 	if err != nil {
 		return nil, cmdutil.Invalid(err)
 	}
