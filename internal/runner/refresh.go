@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 
@@ -10,22 +11,46 @@ import (
 	"github.com/loractl/loractl/run"
 )
 
+// ErrNotRecorded means Refresh learned a run's state but could not write it to the
+// run store (read-only, full): the manifest it returns is the truth, the one on disk
+// is stale.
+var ErrNotRecorded = errors.New("the run's state could not be recorded in the run store")
+
 // Refresh brings the manifest of a run that no controller is driving (a detached
 // Slurm job, a controller that was killed) up to date from its driver and its events.
 // A run whose lock is held is left alone: its controller keeps the manifest current.
+// When the store cannot be written (no lock file can be made, the manifest cannot be
+// replaced), the returned manifest still says what the driver and events say, and
+// the error wraps ErrNotRecorded: a dead run is never shown as running.
 func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Driver) (*run.Manifest, error) {
 	if m.State.Terminal() || m.Handle == nil || d == nil {
 		return m, nil
 	}
 	dir := store.Dir(m.RunID)
-	lock, err := run.LockDir(dir)
-	if errors.Is(err, run.ErrLocked) {
+	lock, lockErr := run.LockDir(dir)
+	if errors.Is(lockErr, run.ErrLocked) {
 		return m, nil
 	}
-	if err != nil {
-		return m, err
+	if lockErr == nil {
+		defer lock.Unlock()
 	}
-	defer lock.Unlock()
+	m, err := refresh(ctx, dir, m, d, lockErr == nil)
+	if lockErr != nil && err == nil {
+		err = fmt.Errorf("%w: %v", ErrNotRecorded, lockErr)
+	}
+	return m, err
+}
+
+func refresh(ctx context.Context, dir string, m *run.Manifest, d driver.Driver, writable bool) (*run.Manifest, error) {
+	write := func(m *run.Manifest) error {
+		if !writable {
+			return nil
+		}
+		if err := run.WriteManifest(dir, m); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotRecorded, err)
+		}
+		return nil
+	}
 	// Re-read under the lock: the driving controller may have just finished.
 	if fresh, err := run.ReadManifest(dir); err == nil {
 		m = fresh
@@ -47,7 +72,7 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 		if m.State != want {
 			m.State = want
-			err = run.WriteManifest(dir, m)
+			err = write(m)
 		}
 		return m, err
 	default:
@@ -74,5 +99,6 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 	}
 	foldHistory(d, dir, m)
-	return m, recordOutcome(dir, m, o)
+	applyOutcome(m, o)
+	return m, write(m)
 }

@@ -61,11 +61,21 @@ func runsRun(ctx context.Context, o *Options) error {
 		ms[i] = cmdutil.RefreshRun(ctx, o.Factory, store, m)
 	}
 	out := o.Factory.IO.Out
+	steps := make([]*int, len(ms))
+	for i, m := range ms {
+		steps[i] = stepOf(store, m)
+	}
 	if o.JSON {
-		if ms == nil {
-			ms = []*run.Manifest{}
+		// The manifest plus the step it has reached (live runs included).
+		type row struct {
+			*run.Manifest
+			Step *int `json:"step,omitempty"`
 		}
-		b, err := json.MarshalIndent(ms, "", "  ")
+		rows := make([]row, len(ms))
+		for i, m := range ms {
+			rows[i] = row{m, steps[i]}
+		}
+		b, err := json.MarshalIndent(rows, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -78,17 +88,30 @@ func runsRun(ctx context.Context, o *Options) error {
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tEVAL LOSS\tSTARTED\tDURATION")
-	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(m.RunID), termsafe.Line(string(m.State)), termsafe.Line(m.Driver), step(m), evalLoss(m), started(m), duration(m))
+	for i, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(m.RunID), termsafe.Line(string(m.State)), termsafe.Line(m.Driver), showStep(steps[i]), evalLoss(m), started(m), duration(m))
 	}
 	return tw.Flush()
 }
 
-func step(m *run.Manifest) string {
+// stepOf is the step a run has reached: its result's, else (running, or ended without
+// an end event, say killed) the newest step its events report; nil when unknown.
+func stepOf(store *run.Store, m *run.Manifest) *int {
 	if m.Result != nil {
-		return fmt.Sprint(m.Result.Step)
+		s := m.Result.Step
+		return &s
 	}
-	return "-"
+	if s, ok := run.LastStep(store.Dir(m.RunID)); ok {
+		return &s
+	}
+	return nil
+}
+
+func showStep(s *int) string {
+	if s == nil {
+		return "-"
+	}
+	return fmt.Sprint(*s)
 }
 
 func evalLoss(m *run.Manifest) string {

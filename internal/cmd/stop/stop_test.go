@@ -3,6 +3,7 @@ package stop
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/cmdtest"
+	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/run/runtest"
 )
@@ -41,5 +43,49 @@ func TestStopDetachedRun(t *testing.T) {
 	out.Reset()
 	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second}); err != nil || !strings.Contains(out.String(), "already interrupted") || d.Stopped != 1 {
 		t.Fatalf("second stop: %v %q (stops %d)", err, out, d.Stopped)
+	}
+}
+
+// unreachable is a driver that accepts the stop but whose task never ends as far as
+// anyone can tell (a cluster that does not answer).
+type unreachable struct{ cmdtest.Driver }
+
+func (d *unreachable) Stop(context.Context, *driver.Handle, time.Duration) error { return nil }
+
+func TestStopUnconfirmedFails(t *testing.T) {
+	d := &unreachable{cmdtest.Driver{State: driver.StateRunning}}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := filepath.Join(f.RunsDir(), "r1")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second, Confirm: 300 * time.Millisecond})
+	if cmdutil.ExitCode(err) != 1 || !strings.Contains(err.Error(), "still shows running") {
+		t.Fatalf("exit %d (%v), output %q", cmdutil.ExitCode(err), err, out)
+	}
+}
+
+// On a store that cannot be written, a dead run is not shown as running: the state
+// comes from the driver, with a warning that it could not be recorded.
+func TestStopDeadRunOnReadOnlyStore(t *testing.T) {
+	d := &cmdtest.Driver{State: driver.StateExited}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := filepath.Join(f.RunsDir(), "r1")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	// A lock file that cannot be created stands in for a read-only or full store
+	// (file modes do not stop root; the fault suite mounts a read-only store for real).
+	if err := os.Mkdir(filepath.Join(dir, ".lock"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second, Confirm: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "already interrupted") {
+		t.Fatalf("output %q", out)
+	}
+	if m, _ := run.ReadManifest(dir); m.State != run.StateRunning {
+		t.Errorf("the store was written: %s", m.State)
 	}
 }

@@ -45,6 +45,9 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	}
 	wall := time.Since(a.Started)
 	res := Result{Type: "result", RunID: m.RunID, State: out.State, ExitCode: code, Error: m.Error, WallSeconds: wall.Seconds()}
+	if s, ok := run.LastStep(a.Dir); ok && m.Result == nil {
+		res.Step = s // killed: no end event, but the events say how far it got
+	}
 	if r := m.Result; r != nil {
 		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = r.Step, r.EvalLossBefore, r.EvalLossAfter, r.Improved, r.AdapterPath
 	}
