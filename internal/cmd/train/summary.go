@@ -42,6 +42,9 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		if out.Exit != nil && out.Exit.ExitCode == 2 {
 			code = cmdutil.ExitInvalid // the trainer refused its config (e.g. 4-bit on a CPU)
 		}
+		if o.stops.Load() > 0 {
+			code = cmdutil.ExitInterrupted // the user stopped it (a third Ctrl-C kills the trainer)
+		}
 	}
 	wall := time.Since(a.Started)
 	res := Result{Type: "result", RunID: m.RunID, State: out.State, ExitCode: code, Error: m.Error, WallSeconds: wall.Seconds()}

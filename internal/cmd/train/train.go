@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,8 @@ type Options struct {
 	baseUsed, nvmlPeak uint64
 	nvmlComparable     bool
 	gpuIndex           int // the GPU the run was placed on (-1: CPU)
+	// stops counts the SIGINT/SIGTERMs the controller received while the trainer ran.
+	stops atomic.Int32
 }
 
 // NewCmdTrain builds the train command.
@@ -224,7 +227,7 @@ func trainRun(ctx context.Context, o *Options) error {
 
 	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
 	watch := &resumeWatch{want: a.ResumeStep}
-	forwardSignals(ctx, a, sigs, &log)
+	forwardSignals(ctx, a, sigs, &log, &o.stops)
 	stopSampling := o.sampleGPU(ctx, a)
 	out, err := a.Wait(ctx, func(e *run.Event) {
 		prog.Event(e)
