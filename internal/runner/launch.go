@@ -48,6 +48,7 @@ var (
 	ErrNoCheckpt  = errors.New("no complete checkpoint to resume from")
 	ErrConfigDiff = errors.New("the resolved config changed since the run started")
 	ErrActive     = errors.New("run is still active")
+	ErrDamaged    = errors.New("the run's manifest cannot be read")
 )
 
 // Active is a launched run this controller drives.
@@ -100,7 +101,14 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	old, err := run.ReadManifest(dir)
 	exists := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		if !o.Force || o.Resume != "" {
+			return nil, fmt.Errorf("%s: %w (%v): start it over with --force (the old directory is kept under .superseded/)", p.RunID, ErrDamaged, err)
+		}
+		// --force starts over: the damaged run moves aside whole, nothing is deleted.
+		if err := a.supersede(store, p.RunID); err != nil {
+			return nil, err
+		}
+		a.Warnings = append(a.Warnings, fmt.Sprintf("the run's manifest.json was unreadable (%v); its directory was moved under .superseded/", err))
 	}
 	if !exists && o.Resume != "" {
 		return nil, fmt.Errorf("%s: %w", p.RunID, run.ErrNoRun)

@@ -281,7 +281,7 @@ func startedMsg(a *runner.Active) string {
 
 // launchError maps the run store's refusals to invalid input (exit 2).
 func launchError(err error) error {
-	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, run.ErrLocked, run.ErrNoRun} {
+	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, runner.ErrDamaged, run.ErrLocked, run.ErrNoRun} {
 		if errors.Is(err, target) {
 			return cmdutil.Invalid(err)
 		}
