@@ -3,6 +3,7 @@ writer, signal handling and checkpoint bookkeeping. Nothing here imports torch, 
 config is refused in a fraction of a second and tests can exercise these parts directly.
 """
 
+import errno
 import hashlib
 import json
 import math
@@ -584,6 +585,45 @@ def choose_resume(run_dir, resume, warn=None):
         warn("legacy_checkpoint", f"{os.path.basename(path)} has a marker without a file list "
              "(saved by an older loractl); its required files are there and load")
     return path, marker
+
+
+# ---------------------------------------------------------------- disk full
+
+_DISK_FULL_TEXT = ("unexpected pos", "PytorchStreamWriter failed", "No space left", "file write failed")
+_LOW_SPACE = 64 << 20
+
+
+def _human_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def disk_full_message(exc, path):
+    """A plain message when exc (or what caused it) is a full disk under path, else "".
+
+    torch.save reports ENOSPC as "unexpected pos 40896 vs 40784"; an OSError says
+    ENOSPC. A torch write error counts as a full disk only when little space is left."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
+    torch_write = any(t in str(e) for e in chain for t in _DISK_FULL_TEXT)
+    if not (enospc or torch_write):
+        return ""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = None
+    if not enospc and (free is None or free > _LOW_SPACE):
+        return ""
+    left = f"{_human_bytes(free)} free" if free is not None else "free space unknown"
+    return (f"the disk holding {path} is full ({left}): free some space (older runs, checkpoints) or lower "
+            "train.save_total_limit, then continue with --resume from the last complete checkpoint")
 
 
 # ---------------------------------------------------------------- data

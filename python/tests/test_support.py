@@ -425,3 +425,25 @@ def test_failure_hints(exc, needle):
     import train_lora
     hint = train_lora.failure_hint(exc)
     assert needle in hint and (needle or hint == "")
+
+
+# ------------------------------------------------------------ disk full
+
+def test_disk_full_message(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, (1 << 30) - 4096, 4096))
+    torch_err = RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                             "data/3: file write failed; unexpected pos 40896 vs 40784")
+    msg = sup.disk_full_message(torch_err, str(tmp_path))
+    assert msg.startswith(f"the disk holding {tmp_path} is full (4.0 KiB free)") and "--resume" in msg
+    wrapped = RuntimeError("saving failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert "is full" in sup.disk_full_message(wrapped, str(tmp_path))
+    assert sup.disk_full_message(ValueError("bad value"), str(tmp_path)) == ""
+    # A torch write error with plenty of room is some other problem: no disk-full claim.
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
+    assert sup.disk_full_message(torch_err, str(tmp_path)) == ""
+    assert "is full (1024.0 GiB free)" in sup.disk_full_message(OSError(errno.ENOSPC, "No space left"), str(tmp_path))
