@@ -446,4 +446,4 @@ def test_disk_full_message(tmp_path, monkeypatch):
     # A torch write error with plenty of room is some other problem: no disk-full claim.
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
     assert sup.disk_full_message(torch_err, str(tmp_path)) == ""
-    assert "is full (1024.0 GiB free)" in sup.disk_full_message(OSError(errno.ENOSPC, "No space left"), str(tmp_path))
+    assert "is full (1.0 TiB free)" in sup.disk_full_message(OSError(errno.ENOSPC, "No space left"), str(tmp_path))
