@@ -88,6 +88,16 @@ def _json_safe(value):
     return str(value)
 
 
+def _ends_torn(path):
+    """True when the file at path is non-empty and does not end with a newline."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+    finally:
+        os.close(fd)
+
+
 class Events:
     """Appends one JSON object per line to events.jsonl, unbuffered.
 
@@ -98,6 +108,10 @@ class Events:
 
     def __init__(self, path):
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a planted link
+        if _ends_torn(path):
+            # A writer killed mid-line left half an event: end it, or this attempt's first
+            # event would be glued to it and lost to every reader of the whole file.
+            os.write(self.fd, b"\n")
         self.started = False
         self.pending = []
 

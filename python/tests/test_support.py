@@ -447,3 +447,12 @@ def test_disk_full_message(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
     assert sup.disk_full_message(torch_err, str(tmp_path)) == ""
     assert "is full (1.0 TiB free)" in sup.disk_full_message(OSError(errno.ENOSPC, "No space left"), str(tmp_path))
+
+
+def test_events_after_a_torn_line_start_on_their_own_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type":"log","step":1}\n{"type":"log","st')
+    ev = sup.Events(str(path))
+    ev.start(resume_step=16)
+    lines = path.read_text().split("\n")
+    assert lines[1] == '{"type":"log","st' and json.loads(lines[2])["type"] == "start"
