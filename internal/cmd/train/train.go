@@ -255,6 +255,9 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
 	}
 	m, err := store.Manifest(o.Resume)
+	if err != nil && !errors.Is(err, run.ErrNoRun) {
+		return nil, cmdutil.Invalid(fmt.Errorf("%s: %w (%v): start it over with `loractl train CONFIG --force` (the old directory is kept under .superseded/)", o.Resume, runner.ErrDamaged, err))
+	}
 	if err != nil {
 		return nil, cmdutil.Invalid(err)
 	}
