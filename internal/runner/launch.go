@@ -188,6 +188,13 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}
 	a.Manifest = m
 
+	// Every driver's trainer (or scheduler: Slurm opens train.log itself) writes these;
+	// a link planted in their place would redirect the writes, so none is accepted.
+	for _, name := range []string{run.LogFile, run.EventsFile, run.CheckpointsDir, run.AdapterDir} {
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s %w", filepath.Join(dir, name), run.ErrSymlink)
+		}
+	}
 	task := TaskFor(dir, p, o, a.ResumeFrom)
 	a.eventsOffset = run.Size(filepath.Join(dir, run.EventsFile))
 	a.Started = time.Now().UTC()
