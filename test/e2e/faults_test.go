@@ -158,36 +158,80 @@ func TestFaults(t *testing.T) {
 
 	type check struct {
 		code       int
-		resumeStep int    // the step the resumed trainer starts at (0: refused)
+		resumeStep int    // the step the resumed trainer starts at (-1: nothing trained)
 		say        string // in the controller's output
 	}
+	resume := []string{"train", "--resume", runID}
 	cases := []struct {
 		name   string
-		damage func(t *testing.T, dir string)
+		damage func(t *testing.T, g *fixture, dir string)
+		args   []string // default: train --resume RUN
 		want   check
+		after  func(t *testing.T, g *fixture, dir string)
 	}{
-		{"killed after a checkpoint", nil, check{0, 16, "resuming from"}},
-		{"optimizer.pt removed from the newest checkpoint", func(t *testing.T, dir string) {
+		{name: "killed after a checkpoint", want: check{0, 16, "resuming from"}},
+		{name: "optimizer.pt removed from the newest checkpoint", damage: func(t *testing.T, _ *fixture, dir string) {
 			must(t, os.Remove(filepath.Join(cpDir(dir, 16), "optimizer.pt")))
-		}, check{0, 8, "checkpoint-16 is not used: optimizer.pt is missing"}},
-		{"adapter truncated in the newest checkpoint", func(t *testing.T, dir string) {
+		}, want: check{0, 8, "checkpoint-16 is not used: optimizer.pt is missing"}},
+		{name: "adapter truncated in the newest checkpoint", damage: func(t *testing.T, _ *fixture, dir string) {
 			must(t, os.Truncate(filepath.Join(cpDir(dir, 16), "adapter_model.safetensors"), 100))
-		}, check{0, 8, "checkpoint-16 is not used: adapter_model.safetensors has 100 bytes"}},
-		{"scheduler changed in place", func(t *testing.T, dir string) {
+		}, want: check{0, 8, "checkpoint-16 is not used: adapter_model.safetensors has 100 bytes"}},
+		{name: "scheduler changed in place", damage: func(t *testing.T, _ *fixture, dir string) {
 			p := filepath.Join(cpDir(dir, 16), "scheduler.pt")
 			b, err := os.ReadFile(p)
 			must(t, err)
 			b[len(b)/2] ^= 1
 			must(t, os.WriteFile(p, b, 0o644))
-		}, check{0, 8, "checkpoint-16 is not used: scheduler.pt: sha256"}},
-		{"empty marker", func(t *testing.T, dir string) {
+		}, want: check{0, 8, "checkpoint-16 is not used: scheduler.pt: sha256"}},
+		{name: "empty marker", damage: func(t *testing.T, _ *fixture, dir string) {
 			must(t, os.WriteFile(filepath.Join(cpDir(dir, 16), run.CompleteMarker), nil, 0o644))
-		}, check{0, 8, "checkpoint-16 is not used: loractl-complete.json: not a JSON object"}},
-		{"no checkpoint verifies", func(t *testing.T, dir string) {
+		}, want: check{0, 8, "checkpoint-16 is not used: loractl-complete.json: not a JSON object"}},
+		{name: "marker removed (killed inside the save)", damage: func(t *testing.T, _ *fixture, dir string) {
+			must(t, os.Remove(filepath.Join(cpDir(dir, 16), run.CompleteMarker)))
+			must(t, os.Truncate(filepath.Join(cpDir(dir, 16), "optimizer.pt"), 10))
+		}, want: check{0, 8, "checkpoint-16 is not used: loractl-complete.json"}},
+		{name: "no checkpoint verifies", damage: func(t *testing.T, _ *fixture, dir string) {
 			for _, s := range []int{8, 16} {
 				must(t, os.Remove(filepath.Join(cpDir(dir, s), "optimizer.pt")))
 			}
-		}, check{2, 0, "checkpoint-8: optimizer.pt is missing"}},
+		}, want: check{2, -1, "checkpoint-8: optimizer.pt is missing"}},
+		{name: "trainer copy edited in the store", damage: func(t *testing.T, g *fixture, _ string) {
+			trainers, _ := filepath.Glob(filepath.Join(g.runs, ".trainer", "*", run.TrainerFile))
+			if len(trainers) != 1 {
+				t.Fatalf("trainer copies: %v", trainers)
+			}
+			b, _ := os.ReadFile(trainers[0])
+			must(t, os.WriteFile(trainers[0], append([]byte("raise SystemExit('edited copy ran')\n"), b...), 0o644))
+		}, want: check{0, 16, "train_lora.py was modified): reinstalled it"}},
+		{name: "train.log is a link", damage: func(t *testing.T, g *fixture, dir string) {
+			victim := filepath.Join(g.dir, "victim.txt")
+			must(t, os.WriteFile(victim, []byte("keep\n"), 0o644))
+			log := filepath.Join(dir, run.LogFile)
+			must(t, os.Remove(log))
+			must(t, os.Symlink(victim, log))
+		}, want: check{1, -1, "train.log is a symbolic link"}, after: func(t *testing.T, g *fixture, _ string) {
+			if b, _ := os.ReadFile(filepath.Join(g.dir, "victim.txt")); string(b) != "keep\n" {
+				t.Errorf("the link's target was written: %q", b)
+			}
+		}},
+		{name: "events.jsonl with garbage lines", damage: func(t *testing.T, _ *fixture, dir string) {
+			fh, err := os.OpenFile(filepath.Join(dir, run.EventsFile), os.O_WRONLY|os.O_APPEND, 0)
+			must(t, err)
+			_, _ = fh.WriteString("\x00\x00 not json\n{\"type\":\"log\",\"st")
+			fh.Close()
+		}, want: check{0, 16, "resuming from"}, after: func(t *testing.T, g *fixture, _ string) {
+			if r := g.loractl(t, "logs", runID); r.code != 0 || !strings.Contains(r.stdout, "trainer completed") {
+				t.Errorf("logs after garbage: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+		}},
+		{name: "manifest.json corrupted", damage: func(t *testing.T, _ *fixture, dir string) {
+			must(t, os.WriteFile(filepath.Join(dir, run.ManifestFile), []byte(`{"run_id": "x", "state":`), 0o644))
+		}, want: check{2, -1, "manifest cannot be read"}, after: func(t *testing.T, g *fixture, _ string) {
+			r := g.loractl(t, "train", g.config, "--force")
+			if r.code != 0 || !strings.Contains(r.stderr, "manifest.json was unreadable") {
+				t.Fatalf("train --force over a corrupt manifest: exit %d\n%s", r.code, r.stderr)
+			}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,23 +239,155 @@ func TestFaults(t *testing.T) {
 			g.runs = copyStore(t, killedStore)
 			dir := filepath.Join(g.runs, runID)
 			if tc.damage != nil {
-				tc.damage(t, dir)
+				tc.damage(t, &g, dir)
 			}
-			r := g.loractl(t, "train", "--resume", runID)
+			args := tc.args
+			if args == nil {
+				args = resume
+			}
+			r := g.loractl(t, args...)
 			if r.code != tc.want.code || !strings.Contains(r.stderr+r.stdout, tc.want.say) {
 				t.Fatalf("exit %d, want %d with %q:\n%s\n%s", r.code, tc.want.code, tc.want.say, r.stdout, r.stderr)
 			}
-			if tc.want.resumeStep == 0 {
+			if tc.after != nil {
+				tc.after(t, &g, dir)
+			}
+			if tc.want.resumeStep < 0 {
 				return
 			}
 			if got := resumedAt(t, dir); got != tc.want.resumeStep {
 				t.Errorf("resumed at step %d, want %d", got, tc.want.resumeStep)
 			}
-			got := outcome(t, dir)
-			if got.evalAfter != want.evalAfter || !bytes.Equal(got.adapter, want.adapter) {
-				t.Errorf("eval loss %v (uninterrupted %v), adapter identical: %v", got.evalAfter, want.evalAfter, bytes.Equal(got.adapter, want.adapter))
-			}
+			sameAs(t, want, outcome(t, dir))
 		})
+	}
+
+	// Killed with SIGKILL while checkpoint-16 was being written: whatever the save had
+	// written, resume takes a checkpoint that verifies and ends where the
+	// uninterrupted run ends.
+	t.Run("killed inside a checkpoint save", func(t *testing.T) {
+		g := *f
+		g.runs = filepath.Join(t.TempDir(), "runs")
+		dir := killAt(t, &g, func(dir string) bool {
+			_, err := os.Stat(cpDir(dir, 16))
+			return err == nil
+		})
+		_, markerErr := os.Stat(filepath.Join(cpDir(dir, 16), run.CompleteMarker))
+		if r := g.loractl(t, "train", "--resume", filepath.Base(dir)); r.code != 0 {
+			t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+		}
+		step := resumedAt(t, dir)
+		if (markerErr != nil && step != 8) || (step != 8 && step != 16) {
+			t.Errorf("resumed at %d (marker of checkpoint-16 present: %v)", step, markerErr == nil)
+		}
+		t.Logf("killed inside the save: checkpoint-16 marker present %v, resumed at %d", markerErr == nil, step)
+		sameAs(t, want, outcome(t, dir))
+	})
+
+	// Ctrl-C three times: the third kills the trainer; the exit is still 130 and a
+	// resume still ends where the uninterrupted run ends.
+	t.Run("ctrl-c storm", func(t *testing.T) {
+		g := *f
+		g.runs = filepath.Join(t.TempDir(), "runs")
+		cmd := g.command(t, "train", g.config)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		must(t, cmd.Start())
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if ms, _ := (&run.Store{Base: g.runs}).List(); len(ms) == 1 {
+				if s, ok := run.LastStep(filepath.Join(g.runs, ms[0].RunID)); ok && s >= 10 {
+					break
+				}
+			}
+		}
+		for i := 0; i < 3; i++ {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			time.Sleep(20 * time.Millisecond)
+		}
+		err := cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 130 {
+			t.Fatalf("after three Ctrl-C: %v\n%s", err, out.String())
+		}
+		ms, _ := (&run.Store{Base: g.runs}).List()
+		dir := filepath.Join(g.runs, ms[0].RunID)
+		if pid, _ := strconv.Atoi(ms[0].Handle.ID); pid > 0 {
+			waitGone(t, pid)
+		}
+		if r := g.loractl(t, "train", "--resume", ms[0].RunID); r.code != 0 {
+			t.Fatalf("resume after the storm: exit %d\n%s", r.code, r.stderr)
+		}
+		sameAs(t, want, outcome(t, dir))
+	})
+
+	t.Run("read-only store", func(t *testing.T) {
+		mnt := tmpfs(t, "16m")
+		g := *f
+		g.runs = filepath.Join(mnt, "runs")
+		if out, err := exec.Command("cp", "-a", killedStore, g.runs).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("remount ro: %v %s", err, out)
+		}
+		// The controller was killed, so the manifest still says running: runs must tell
+		// the truth from the driver even though it cannot record it.
+		r := g.loractl(t, "runs")
+		if r.code != 0 || strings.Contains(r.stdout, "running") || !strings.Contains(r.stderr, "not recorded") {
+			t.Errorf("runs on a read-only store: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stdout, " 16 ") {
+			t.Errorf("runs does not show the step the killed run reached (16):\n%s", r.stdout)
+		}
+		r = g.loractl(t, "train", "--resume", runID)
+		if r.code == 0 || !strings.Contains(r.stderr, "read-only file system") {
+			t.Errorf("resume on a read-only store: exit %d\n%s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("disk full", func(t *testing.T) {
+		mnt := tmpfs(t, "8m")
+		g := *f
+		g.runs = filepath.Join(mnt, "runs")
+		if out, err := exec.Command("cp", "-a", killedStore, g.runs).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		// Leave room for the logs but not for checkpoint-24.
+		var st syscall.Statfs_t
+		must(t, syscall.Statfs(mnt, &st))
+		filler := filepath.Join(mnt, "filler")
+		must(t, os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-96<<10), 0o644))
+		r := g.loractl(t, "train", "--resume", runID)
+		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "is full (") {
+			t.Fatalf("resume on a full disk: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		must(t, os.Remove(filler))
+		r = g.loractl(t, "train", "--resume", runID)
+		if r.code != 0 {
+			t.Fatalf("resume once there is room: exit %d\n%s", r.code, r.stderr)
+		}
+		sameAs(t, want, outcome(t, filepath.Join(g.runs, runID)))
+	})
+}
+
+// tmpfs mounts a small tmpfs for the test (root only: mount needs it).
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+func sameAs(t *testing.T, want, got reference) {
+	t.Helper()
+	if got.evalAfter != want.evalAfter || !bytes.Equal(got.adapter, want.adapter) {
+		t.Errorf("eval loss %v (uninterrupted %v), adapter identical: %v", got.evalAfter, want.evalAfter, bytes.Equal(got.adapter, want.adapter))
 	}
 }
 
