@@ -27,15 +27,6 @@ const CompleteMarker = "loractl-complete.json"
 // Markers without a version (or without "files") are legacy: see VerifyCheckpoint.
 const MarkerVersion = 2
 
-// The trainer's exit codes (docs/trainer-contract.md). The controller maps them to its
-// own (internal/cmdutil): 75 becomes 130, 2 stays 2.
-const (
-	TrainerExitOK          = 0
-	TrainerExitFailed      = 1
-	TrainerExitInvalid     = 2
-	TrainerExitInterrupted = 75
-)
-
 // maxMarkerBytes bounds what a verifier reads of a marker: a real one is a few KiB.
 const maxMarkerBytes = 1 << 20
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/loractl/loractl/driver"
 )
 
 // The controller and the trainer each implement "is this checkpoint complete" once.
@@ -67,7 +69,7 @@ func TestConstantsAgreeWithTrainer(t *testing.T) {
 	if py.Marker != CompleteMarker || py.Version != MarkerVersion {
 		t.Errorf("marker: python %q v%d, go %q v%d", py.Marker, py.Version, CompleteMarker, MarkerVersion)
 	}
-	if want := []int{TrainerExitOK, TrainerExitFailed, TrainerExitInvalid, TrainerExitInterrupted}; !equalInts(py.Exits, want) {
+	if want := []int{driver.TrainerExitOK, driver.TrainerExitFailed, driver.TrainerExitInvalid, driver.TrainerExitInterrupted}; !equalInts(py.Exits, want) {
 		t.Errorf("exit codes: python %v, go %v", py.Exits, want)
 	}
 	if strings.Join(py.Required, ",") != strings.Join(RequiredCheckpointFiles, ",") {

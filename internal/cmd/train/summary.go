@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
@@ -39,7 +40,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		code = cmdutil.ExitInterrupted
 	case run.StateFailed:
 		code = cmdutil.ExitFailed
-		if out.Exit != nil && out.Exit.ExitCode == 2 {
+		if out.Exit != nil && out.Exit.ExitCode == driver.TrainerExitInvalid {
 			code = cmdutil.ExitInvalid // the trainer refused its config (e.g. 4-bit on a CPU)
 		}
 		if o.stops.Load() > 0 {
