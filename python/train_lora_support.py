@@ -320,7 +320,11 @@ def _non_negative_int(value):
 
 
 def _valid_marker_path(p):
-    if not isinstance(p, str) or p in ("", MARKER) or "\\" in p or "\0" in p or p.startswith("/"):
+    if not isinstance(p, str) or p in ("", MARKER) or "\\" in p or "\0" in p or "\ufffd" in p or p.startswith("/"):
+        return False
+    try:
+        p.encode("utf-8")  # a lone surrogate ("\ud800") names no file
+    except UnicodeEncodeError:
         return False
     return all(part not in ("", ".", "..") for part in p.split("/"))
 

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // CompleteMarker is written last into a checkpoint directory by the trainer; a
@@ -106,6 +107,10 @@ func VerifyCheckpoint(dir string, deep bool) (*Marker, error) {
 // parseMarker decodes and validates a marker's JSON (rules shared with the trainer).
 func parseMarker(b []byte) (*Marker, error) {
 	var raw map[string]json.RawMessage
+	// Not UTF-8: encoding/json would decode it with replacements, the trainer refuses it.
+	if !utf8.Valid(b) {
+		return nil, errors.New("not a JSON object")
+	}
 	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
 		return nil, errors.New("not a JSON object")
 	}
@@ -167,7 +172,9 @@ func isSHA256(s string) bool {
 
 // validMarkerPath accepts "a" and "a/b", never "", "/a", "../a", "a/./b" or the marker.
 func validMarkerPath(p string) bool {
-	if p == "" || p == CompleteMarker || strings.ContainsAny(p, "\\\x00") || path.IsAbs(p) || path.Clean(p) != p {
+	// U+FFFD: what encoding/json makes of a lone surrogate escape, which Python keeps
+	// (and cannot turn into a file name); refused on both sides.
+	if p == "" || p == CompleteMarker || strings.ContainsAny(p, "\\\x00\uFFFD") || path.IsAbs(p) || path.Clean(p) != p {
 		return false
 	}
 	for _, part := range strings.Split(p, "/") {

@@ -185,6 +185,15 @@ func TestCheckpointVerdictsAgreeWithTrainer(t *testing.T) {
 			}
 		}
 	}
+	replaceInMarker := func(old, new string) func(t *testing.T, d string) {
+		return func(t *testing.T, d string) {
+			b, _ := os.ReadFile(markerPath(d))
+			if !bytes.Contains(b, []byte(old)) {
+				t.Fatalf("marker lacks %s:\n%s", old, b)
+			}
+			setMarker(string(bytes.Replace(b, []byte(old), []byte(new), 1)))(t, d)
+		}
+	}
 	cases := []struct {
 		name   string
 		legacy bool // start from the required files and no marker
@@ -234,6 +243,8 @@ func TestCheckpointVerdictsAgreeWithTrainer(t *testing.T) {
 			f["PATH"] = f["path"]
 			delete(f, "path")
 		}), false, false, "path"},
+		{"marker not UTF-8", false, replaceInMarker(`"resolved_sha256": "abc"`, "\"resolved_sha256\": \"ab\xff\""), false, false, "not a JSON object"},
+		{"lone surrogate in a path", false, replaceInMarker(`"path": "optimizer.pt"`, `"path": "\ud800"`), false, false, "plain relative path"},
 		{"legacy, files load", true, setMarker(`{"step": 8, "eval_loss_before": 1.0}`), true, true, ""},
 		{"legacy, optimizer removed", true, func(t *testing.T, d string) {
 			setMarker(`{"step": 8}`)(t, d)
