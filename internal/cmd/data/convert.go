@@ -168,11 +168,16 @@ func publish(tmp, out string, force bool) error {
 	if force {
 		return os.Rename(tmp, out)
 	}
-	if err := os.Link(tmp, out); err != nil {
-		if errors.Is(err, os.ErrExist) {
+	err := os.Link(tmp, out)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return cmdutil.Invalidf("%s exists (use --force to overwrite)", out)
+	case err != nil:
+		// A file system without hard links: check, then rename (a narrow race only there).
+		if _, serr := os.Lstat(out); serr == nil {
 			return cmdutil.Invalidf("%s exists (use --force to overwrite)", out)
 		}
-		return err
+		return os.Rename(tmp, out)
 	}
 	return os.Remove(tmp)
 }
