@@ -151,12 +151,6 @@ func foldHistory(d driver.Driver, dir string, m *run.Manifest) {
 }
 
 func recordOutcome(dir string, m *run.Manifest, o *Outcome) error {
-	applyOutcome(m, o)
-	return run.WriteManifest(dir, m)
-}
-
-// applyOutcome sets m's state, error, last attempt and result from o (in memory).
-func applyOutcome(m *run.Manifest, o *Outcome) {
 	now := time.Now().UTC()
 	m.State, m.EndedAt = o.State, now
 	if o.Exit != nil && o.Exit.ExitCode >= 0 {
@@ -192,6 +186,7 @@ func applyOutcome(m *run.Manifest, o *Outcome) {
 		}
 		m.Result = r
 	}
+	return run.WriteManifest(dir, m)
 }
 
 // trainingTime adds up the attempts' durations: a run resumed days after it was

@@ -19,37 +19,21 @@ var ErrNotRecorded = errors.New("the run's state could not be recorded in the ru
 // Refresh brings the manifest of a run that no controller is driving (a detached
 // Slurm job, a controller that was killed) up to date from its driver and its events.
 // A run whose lock is held is left alone: its controller keeps the manifest current.
-// When the store cannot be written (no lock file can be made, the manifest cannot be
-// replaced), the returned manifest still says what the driver and events say, and
-// the error wraps ErrNotRecorded: a dead run is never shown as running.
+// A lock that cannot be taken at all (a read-only or full store: no controller can
+// hold it either) does not stop the refresh; when the manifest cannot be written, the
+// returned manifest still says what the driver and events say and the error wraps
+// ErrNotRecorded, so a dead run is never shown as running.
 func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Driver) (*run.Manifest, error) {
 	if m.State.Terminal() || m.Handle == nil || d == nil {
 		return m, nil
 	}
 	dir := store.Dir(m.RunID)
-	lock, lockErr := run.LockDir(dir)
-	if errors.Is(lockErr, run.ErrLocked) {
+	lock, err := run.LockDir(dir)
+	if errors.Is(err, run.ErrLocked) {
 		return m, nil
 	}
-	if lockErr == nil {
+	if err == nil {
 		defer lock.Unlock()
-	}
-	m, err := refresh(ctx, dir, m, d, lockErr == nil)
-	if lockErr != nil && err == nil {
-		err = fmt.Errorf("%w: %v", ErrNotRecorded, lockErr)
-	}
-	return m, err
-}
-
-func refresh(ctx context.Context, dir string, m *run.Manifest, d driver.Driver, writable bool) (*run.Manifest, error) {
-	write := func(m *run.Manifest) error {
-		if !writable {
-			return nil
-		}
-		if err := run.WriteManifest(dir, m); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotRecorded, err)
-		}
-		return nil
 	}
 	// Re-read under the lock: the driving controller may have just finished.
 	if fresh, err := run.ReadManifest(dir); err == nil {
@@ -72,7 +56,7 @@ func refresh(ctx context.Context, dir string, m *run.Manifest, d driver.Driver, 
 		}
 		if m.State != want {
 			m.State = want
-			err = write(m)
+			err = writeErr(run.WriteManifest(dir, m))
 		}
 		return m, err
 	default:
@@ -99,6 +83,13 @@ func refresh(ctx context.Context, dir string, m *run.Manifest, d driver.Driver, 
 		}
 	}
 	foldHistory(d, dir, m)
-	applyOutcome(m, o)
-	return m, write(m)
+	return m, writeErr(recordOutcome(dir, m, o)) // recordOutcome updates m before it writes
+}
+
+// writeErr marks a failed manifest write as ErrNotRecorded.
+func writeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrNotRecorded, err)
 }

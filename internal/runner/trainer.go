@@ -30,7 +30,12 @@ func trainerDir(runDir string, p *Prepared) string {
 // A fresh copy is built in a temp dir and renamed into place, so concurrent
 // controllers (a sweep's parallel points, two shells) never see a half-written one.
 func ensureTrainer(dir string) (notice string, err error) {
-	problem := checkTrainer(dir)
+	return ensureFiles(dir, python.TrainerFiles)
+}
+
+// ensureFiles is ensureTrainer for any set of embedded scripts.
+func ensureFiles(dir string, names []string) (notice string, err error) {
+	problem := checkFiles(dir, names)
 	if problem == "" {
 		return "", nil
 	}
@@ -44,7 +49,7 @@ func ensureTrainer(dir string) (notice string, err error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	for _, name := range python.TrainerFiles {
+	for _, name := range names {
 		b, err := python.Read(name)
 		if err != nil {
 			return "", err
@@ -72,7 +77,7 @@ func ensureTrainer(dir string) (notice string, err error) {
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		// Another controller installed it first: accept theirs only if it verifies.
-		if p := checkTrainer(dir); p != "" {
+		if p := checkFiles(dir, names); p != "" {
 			return "", fmt.Errorf("%w (and the copy there: %s)", err, p)
 		}
 	}
@@ -82,8 +87,8 @@ func ensureTrainer(dir string) (notice string, err error) {
 	return notice, nil
 }
 
-// checkTrainer says how dir differs from the embedded trainer, or "" when it matches.
-func checkTrainer(dir string) string {
+// checkFiles says how dir differs from the embedded files names, or "" when it matches.
+func checkFiles(dir string, names []string) string {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return "not installed"
@@ -96,7 +101,7 @@ func checkTrainer(dir string) string {
 		return err.Error()
 	}
 	want := map[string]bool{trainerComplete: true}
-	for _, name := range python.TrainerFiles {
+	for _, name := range names {
 		want[name] = true
 	}
 	for _, e := range entries {
@@ -114,7 +119,7 @@ func checkTrainer(dir string) string {
 	if _, err := os.Lstat(filepath.Join(dir, trainerComplete)); err != nil {
 		return "incomplete install"
 	}
-	for _, name := range python.TrainerFiles {
+	for _, name := range names {
 		emb, err := python.Read(name)
 		if err != nil {
 			return err.Error()

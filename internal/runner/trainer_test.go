@@ -56,7 +56,7 @@ func TestEnsureTrainerVerifiesEveryLaunch(t *testing.T) {
 			if (tc.notice == "") != (notice == "") || !strings.Contains(notice, tc.notice) {
 				t.Fatalf("notice %q, want %q", notice, tc.notice)
 			}
-			if p := checkTrainer(dir); p != "" {
+			if p := checkFiles(dir, python.TrainerFiles); p != "" {
 				t.Fatalf("after ensureTrainer: %s", p)
 			}
 			entries, _ := os.ReadDir(filepath.Dir(dir))
