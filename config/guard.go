@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -37,6 +39,12 @@ func CheckYAML(path string, src []byte) (body []byte, pos map[string]Position, e
 func guardYAML(path string, src []byte) ([]byte, *ast.File, error) {
 	// Editors on Windows save a byte order mark; it is not part of the first key.
 	body := bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
+	if len(body) > MaxFileBytes {
+		return nil, nil, &FieldError{File: path, Msg: fmt.Sprintf("%d bytes, over the %d-byte (1 MiB) limit for a YAML file: not a config", len(body), MaxFileBytes)}
+	}
+	if e := checkDepth(path, body); e != nil {
+		return nil, nil, e
+	}
 	file, err := parser.ParseBytes(body, 0)
 	if err != nil {
 		return nil, nil, &FieldError{File: path, Msg: "invalid YAML: " + yaml.FormatError(err, false, true)}
@@ -125,7 +133,7 @@ func boundedAliases(path string, f *ast.File) *FieldError {
 	if over == nil {
 		return nil
 	}
-	e := &FieldError{File: path, Msg: "the aliases in this file expand to more than 100,000 values (or refer to themselves): not a config"}
+	e := &FieldError{File: path, Msg: "more than 100,000 values once the aliases in this file are expanded (or an alias refers to itself): not a config"}
 	if tk := over.GetToken(); tk != nil {
 		e.Line, e.Col = tk.Position.Line, tk.Position.Column
 	}
@@ -138,6 +146,15 @@ func boundedAliases(path string, f *ast.File) *FieldError {
 func setValue(raw string) (any, error) {
 	if strings.HasPrefix(raw, "@") || strings.HasPrefix(raw, "`") {
 		return raw, nil
+	}
+	// The same guard as a file: size, depth, one document (a second one after "---"
+	// would otherwise be dropped without a word).
+	if _, _, err := guardYAML("value", []byte(raw)); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, errors.New(strings.TrimPrefix(fe.Msg, "invalid YAML: "))
+		}
+		return nil, err
 	}
 	var v any
 	err := yaml.Unmarshal([]byte(raw), &v)

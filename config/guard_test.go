@@ -22,9 +22,9 @@ func TestHostileFiles(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"alias bomb", bomb, "expand to more than 100,000 values"},
+		{"alias bomb", bomb, "more than 100,000 values once the aliases"},
 		{"two documents", base + "---\nlora:\n  r: 8\n", ":6:1: a second YAML document"},
-		{"self-referential alias", base + "lora: &a\n  r: *a\n", "refer to themselves"},
+		{"self-referential alias", base + "lora: &a\n  r: *a\n", "an alias refers to itself"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

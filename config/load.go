@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -45,8 +44,12 @@ func Load(path string, sets []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(abs)
+	src, err := ReadFile(abs)
 	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(abs, src, sets)
@@ -186,6 +189,10 @@ func applySet(tree map[string]any, s string) *FieldError {
 	}
 	if strings.HasPrefix(key, "env.set.") {
 		v = raw // an environment value is the text typed, never a YAML number
+	}
+	if v == nil && isSection(key) {
+		// "--set train=null" would drop every train key of the file without a word.
+		return &FieldError{File: "--set", Key: key, Msg: fmt.Sprintf("%s is a section: null would reset all of it; set its keys instead (--set %s.KEY=VALUE)", key, key)}
 	}
 	parts := strings.Split(key, ".")
 	m := tree

@@ -66,6 +66,23 @@ func KnownKeys() []string {
 
 // lookupKey checks a dotted key against the schema. It returns the longest valid
 // prefix's sibling names when the key is unknown, for a did-you-mean.
+// isSection reports whether dotted names a section of the schema (a mapping of keys)
+// rather than a value.
+func isSection(dotted string) bool {
+	if dotted == "driver" {
+		return true
+	}
+	t := schema
+	for _, p := range strings.Split(dotted, ".") {
+		child, ok := t[p]
+		if !ok || child == nil {
+			return false
+		}
+		t = child
+	}
+	return true
+}
+
 func lookupKey(dotted string) (ok bool, bad string, siblings []string) {
 	parts := strings.Split(dotted, ".")
 	t := schema

@@ -22,6 +22,17 @@ import (
 // controller can refuse (rather than misread) a handle written by an older one.
 const HandleVersion = 1
 
+// The trainer's exit codes (docs/trainer-contract.md), defined once for Go here;
+// python/train_lora_support.py defines the same for the trainer, and
+// run/contract_test.go checks that the two agree. The controller maps them to its own
+// exit codes at the CLI edge (75 becomes 130).
+const (
+	TrainerExitOK          = 0
+	TrainerExitFailed      = 1
+	TrainerExitInvalid     = 2
+	TrainerExitInterrupted = 75 // a checkpoint was saved on a signal; resume continues
+)
+
 // Task is everything a driver needs to launch one trainer. Nothing in it is specific to
 // a driver: each driver's own settings arrive as Options, the raw JSON of its section of
 // the run config.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // fakeRun writes a run dir with a manifest, resolved.json, an adapter and checkpoints
@@ -34,7 +35,7 @@ func fakeRun(t *testing.T, weightBytes int64) (string, *run.Manifest) {
 		write(filepath.Join(runDir, d, "adapter_config.json"), "{}")
 		write(filepath.Join(runDir, d, "adapter_model.safetensors"), "x")
 	}
-	write(filepath.Join(runDir, "checkpoints", "checkpoint-8", run.CompleteMarker), `{"step":8}`)
+	runtest.Checkpoint(t, filepath.Join(runDir, "checkpoints", "checkpoint-8"), 8)
 	write(filepath.Join(base, "config.json"), `{"dtype":"bfloat16"}`)
 	f, err := os.Create(filepath.Join(base, "model.safetensors"))
 	if err != nil {

@@ -33,8 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from train_lora_support import (  # noqa: E402
     CHECKPOINT_PREFIX, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, STOP,
-    ConfigError, Events, Interrupted, TrainerError, choose_resume, file_sha256, install_signal_handlers,
-    apply_micro_batch, load_config, mark_complete, resolve_kernels, prune_checkpoints, read_chat_jsonl, read_marker, remove_checkpoint, unweight_mask,
+    ConfigError, Events, Interrupted, TrainerError, apply_micro_batch, choose_resume, disk_full_message, file_sha256,
+    install_signal_handlers, load_config, mark_complete, prune_checkpoints, read_chat_jsonl, read_marker,
+    remove_checkpoint, resolve_kernels, unweight_mask,
     weight0_turns,
 )
 from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
@@ -69,6 +70,9 @@ def main(argv=None):
     except Interrupted as e:
         return run.interrupted_early(str(e))
     except Exception as e:  # noqa: BLE001 - every failure must reach events.jsonl
+        full = disk_full_message(e, run_dir)
+        if full:  # say so, not torch's "unexpected pos 40896 vs 40784"
+            return run.fail(TrainerError(full).with_traceback(e.__traceback__), EXIT_FAILED, "DiskFull")
         return run.fail(e, EXIT_FAILED, hint=failure_hint(e))
 
 
@@ -147,7 +151,7 @@ class Run:
         self.metrics = task_metrics.build_metrics(cfg["eval"]["metrics"])
         for message in unknown:
             self.events.warn("unknown_config_key", message)
-        self.resume_path, marker = choose_resume(self.run_dir, self.args.resume)
+        self.resume_path, marker = choose_resume(self.run_dir, self.args.resume, self.events.warn)
         if marker:
             self.resume_step = self.step = marker["step"]
             self.eval_before = marker.get("eval_loss_before")

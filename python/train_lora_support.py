@@ -3,13 +3,16 @@ writer, signal handling and checkpoint bookkeeping. Nothing here imports torch, 
 config is refused in a fraction of a second and tests can exercise these parts directly.
 """
 
+import errno
 import hashlib
 import json
 import math
 import os
 import shutil
 import signal
+import stat
 import sys
+import zipfile
 from datetime import datetime, timezone
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 75
@@ -85,6 +88,16 @@ def _json_safe(value):
     return str(value)
 
 
+def _ends_torn(path):
+    """True when the file at path is non-empty and does not end with a newline."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+    finally:
+        os.close(fd)
+
+
 class Events:
     """Appends one JSON object per line to events.jsonl, unbuffered.
 
@@ -94,7 +107,11 @@ class Events:
     of an attempt that gets that far."""
 
     def __init__(self, path):
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a planted link
+        if _ends_torn(path):
+            # A writer killed mid-line left half an event: end it, or this attempt's first
+            # event would be glued to it and lost to every reader of the whole file.
+            os.write(self.fd, b"\n")
         self.started = False
         self.pending = []
 
@@ -381,16 +398,188 @@ def file_sha256(path):
 
 # ---------------------------------------------------------------- checkpoints
 
-def read_marker(ckpt_dir):
-    """The completion marker of a checkpoint, or None when the checkpoint is incomplete."""
+MARKER_VERSION = 2
+MAX_MARKER_BYTES = 1 << 20
+# Files every checkpoint must have: the adapter, the optimizer and LR schedule (the Trainer
+# skips a missing optimizer.pt silently and restarts them) and the state that holds the step.
+REQUIRED_CHECKPOINT_FILES = (
+    "adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json",
+)
+_HEX = frozenset("0123456789abcdef")
+_MAX_INT64 = (1 << 63) - 1
+
+
+class CheckpointIncomplete(Exception):
+    """A checkpoint whose marker is missing, unreadable, or does not match its files."""
+
+
+def _read_regular(path, limit):
+    """Read a regular file (never through a symlink, never a FIFO) of at most limit bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{os.path.basename(path)} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{st.st_size} bytes, over the {limit}-byte limit")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"over the {limit}-byte limit")
+    return data
+
+
+def _non_negative_int(value):
+    return _is_kind(value, int) and 0 <= value <= _MAX_INT64
+
+
+def _valid_marker_path(p):
+    if not isinstance(p, str) or p in ("", MARKER) or "\\" in p or "\0" in p or "\ufffd" in p or p.startswith("/"):
+        return False
     try:
-        with open(os.path.join(ckpt_dir, MARKER), encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or not _is_kind(marker.get("step"), int):
-        return None
+        p.encode("utf-8")  # a lone surrogate ("\ud800") names no file
+    except UnicodeEncodeError:
+        return False
+    return all(part not in ("", ".", "..") for part in p.split("/"))
+
+
+def parse_marker(data):
+    """Validate a marker's bytes (the rules run/checkpoint.go applies): a dict, or raise."""
+    try:
+        marker = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointIncomplete(f"{MARKER}: not a JSON object") from None
+    if not isinstance(marker, dict):
+        raise CheckpointIncomplete(f"{MARKER}: not a JSON object")
+    if "step" not in marker:
+        raise CheckpointIncomplete(f'{MARKER}: no "step"')
+    if not _non_negative_int(marker["step"]):
+        raise CheckpointIncomplete(f'{MARKER}: "step" {json.dumps(marker["step"])} is not a non-negative integer')
+    if "files" not in marker:
+        return marker
+    files = marker["files"]
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise CheckpointIncomplete(f'{MARKER}: "files" is not a list of objects')
+    if not files:
+        raise CheckpointIncomplete(f'{MARKER}: "files" is empty')
+    seen = set()
+    for i, f in enumerate(files):
+        p = f.get("path")
+        if not _valid_marker_path(p):
+            raise CheckpointIncomplete(f"{MARKER}: files[{i}]: path {json.dumps(p)} is not a plain relative path")
+        if p in seen:
+            raise CheckpointIncomplete(f"{MARKER}: file {p!r} listed twice")
+        seen.add(p)
+        if not _non_negative_int(f.get("size")):
+            raise CheckpointIncomplete(f"{MARKER}: file {p!r}: size is not a non-negative integer")
+        h = f.get("sha256")
+        if not isinstance(h, str) or len(h) != 64 or not set(h) <= _HEX:
+            raise CheckpointIncomplete(f"{MARKER}: file {p!r}: sha256 is not 64 lower-case hex digits")
     return marker
+
+
+def _file_sha256_nofollow(path):
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_listed(ckpt_dir, entry, deep):
+    p = entry["path"]
+    try:
+        st = os.lstat(os.path.join(ckpt_dir, *p.split("/")))
+    except FileNotFoundError:
+        raise CheckpointIncomplete(f"{p} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointIncomplete(f"{p} is not a regular file")
+    if st.st_size != entry["size"]:
+        raise CheckpointIncomplete(f"{p} has {st.st_size} bytes, the marker says {entry['size']}")
+    if deep:
+        got = _file_sha256_nofollow(os.path.join(ckpt_dir, *p.split("/")))
+        if got != entry["sha256"]:
+            raise CheckpointIncomplete(
+                f"{p}: sha256 {got[:12]}, the marker says {entry['sha256'][:12]} (changed after it was saved)")
+
+
+def _loadable(path, deep):
+    """A required file of a legacy checkpoint is there and loads (without torch: JSON parses,
+    a torch.save zip passes its CRC checks, a safetensors header matches the file size)."""
+    name = os.path.basename(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise CheckpointIncomplete(f"legacy marker (no file list) and {name} is missing") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        raise CheckpointIncomplete(f"legacy marker (no file list) and {name} is not a non-empty regular file")
+    try:
+        if name.endswith(".json"):
+            json.loads(_read_regular(path, 64 << 20).decode("utf-8"))
+        elif name.endswith(".pt"):
+            with zipfile.ZipFile(path) as z:
+                if not z.infolist():
+                    raise ValueError("empty archive")
+                if deep and z.testzip() is not None:
+                    raise ValueError("CRC mismatch")
+        elif name.endswith(".safetensors"):
+            _safetensors_intact(path, st.st_size)
+    except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise CheckpointIncomplete(f"legacy marker (no file list) and {name} does not load: {e}") from None
+
+
+def _safetensors_intact(path, size):
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("no header")
+        n = int.from_bytes(head, "little")
+        if n == 0 or n > 100 << 20 or n + 8 > size:
+            raise ValueError(f"header length {n} does not fit a {size}-byte file")
+        header = json.loads(f.read(n).decode("utf-8"))
+    end = 0
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = t.get("data_offsets") if isinstance(t, dict) else None
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            raise ValueError(f"tensor {name!r} has no data_offsets")
+        end = max(end, offsets[1])
+    if 8 + n + end != size:
+        raise ValueError(f"header promises {end} data bytes, the file has {size - 8 - n}")
+
+
+def verify_checkpoint(ckpt_dir, deep=True):
+    """The checkpoint's marker when the checkpoint is complete, else CheckpointIncomplete
+    saying why. A version-2 marker lists every file with size and sha256 (hashes checked when
+    deep); a legacy marker counts only when the required files are there and load. The marker
+    has `legacy: True` added in that case. Same rules as run.VerifyCheckpoint in Go."""
+    try:
+        data = _read_regular(os.path.join(ckpt_dir, MARKER), MAX_MARKER_BYTES)
+    except OSError as e:
+        raise CheckpointIncomplete(f"{MARKER}: {e.strerror or e}") from None
+    marker = parse_marker(data)
+    if "files" not in marker:
+        for name in REQUIRED_CHECKPOINT_FILES:
+            _loadable(os.path.join(ckpt_dir, name), deep)
+        marker["legacy"] = True
+        return marker
+    for entry in marker["files"]:
+        _check_listed(ckpt_dir, entry, deep)
+    listed = {f["path"] for f in marker["files"]}
+    for name in REQUIRED_CHECKPOINT_FILES:
+        if name not in listed:
+            raise CheckpointIncomplete(f"{name} is not among the files the marker lists")
+    return marker
+
+
+def read_marker(ckpt_dir, deep=False):
+    """The completion marker of a checkpoint, or None when the checkpoint is incomplete
+    (sizes checked; hashes too when deep)."""
+    try:
+        return verify_checkpoint(ckpt_dir, deep)
+    except CheckpointIncomplete:
+        return None
 
 
 def list_checkpoints(ckpt_root):
@@ -445,14 +634,32 @@ def fsync_tree(path):
             os.close(fd)
 
 
+def checkpoint_files(ckpt_dir):
+    """Every file under ckpt_dir but the marker (and its temp files), with size and sha256,
+    relative slash-separated paths in a stable order."""
+    out = []
+    for root, dirs, files in os.walk(ckpt_dir):
+        dirs.sort()
+        for name in sorted(files):
+            if name == MARKER or name.startswith(MARKER + ".tmp-"):
+                continue
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, ckpt_dir).replace(os.sep, "/")
+            out.append({"path": rel, "size": os.lstat(full).st_size, "sha256": _file_sha256_nofollow(full)})
+    return out
+
+
 def mark_complete(ckpt_dir, step, eval_loss_before, resolved_sha256):
-    """Write the marker that makes a checkpoint count: last, and atomically."""
+    """Write the marker that makes a checkpoint count: last, and atomically, listing every
+    file with its size and sha256 (hashing runs at ~1 GB/s: docs/reliability.md)."""
     fsync_tree(ckpt_dir)
     write_json_atomic(os.path.join(ckpt_dir, MARKER), {
+        "version": MARKER_VERSION,
         "step": step,
         "time": now_rfc3339(),
         "eval_loss_before": eval_loss_before,
         "resolved_sha256": resolved_sha256,
+        "files": checkpoint_files(ckpt_dir),
     })
 
 
@@ -472,10 +679,15 @@ def prune_checkpoints(ckpt_root, newest_step, keep, protect=None):
                 remove_checkpoint(path)
 
 
-def choose_resume(run_dir, resume):
-    """Pick the checkpoint to resume from: (path, marker) or (None, None) for a fresh start."""
+def choose_resume(run_dir, resume, warn=None):
+    """Pick the checkpoint to resume from: (path, marker) or (None, None) for a fresh start.
+
+    "auto" takes the newest checkpoint that verifies deeply; every newer one it passes over
+    is reported through warn(code, message), naming the checkpoint and the reason."""
+    warn = warn or (lambda code, message: None)
     ckpt_root = os.path.join(run_dir, "checkpoints")
-    complete = [(s, p, m) for s, p, m in list_checkpoints(ckpt_root) if m is not None]
+    entries = list_checkpoints(ckpt_root)
+    complete = [(s, p, m) for s, p, m in entries if m is not None]
     if resume is None:
         if complete:
             raise ConfigError(
@@ -483,17 +695,67 @@ def choose_resume(run_dir, resume):
                 "pass --resume auto to continue from it, or remove that directory to start over")
         return None, None
     if resume == "auto":
-        if not complete:
-            return None, None
-        step, path, marker = max(complete, key=lambda c: c[2]["step"])
-        return path, marker
+        for _step, path, _marker in reversed(entries):
+            try:
+                marker = verify_checkpoint(path, deep=True)
+            except CheckpointIncomplete as e:
+                warn("checkpoint_skipped", f"{os.path.basename(path)} is not used: {e}")
+                continue
+            if marker.get("legacy"):
+                warn("legacy_checkpoint", f"{os.path.basename(path)} has a marker without a file list "
+                     "(saved by an older loractl); its required files are there and load")
+            return path, marker
+        return None, None
     path = os.path.abspath(resume)
     if not os.path.isdir(path):
         raise ConfigError(f"--resume {resume}: no such checkpoint directory")
-    marker = read_marker(path)
-    if marker is None:
-        raise ConfigError(f"--resume {resume}: checkpoint is incomplete (no valid {MARKER})")
+    try:
+        marker = verify_checkpoint(path, deep=True)
+    except CheckpointIncomplete as e:
+        raise ConfigError(f"--resume {resume}: checkpoint is incomplete: {e}") from None
+    if marker.get("legacy"):
+        warn("legacy_checkpoint", f"{os.path.basename(path)} has a marker without a file list "
+             "(saved by an older loractl); its required files are there and load")
     return path, marker
+
+
+# ---------------------------------------------------------------- disk full
+
+_DISK_FULL_TEXT = ("unexpected pos", "PytorchStreamWriter failed", "No space left", "file write failed")
+_LOW_SPACE = 64 << 20
+
+
+def _human_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def disk_full_message(exc, path):
+    """A plain message when exc (or what caused it) is a full disk under path, else "".
+
+    torch.save reports ENOSPC as "unexpected pos 40896 vs 40784"; an OSError says
+    ENOSPC. A torch write error counts as a full disk only when little space is left."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
+    torch_write = any(t in str(e) for e in chain for t in _DISK_FULL_TEXT)
+    if not (enospc or torch_write):
+        return ""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = None
+    if not enospc and (free is None or free > _LOW_SPACE):
+        return ""
+    left = f"{_human_bytes(free)} free" if free is not None else "free space unknown"
+    return (f"the disk holding {path} is full ({left}): free some space (older runs, checkpoints) or lower "
+            "train.save_total_limit, then continue with --resume from the last complete checkpoint")
 
 
 # ---------------------------------------------------------------- data

@@ -103,14 +103,14 @@ func ParseEvent(line []byte) (*Event, error) {
 // ReadEvents parses a whole events file; malformed lines are skipped (a line being
 // written when the trainer was killed is the usual cause).
 func ReadEvents(path string) ([]*Event, error) {
-	f, err := os.Open(path)
+	f, err := OpenNoFollow(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var out []*Event
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	sc.Buffer(make([]byte, 64*1024), MaxEventLine)
 	for sc.Scan() {
 		if e, err := ParseEvent(sc.Bytes()); err == nil {
 			out = append(out, e)
@@ -127,9 +127,17 @@ type Follower struct {
 	Path     string
 	Interval time.Duration
 
-	off     int64
-	partial []byte
+	off      int64
+	partial  []byte
+	skipping bool
 }
+
+// MaxEventLine is the longest events.jsonl line a reader keeps (the scanner's limit
+// too); a longer one is skipped, so a damaged or hostile file cannot exhaust memory.
+const MaxEventLine = 16 << 20
+
+// maxPollBytes bounds one Poll's read; the next Poll continues where it stopped.
+const maxPollBytes = 64 << 20
 
 // StartAt makes the follower begin at byte offset off: a resumed run's file still
 // holds the earlier attempts' events, which the live view must not replay as new.
@@ -153,7 +161,7 @@ func NewFollower(path string) *Follower {
 // Poll returns the complete lines appended since the last call. A trailing line
 // without its newline is held back until it is complete.
 func (f *Follower) Poll() ([]*Event, error) {
-	fh, err := os.Open(f.Path)
+	fh, err := OpenNoFollow(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -167,11 +175,19 @@ func (f *Follower) Poll() ([]*Event, error) {
 	if _, err := fh.Seek(f.off, io.SeekStart); err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(fh)
+	data, err := io.ReadAll(io.LimitReader(fh, maxPollBytes))
 	if err != nil {
 		return nil, err
 	}
 	f.off += int64(len(data))
+	if f.skipping {
+		// The rest of a line longer than MaxEventLine: drop it up to its newline.
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			return nil, nil
+		}
+		data, f.skipping = data[i+1:], false
+	}
 	data = append(f.partial, data...)
 	var out []*Event
 	for {
@@ -187,6 +203,9 @@ func (f *Follower) Poll() ([]*Event, error) {
 		data = data[i+1:]
 	}
 	f.partial = append([]byte(nil), data...)
+	if len(f.partial) > MaxEventLine {
+		f.partial, f.skipping = nil, true
+	}
 	return out, nil
 }
 
@@ -245,7 +264,7 @@ func AppendEvent(path string, ev any) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := OpenFileNoFollow(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}

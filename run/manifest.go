@@ -2,6 +2,7 @@ package run
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,10 +157,17 @@ func (m *Manifest) LastAttempt() *Attempt {
 }
 
 // ReadManifest loads dir/manifest.json.
+// maxManifestBytes bounds what ReadManifest reads: a real manifest is a few KiB (a
+// long-lived Slurm run with many requeues, tens of KiB).
+const maxManifestBytes = 16 << 20
+
 func ReadManifest(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	b, err := readRegular(filepath.Join(dir, ManifestFile), maxManifestBytes)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -101,6 +101,7 @@ func TestCheckpointsNumericOrderAndCompleteness(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.complete {
+			writeRequired(t, p)
 			appendTo(t, filepath.Join(p, CompleteMarker), `{"step":1}`)
 		}
 	}
@@ -157,5 +158,32 @@ func appendTo(t *testing.T, p, s string) {
 	defer f.Close()
 	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLastStep(t *testing.T) {
+	cases := []struct {
+		name   string
+		events string
+		step   int
+		ok     bool
+	}{
+		{"none", "", 0, false},
+		{"fresh start", `{"type":"start","time":"2026-01-01T00:00:00Z"}` + "\n", 0, true},
+		{"resumed, no step yet", `{"type":"start","time":"2026-01-01T00:00:00Z","resume_step":16}` + "\n", 16, true},
+		{"logs and a checkpoint", `{"type":"start","time":"2026-01-01T00:00:00Z"}` + "\n" + `{"type":"log","time":"2026-01-01T00:00:00Z","step":10}` + "\n" + `{"type":"checkpoint","time":"2026-01-01T00:00:00Z","step":12}` + "\n" + `{"type":"gpu","time":"2026-01-01T00:00:00Z"}` + "\n", 12, true},
+		{"torn last line", `{"type":"log","time":"2026-01-01T00:00:00Z","step":10}` + "\n" + `{"type":"log","ti`, 10, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.events != "" {
+				appendTo(t, filepath.Join(dir, EventsFile), tc.events)
+			}
+			step, ok := LastStep(dir)
+			if step != tc.step || ok != tc.ok {
+				t.Errorf("LastStep = %d, %v; want %d, %v", step, ok, tc.step, tc.ok)
+			}
+		})
 	}
 }

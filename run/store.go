@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/gofrs/flock"
 )
@@ -180,7 +181,8 @@ var ErrLocked = errors.New("run is being driven by another loractl process")
 
 // LockDir takes the run directory's lock without waiting.
 func LockDir(dir string) (*Lock, error) {
-	fl := flock.New(filepath.Join(dir, lockFile))
+	// O_NOFOLLOW: a .lock planted as a link must not make us create or lock another file.
+	fl := flock.New(filepath.Join(dir, lockFile), flock.SetFlag(os.O_CREATE|os.O_RDONLY|syscall.O_NOFOLLOW))
 	ok, err := fl.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)

@@ -81,6 +81,15 @@ fi
 echo "== go test" >&2
 go test -count=1 -timeout 30m ./... || status=1
 
+# Bounded native fuzzing of the parsers that read untrusted input (docs/reliability.md):
+# about 1m45s in all. A finding is saved under testdata/fuzz/ and fails the step.
+echo "== go fuzz" >&2
+for target in "./config FuzzParse\$" "./config FuzzSetValue" "./run FuzzEvents" "./run FuzzMarker" \
+	"./driver/slurm FuzzRender" "./dataset FuzzCheckLine"; do
+	set -- $target
+	go test -run '^$' -fuzz "$2" -fuzztime 15s "$1" || status=1
+done
+
 # Takes the test cluster's only node down: alone, after everything else.
 echo "== slurm node failure" >&2
 LORACTL_SLURM_NODEFAIL_TEST=1 go test -count=1 -run TestNodeFailureRequeueResume ./driver/slurm || status=1

@@ -279,6 +279,11 @@ func (x *Executor) launch(ctx context.Context, j *job, d driver.Driver, slot Slo
 		how = "restarted"
 	}
 	a, err := runner.Launch(ctx, x.Store, j.p.Prepared, lo)
+	if err == nil {
+		for _, w := range a.Warnings {
+			x.Log.Warn().Str("run", j.id()).Msg(w)
+		}
+	}
 	if err == nil && announce {
 		msg := fmt.Sprintf("%s  run %s", j.p.Label(), j.id())
 		if slot.GPU != nil {

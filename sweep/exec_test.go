@@ -16,6 +16,7 @@ import (
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // fakeDriver stands in for a driver and its trainer: each task "trains" for a while,
@@ -102,8 +103,7 @@ func (d *fakeDriver) Start(ctx context.Context, t *driver.Task) (*driver.Handle,
 				return
 			}
 			cp := filepath.Join(t.RunDir, run.CheckpointsDir, "checkpoint-2")
-			_ = os.MkdirAll(cp, 0o755)
-			_ = os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":2}`), 0o644)
+			_ = runtest.WriteCheckpoint(cp, 2)
 			emit(map[string]any{"type": "end", "status": "interrupted", "step": 2})
 			p.exit = runner.TrainerInterrupted
 			return

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -102,8 +101,12 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(abs)
+	src, err := config.ReadFile(abs)
 	if err != nil {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("read sweep file: %w", err)
 	}
 	return Parse(abs, src)
@@ -205,9 +208,12 @@ func (f *File) parseBase(tree map[string]any, bad func(string, string, ...any)) 
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(filepath.Dir(f.Path), p)
 		}
-		src, err := os.ReadFile(p)
+		src, err := config.ReadFile(p)
 		if err != nil {
-			bad("base", "cannot read the base config: %v", errors.Unwrap(err))
+			if u := errors.Unwrap(err); u != nil {
+				err = u
+			}
+			bad("base", "cannot read the base config: %v", err)
 			return
 		}
 		f.BasePath, f.BaseSource = p, src

@@ -147,6 +147,11 @@ func (c *Catalog) launch(name string) (driver.Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.pins[name] == "" {
+		if err := plugin.CheckTrusted(exe); err != nil {
+			return nil, fmt.Errorf("driver %q: %w", name, err)
+		}
+	}
 	p, err := plugin.Launch(plugin.LaunchConfig{Path: exe, SHA256: c.pins[name], Logger: c.opts.Logger})
 	if err != nil {
 		return nil, err

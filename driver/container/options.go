@@ -24,6 +24,8 @@ const (
 	DefaultShmSize   = "8g"
 	DefaultNetwork   = "none"
 	DefaultStopGrace = 60 * time.Second
+	// MaxStopGrace bounds stop_grace (and so --stop-timeout): longer is a typo.
+	MaxStopGrace = time.Hour
 )
 
 // GPU request styles (the gpu_request option).
@@ -180,11 +182,13 @@ type durationError struct{ msg string }
 func (e *durationError) Error() string { return e.msg }
 
 var (
-	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	sizeRe    = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$`)
-	userRe    = regexp.MustCompile(`^[0-9]+(:[0-9]+)?$`)
-	ulimitRe  = regexp.MustCompile(`^[a-z]+=-?[0-9]+(:-?[0-9]+)?$`)
-	networkRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sizeRe   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$`)
+	userRe   = regexp.MustCompile(`^[0-9]+(:[0-9]+)?$`)
+	ulimitRe = regexp.MustCompile(`^[a-z]+=-?[0-9]+(:-?[0-9]+)?$`)
+	// A network name, never a mode with a colon ("container:ID" joins another
+	// container's network namespace, "ns:PATH" any namespace).
+	networkRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	// Image references: [registry[:port]/]path[:tag][@digest]. Strict enough that no
 	// value can look like a flag to the engine.
 	imageRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$`)
@@ -229,6 +233,9 @@ func (o *Options) Validate() error {
 		return bad("user", "%q is not numeric uid or uid:gid", o.User)
 	}
 	if o.Network != "" && !networkRe.MatchString(o.Network) {
+		if strings.Contains(o.Network, ":") {
+			return bad("network", "%q would share another container's or a namespace's network: use none, bridge, host or a named network", o.Network)
+		}
 		return bad("network", "%q is not a network name like none, bridge or host", o.Network)
 	}
 	switch o.GPURequest {
@@ -254,6 +261,9 @@ func (o *Options) Validate() error {
 	}
 	if o.StopGrace < 0 {
 		return bad("stop_grace", "must not be negative")
+	}
+	if time.Duration(o.StopGrace) > MaxStopGrace {
+		return bad("stop_grace", "%s is more than %s: a checkpoint save that long means something is wrong", time.Duration(o.StopGrace), MaxStopGrace)
 	}
 	return nil
 }

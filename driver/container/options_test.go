@@ -70,6 +70,9 @@ func TestDecodeOptionsErrorsNameTheKey(t *testing.T) {
 		{`{"stop_grace": "soon"}`, "stop_grace", "not a duration"},
 		{`{"stop_grace": -5}`, "stop_grace", "negative"},
 		{`{"stop_grace": true}`, "stop_grace", "not a duration"},
+		{`{"stop_grace": "1000000h"}`, "stop_grace", "more than 1h0m0s"},
+		{`{"network": "container:abc"}`, "network", "would share another container's"},
+		{`{"network": "ns:/proc/1/ns/net"}`, "network", "would share"},
 		{`["image"]`, "(section)", "expected an object"},
 	}
 	for _, tt := range tests {

@@ -235,7 +235,7 @@ func testStopLeavesCheckpoint(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatalf("Wait after Stop: %v", err)
 	}
-	if res.ExitCode != 75 || res.Signal != 0 {
+	if res.ExitCode != driver.TrainerExitInterrupted || res.Signal != 0 {
 		t.Errorf("Wait after Stop = %+v, want the trainer's own exit code 75", res)
 	}
 	if !checkpointComplete(task.RunDir) {
@@ -267,7 +267,7 @@ func testStopKillsAfterGrace(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatalf("Wait after Stop: %v", err)
 	}
-	if res.Successful() || res.ExitCode == 75 {
+	if res.Successful() || res.ExitCode == driver.TrainerExitInterrupted {
 		t.Errorf("Wait after a kill = %+v, want a failed, non-resumable end", res)
 	}
 	if res.Signal != 0 && res.Signal != 9 {
@@ -297,7 +297,7 @@ func testSignal(t *testing.T, h *harness) {
 			if err != nil {
 				t.Fatalf("Wait: %v", err)
 			}
-			if res.ExitCode != 75 {
+			if res.ExitCode != driver.TrainerExitInterrupted {
 				t.Errorf("Wait after SIG%s = %+v, want exit code 75", sig, res)
 			}
 			if end := lastEvent(events(t, task.RunDir), "end"); end == nil || end["signal"] != "SIG"+sig {

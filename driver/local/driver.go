@@ -80,7 +80,12 @@ func (d *Driver) start(task *driver.Task, detached bool) (*driver.Handle, error)
 	if len(task.Command) == 0 {
 		return nil, errors.New("failed to start task: empty command")
 	}
-	logf, err := os.OpenFile(task.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	// O_NOFOLLOW: a train.log planted as a link must not redirect the trainer's output
+	// (appended on every resume) into another file.
+	logf, err := os.OpenFile(task.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("failed to start task: %s is a symbolic link: refused (run files are never followed through links)", task.LogPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to start task: %w", err)
 	}

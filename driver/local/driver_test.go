@@ -160,3 +160,23 @@ func waitFile(t *testing.T, p string) {
 	}
 	t.Fatalf("%s never appeared", p)
 }
+
+// A train.log planted as a link is refused: resuming appends to the log, and the
+// append must not land in the link's target.
+func TestLogLinkRefused(t *testing.T) {
+	tk := task(t, "echo written")
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, tk.LogPath); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New().Start(context.Background(), tk)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("Start with train.log a link: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+		t.Errorf("the link's target changed: %q", b)
+	}
+}

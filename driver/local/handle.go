@@ -109,7 +109,7 @@ func exitResult(ps *os.ProcessState, waitErr error) *driver.ExitResult {
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Signal = int(ws.Signal())
 		r.ExitCode = 128 + r.Signal
-		r.Reason = "killed by " + ws.Signal().String()
+		r.Reason = fmt.Sprintf("killed by signal %d (%s)", r.Signal, ws.Signal()) // "killed by signal 9 (killed)", not "killed by killed"
 	}
 	return r
 }

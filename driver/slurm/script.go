@@ -19,7 +19,7 @@ const (
 	// at the end of every attempt.
 	AttemptsName = "attempts.jsonl"
 	// ExitInterrupted is the trainer's exit code after saving a checkpoint on a signal.
-	ExitInterrupted = 75
+	ExitInterrupted = driver.TrainerExitInterrupted
 )
 
 var (

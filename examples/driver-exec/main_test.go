@@ -329,3 +329,55 @@ func children(t *testing.T, ppid int, comm string) []int {
 	}
 	return pids
 }
+
+// An unpinned driver that others could have replaced is refused before it runs, as
+// ssh refuses a key file others can write; pinning its checksum lets it run.
+func TestUnpinnedWritableDriverRefused(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"binary writable by everyone", func(t *testing.T, dir string) {
+			must(t, os.Chmod(filepath.Join(dir, "loractl-driver-exec"), 0o777))
+		}, "is writable by others (mode 0777)"},
+		{"binary writable by the group", func(t *testing.T, dir string) {
+			must(t, os.Chmod(filepath.Join(dir, "loractl-driver-exec"), 0o775))
+		}, "is writable by others (mode 0775)"},
+		{"plugins dir writable by everyone", func(t *testing.T, dir string) {
+			must(t, os.Chmod(dir, 0o777))
+		}, "is writable by others (mode 0777)"},
+	}
+	if os.Getuid() == 0 {
+		cases = append(cases, struct {
+			name  string
+			setup func(t *testing.T, dir string)
+			want  string
+		}{"binary owned by another user", func(t *testing.T, dir string) {
+			must(t, os.Chown(filepath.Join(dir, "loractl-driver-exec"), 65534, 65534))
+		}, "is owned by uid 65534"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := pluginsDir(t, "loractl-driver-exec")
+			sum := sha(t, filepath.Join(dir, "loractl-driver-exec"))
+			tc.setup(t, dir)
+			_, err := newCatalog(t, dir, zerolog.Nop()).Lookup("exec")
+			if !errors.Is(err, plugin.ErrUntrusted) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("unpinned: %v, want %q", err, tc.want)
+			}
+			c := newCatalog(t, dir, zerolog.Nop())
+			must(t, c.Pin("exec", sum))
+			if _, err := c.Lookup("exec"); err != nil {
+				t.Fatalf("pinned: %v", err)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // section; every problem becomes an invalid-input error (exit 2). driverName, when
 // set, overrides driver.name (render --driver).
 func LoadConfig(f *Factory, path string, sets []string, driverName string) (*config.Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := config.ReadFile(path) // a regular file of at most 1 MiB
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, Invalidf("config %s does not exist", path)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Progress renders run events for people: on a terminal one live status line that
@@ -42,7 +43,7 @@ func (p *Progress) Event(e *run.Event) {
 		p.now = time.Now
 	}
 	if p.JSON {
-		fmt.Fprintf(p.Out, "%s\n", e.Raw)
+		fmt.Fprintf(p.Out, "%s\n", termsafe.JSON(e.Raw))
 		return
 	}
 	switch e.Type {
@@ -95,6 +96,7 @@ func (p *Progress) Event(e *run.Event) {
 
 // line prints a notable event, keeping the live status line below it on a terminal.
 func (p *Progress) line(s string) {
+	s = termsafe.Text(s) // event text comes from a run's files: never raw escapes
 	if p.TTY {
 		fmt.Fprintf(p.Out, "\r\033[K%s\n", s)
 		if p.lastStatus != "" {

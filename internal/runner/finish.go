@@ -13,7 +13,7 @@ import (
 )
 
 // TrainerInterrupted is the trainer's exit code after it checkpointed on a signal.
-const TrainerInterrupted = 75
+const TrainerInterrupted = driver.TrainerExitInterrupted
 
 // Outcome is how an attempt ended, as the commands report it.
 type Outcome struct {

@@ -49,6 +49,7 @@ var (
 	ErrNoCheckpt  = errors.New("no complete checkpoint to resume from")
 	ErrConfigDiff = errors.New("the resolved config changed since the run started")
 	ErrActive     = errors.New("run is still active")
+	ErrDamaged    = errors.New("the run's manifest cannot be read")
 )
 
 // Active is a launched run this controller drives.
@@ -62,7 +63,10 @@ type Active struct {
 	// ResumeStep its step.
 	ResumeFrom string
 	ResumeStep int
-	Started    time.Time
+	// Warnings are what the launch decided that the user must hear: checkpoints passed
+	// over (and why), a trainer copy reinstalled. They are also the attempt's note.
+	Warnings []string
+	Started  time.Time
 	// eventsOffset is where this attempt's events begin in events.jsonl.
 	eventsOffset int64
 	lock         *run.Lock
@@ -90,7 +94,8 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := ensureTrainer(trainerDir(dir, p)); err != nil {
+	reinstalled, err := ensureTrainer(trainerDir(dir, p))
+	if err != nil {
 		return nil, fmt.Errorf("install the trainer: %w", err)
 	}
 	lock, err := lockRun(dir)
@@ -98,6 +103,9 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 		return nil, err
 	}
 	a := &Active{Store: store, Dir: dir, Driver: o.Driver, lock: lock}
+	if reinstalled != "" {
+		a.Warnings = append(a.Warnings, reinstalled)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -108,7 +116,14 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	old, err := run.ReadManifest(dir)
 	exists := err == nil
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		if !o.Force || o.Resume != "" {
+			return nil, fmt.Errorf("%s: %w (%v): start it over with --force (the old directory is kept under .superseded/)", p.RunID, ErrDamaged, err)
+		}
+		// --force starts over: the damaged run moves aside whole, nothing is deleted.
+		if err := a.supersede(store, p.RunID); err != nil {
+			return nil, err
+		}
+		a.Warnings = append(a.Warnings, fmt.Sprintf("the run's manifest.json was unreadable (%v); its directory was moved under .superseded/", err))
 	}
 	if !exists && o.Resume != "" {
 		return nil, fmt.Errorf("%s: %w", p.RunID, run.ErrNoRun)
@@ -188,6 +203,13 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}
 	a.Manifest = m
 
+	// Every driver's trainer (or scheduler: Slurm opens train.log itself) writes these;
+	// a link planted in their place would redirect the writes, so none is accepted.
+	for _, name := range []string{run.LogFile, run.EventsFile, run.CheckpointsDir, run.AdapterDir} {
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s %w", filepath.Join(dir, name), run.ErrSymlink)
+		}
+	}
 	task := TaskFor(dir, p, o, a.ResumeFrom)
 	a.eventsOffset = run.Size(filepath.Join(dir, run.EventsFile))
 	a.Started = time.Now().UTC()
@@ -197,7 +219,7 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	}
 	m.EndedAt, m.ExitCode, m.Error, m.Result = time.Time{}, nil, "", nil
 	m.Attempts = append(m.Attempts, run.Attempt{N: len(m.Attempts) + 1, StartedAt: a.Started, ResumeFrom: a.ResumeFrom,
-		State: run.StateRunning, Note: note, EventsOffset: a.eventsOffset})
+		State: run.StateRunning, Note: joinNotes(append([]string{note}, a.Warnings...)), EventsOffset: a.eventsOffset})
 	recordImage(ctx, o.Driver, task, m)
 	if sum, _ := p.Config.Spec.Driver.Sections["plugin"]["sha256"].(string); sum != "" {
 		if m.DriverInfo == nil {
@@ -231,15 +253,26 @@ func Launch(ctx context.Context, store *run.Store, p *Prepared, o LaunchOptions)
 	return a, nil
 }
 
-// pickCheckpoint chooses the checkpoint a resumed attempt continues from.
+// pickCheckpoint chooses the checkpoint a resumed attempt continues from: the newest
+// that verifies (every file's size and sha256 against its marker). Each newer one passed
+// over is added to a.Warnings with the reason.
 func (a *Active) pickCheckpoint(resume string) error {
 	if resume == ResumeAuto {
-		cp, found, err := run.LatestComplete(a.Dir)
+		cp, skipped, found, err := run.ResumeCheckpoint(a.Dir)
 		if err != nil {
 			return err
 		}
+		for _, s := range skipped {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("checkpoint-%d is not used: %s", s.Step, s.Problem))
+		}
 		if !found {
-			return fmt.Errorf("%s: %w; start it again with `loractl train CONFIG`", a.Dir, ErrNoCheckpt)
+			return fmt.Errorf("%s: %w; start it again with `loractl train CONFIG`%s", a.Dir, ErrNoCheckpt, problems(skipped))
+		}
+		if cp.Legacy {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("checkpoint-%d has a marker without a file list (saved by an older loractl): its required files are there and load", cp.Step))
+		}
+		if len(skipped) > 0 {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("resuming from checkpoint-%d, the newest checkpoint that verifies", cp.Step))
 		}
 		a.ResumeFrom, a.ResumeStep = cp.Path, cp.Step
 		return nil
@@ -253,6 +286,28 @@ func (a *Active) pickCheckpoint(resume string) error {
 	return nil
 }
 
+func joinNotes(notes []string) string {
+	out := ""
+	for _, n := range notes {
+		if n == "" {
+			continue
+		}
+		if out != "" {
+			out += "; "
+		}
+		out += n
+	}
+	return out
+}
+
+func problems(cps []run.Checkpoint) string {
+	s := ""
+	for _, c := range cps {
+		s += fmt.Sprintf("\n  checkpoint-%d: %s", c.Step, c.Problem)
+	}
+	return s
+}
+
 // TaskFor builds the driver task for run dir dir: the trainer from the store's trainer
 // dir, reading only the run dir's resolved.json. resumeFrom is "" for a fresh start.
 func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *driver.Task {
@@ -263,7 +318,8 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		cmd = append(cmd, "--resume", resumeFrom)
 	}
 	cmd = append(cmd, o.TrainerArgs...)
-	env := map[string]string{"PYTHONUNBUFFERED": "1"}
+	// No bytecode beside the trainer: the store's trainer copy holds only the verified sources.
+	env := map[string]string{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 	for k, v := range o.Env {
 		env[k] = v
 	}

@@ -123,7 +123,15 @@ func writeRunFiles(dir string, p *Prepared) error {
 	// each file cost a 1,000-point sweep seconds of fsyncs; resume re-checks
 	// resolved.json against the manifest's hash instead (see repairResolved).
 	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		f, err := run.OpenFileNoFollow(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 
@@ -10,9 +11,18 @@ import (
 	"github.com/loractl/loractl/run"
 )
 
+// ErrNotRecorded means Refresh learned a run's state but could not write it to the
+// run store (read-only, full): the manifest it returns is the truth, the one on disk
+// is stale.
+var ErrNotRecorded = errors.New("the run's state could not be recorded in the run store")
+
 // Refresh brings the manifest of a run that no controller is driving (a detached
 // Slurm job, a controller that was killed) up to date from its driver and its events.
 // A run whose lock is held is left alone: its controller keeps the manifest current.
+// A lock that cannot be taken at all (a read-only or full store: no controller can
+// hold it either) does not stop the refresh; when the manifest cannot be written, the
+// returned manifest still says what the driver and events say and the error wraps
+// ErrNotRecorded, so a dead run is never shown as running.
 func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Driver) (*run.Manifest, error) {
 	if m.State.Terminal() || m.Handle == nil || d == nil {
 		return m, nil
@@ -22,10 +32,9 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 	if errors.Is(err, run.ErrLocked) {
 		return m, nil
 	}
-	if err != nil {
-		return m, err
+	if err == nil {
+		defer lock.Unlock()
 	}
-	defer lock.Unlock()
 	// Re-read under the lock: the driving controller may have just finished.
 	if fresh, err := run.ReadManifest(dir); err == nil {
 		m = fresh
@@ -47,7 +56,7 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 		if m.State != want {
 			m.State = want
-			err = run.WriteManifest(dir, m)
+			err = writeErr(run.WriteManifest(dir, m))
 		}
 		return m, err
 	default:
@@ -74,7 +83,15 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 		}
 	}
 	foldHistory(d, dir, m)
-	err = recordOutcome(ctx, dir, m, o, nil)
+	err = writeErr(recordOutcome(ctx, dir, m, o, nil)) // recordOutcome updates m before it writes
 	report(dir, o)
 	return m, err
+}
+
+// writeErr marks a failed manifest write as ErrNotRecorded.
+func writeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrNotRecorded, err)
 }

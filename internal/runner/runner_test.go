@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // fakeDriver "runs" a trainer by writing the events the test scripts into the run dir
@@ -189,8 +191,7 @@ func TestResumeRules(t *testing.T) {
 		t.Fatalf("resume without checkpoint: %v", err)
 	}
 	cp := filepath.Join(store.Dir(p.RunID), run.CheckpointsDir, "checkpoint-3")
-	os.MkdirAll(cp, 0o755)
-	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":3}`), 0o644)
+	runtest.Checkpoint(t, cp, 3)
 	// With a checkpoint, a fresh start over the interrupted run is refused: resume,
 	// or --force.
 	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); !errors.Is(err, ErrExists) {
@@ -261,5 +262,33 @@ func TestRestartInPlaceAndActiveRuns(t *testing.T) {
 		if _, err := launchAndWait(t, store, p, d, o); !errors.Is(err, ErrActive) || len(d.tasks) != 0 {
 			t.Fatalf("%+v over an active run: %v (started %d)", o, err, len(d.tasks))
 		}
+	}
+}
+
+// A run whose manifest is damaged is refused with a message that names the way out,
+// and --force starts it over with the damaged directory kept aside.
+func TestDamagedManifest(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(store.Dir(p.RunID), run.ManifestFile), []byte(`{"version": 1, "state": `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []LaunchOptions{{}, {Resume: ResumeAuto}} {
+		if _, err := launchAndWait(t, store, p, &fakeDriver{}, o); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "--force") {
+			t.Fatalf("%+v over a damaged manifest: %v", o, err)
+		}
+	}
+	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Force: true}); err != nil {
+		t.Fatalf("--force over a damaged manifest: %v", err)
+	}
+	if m, err := run.ReadManifest(store.Dir(p.RunID)); err != nil || len(m.Attempts) != 1 || !strings.Contains(m.Attempts[0].Note, "manifest.json was unreadable") {
+		t.Fatalf("after --force: %+v %v", m, err)
+	}
+	if aside, _ := os.ReadDir(filepath.Join(store.Base, ".superseded")); len(aside) != 1 {
+		t.Fatalf("the damaged run was not kept aside: %v", aside)
 	}
 }

@@ -28,5 +28,8 @@ func EnsureScripts(base string) (string, error) {
 		h.Write(b)
 	}
 	dir := run.TrainerDir(base, hex.EncodeToString(h.Sum(nil)))
-	return dir, ensureFiles(dir, entries)
+	// Verified like the trainer before each use: an edited copy is replaced (the notice
+	// of a replacement is the trainer launch's to give; a tool run just gets the right files).
+	_, err = ensureFiles(dir, entries)
+	return dir, err
 }

@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/loractl/loractl/python"
 	"github.com/loractl/loractl/run"
@@ -17,52 +20,122 @@ func trainerDir(runDir string, p *Prepared) string {
 	return run.TrainerDir(filepath.Dir(runDir), p.Trainer.SHA256)
 }
 
-// installed remembers trainer dirs this process has checked, so a sweep checks once.
-var installed sync.Map
+// ensureTrainer makes dir hold exactly the binary's embedded trainer files before a
+// launch. The dir is named by the files' hash and the manifest records that hash, so
+// a copy edited in place would run code the manifest does not name: every file is
+// compared with the embedded copy (links refused, no other file allowed beside them,
+// since Python imports from the script's directory first), and a copy that differs
+// is replaced. notice is non-empty when an existing copy was replaced, saying why.
+//
+// A fresh copy is built in a temp dir and renamed into place, so concurrent
+// controllers (a sweep's parallel points, two shells) never see a half-written one.
+func ensureTrainer(dir string) (notice string, err error) {
+	return ensureFiles(dir, python.TrainerFiles)
+}
 
-// ensureTrainer writes the embedded trainer files into dir unless they are there. It
-// builds them in a temp dir and renames it into place, so concurrent controllers (a
-// sweep's parallel points, two shells) never see a half-written trainer.
-func ensureTrainer(dir string) error { return ensureFiles(dir, python.TrainerFiles) }
-
-// ensureFiles writes the named embedded files into dir unless they are there.
-func ensureFiles(dir string, names []string) error {
-	if _, ok := installed.Load(dir); ok {
-		return nil
+// ensureFiles is ensureTrainer for any set of embedded scripts.
+func ensureFiles(dir string, names []string) (notice string, err error) {
+	problem := checkFiles(dir, names)
+	if problem == "" {
+		return "", nil
 	}
-	if _, err := os.Stat(filepath.Join(dir, trainerComplete)); err == nil {
-		installed.Store(dir, true)
-		return nil
-	}
+	_, statErr := os.Lstat(dir)
+	existed := statErr == nil
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
+		return "", err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(tmp)
 	for _, name := range names {
 		b, err := python.Read(name)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if err := run.WriteFileAtomic(filepath.Join(tmp, name), b, 0o644); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, trainerComplete), nil, 0o644); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
+		return "", err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another controller installed it first: theirs is the same content.
-		if _, statErr := os.Stat(filepath.Join(dir, trainerComplete)); statErr != nil {
-			return err
+	if existed {
+		// Move the damaged copy aside first: rename cannot replace a non-empty dir.
+		aside, err := os.MkdirTemp(filepath.Dir(dir), ".replaced-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(aside)
+		if err := os.Rename(dir, filepath.Join(aside, "old")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("move the modified trainer copy aside: %w", err)
 		}
 	}
-	installed.Store(dir, true)
-	return nil
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another controller installed it first: accept theirs only if it verifies.
+		if p := checkFiles(dir, names); p != "" {
+			return "", fmt.Errorf("%w (and the copy there: %s)", err, p)
+		}
+	}
+	if existed {
+		notice = fmt.Sprintf("the trainer copy in %s did not match this loractl's (%s): reinstalled it from the copy built into loractl", dir, problem)
+	}
+	return notice, nil
+}
+
+// checkFiles says how dir differs from the embedded files names, or "" when it matches.
+func checkFiles(dir string, names []string) string {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "not installed"
+	}
+	if !fi.IsDir() {
+		return "not a directory"
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	want := map[string]bool{trainerComplete: true}
+	for _, name := range names {
+		want[name] = true
+	}
+	for _, e := range entries {
+		switch {
+		case e.Name() == "__pycache__":
+			// Bytecode a trainer wrote before PYTHONDONTWRITEBYTECODE was set: a .pyc
+			// stamped with the source's size and mtime would run instead of the source.
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return "cannot remove __pycache__: " + err.Error()
+			}
+		case !want[e.Name()]:
+			return fmt.Sprintf("unexpected file %s", e.Name())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, trainerComplete)); err != nil {
+		return "incomplete install"
+	}
+	for _, name := range names {
+		emb, err := python.Read(name)
+		if err != nil {
+			return err.Error()
+		}
+		f, err := run.OpenNoFollow(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Sprintf("%s: %v", name, err)
+		}
+		got, err := io.ReadAll(io.LimitReader(f, int64(len(emb))+1))
+		f.Close()
+		if err != nil {
+			return fmt.Sprintf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, emb) {
+			return fmt.Sprintf("%s was modified", name)
+		}
+	}
+	return ""
 }

@@ -2,6 +2,7 @@
 exercised in-process (no torch needed)."""
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -243,9 +244,92 @@ def test_unweight_mask_zeroes_the_spans_of_weight0_turns():
 def make_ckpt(root, step, complete=True):
     path = os.path.join(root, "checkpoints", f"checkpoint-{step}")
     os.makedirs(path)
+    for name in sup.REQUIRED_CHECKPOINT_FILES:
+        with open(os.path.join(path, name), "w") as f:
+            f.write(f"{name} at {step}\n")
     if complete:
         sup.mark_complete(path, step, 1.5, "abc")
     return path
+
+
+def test_marker_lists_every_file_with_size_and_hash(tmp_path):
+    path = make_ckpt(str(tmp_path), 7)
+    os.makedirs(os.path.join(path, "sub"))
+    with open(os.path.join(path, "sub", "x.bin"), "wb") as f:
+        f.write(b"xyz")
+    sup.mark_complete(path, 7, None, "abc")
+    marker = sup.verify_checkpoint(path)
+    files = {f["path"]: f for f in marker["files"]}
+    assert set(files) == set(sup.REQUIRED_CHECKPOINT_FILES) | {"sub/x.bin"}
+    assert files["sub/x.bin"]["size"] == 3
+    assert files["sub/x.bin"]["sha256"] == hashlib.sha256(b"xyz").hexdigest()
+    assert marker["version"] == sup.MARKER_VERSION and marker["step"] == 7
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: os.remove(os.path.join(p, "optimizer.pt")), "optimizer.pt is missing"),
+    (lambda p: open(os.path.join(p, "scheduler.pt"), "a").write("x"), "scheduler.pt has"),
+    (lambda p: open(os.path.join(p, "trainer_state.json"), "r+").write("X"), "trainer_state.json: sha256"),
+    (lambda p: open(os.path.join(p, sup.MARKER), "w").close(), "not a JSON object"),
+    (lambda p: open(os.path.join(p, sup.MARKER), "w").write("\x00garbage"), "not a JSON object"),
+    (lambda p: open(os.path.join(p, sup.MARKER), "w").write('{"step": true, "files": []}'), "step"),
+])
+def test_damaged_checkpoint_does_not_verify(tmp_path, damage, reason):
+    path = make_ckpt(str(tmp_path), 3)
+    damage(path)
+    with pytest.raises(sup.CheckpointIncomplete, match=re.escape(reason)):
+        sup.verify_checkpoint(path)
+    assert sup.read_marker(path, deep=True) is None
+
+
+def test_resume_auto_falls_back_past_a_damaged_checkpoint_and_says_why(tmp_path):
+    run = str(tmp_path)
+    older = make_ckpt(run, 4)
+    newest = make_ckpt(run, 8)
+    os.remove(os.path.join(newest, "optimizer.pt"))
+    warnings = []
+    path, marker = sup.choose_resume(run, "auto", lambda code, msg: warnings.append((code, msg)))
+    assert path == older and marker["step"] == 4
+    assert warnings == [("checkpoint_skipped", "checkpoint-8 is not used: optimizer.pt is missing")]
+    with pytest.raises(sup.ConfigError, match="optimizer.pt is missing"):
+        sup.choose_resume(run, newest)
+
+
+def test_legacy_marker_counts_only_when_files_load(tmp_path):
+    import zipfile
+    run = str(tmp_path)
+    path = make_ckpt(run, 2, complete=False)
+    for name in ("optimizer.pt", "scheduler.pt"):
+        with zipfile.ZipFile(os.path.join(path, name), "w") as z:
+            z.writestr("archive/data.pkl", b"pickle bytes")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    with open(os.path.join(path, "adapter_model.safetensors"), "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header + b"\0\0\0\0")
+    for name in ("adapter_config.json", "trainer_state.json"):
+        with open(os.path.join(path, name), "w") as f:
+            f.write("{}")
+    with open(os.path.join(path, sup.MARKER), "w") as f:
+        f.write('{"step": 2, "eval_loss_before": 1.0}')
+    warnings = []
+    got, marker = sup.choose_resume(run, "auto", lambda code, msg: warnings.append(code))
+    assert got == path and marker["legacy"] and warnings == ["legacy_checkpoint"]
+    # Flip one byte inside the optimizer archive: its CRC no longer matches.
+    opt = os.path.join(path, "optimizer.pt")
+    data = bytearray(open(opt, "rb").read())
+    data[data.index(b"pickle bytes")] ^= 1
+    open(opt, "wb").write(bytes(data))
+    with pytest.raises(sup.CheckpointIncomplete, match="optimizer.pt does not load"):
+        sup.verify_checkpoint(path)
+    os.remove(opt)
+    with pytest.raises(sup.CheckpointIncomplete, match="optimizer.pt is missing"):
+        sup.verify_checkpoint(path)
+
+
+def test_marker_through_a_symlink_is_refused(tmp_path):
+    path = make_ckpt(str(tmp_path), 5)
+    os.rename(os.path.join(path, sup.MARKER), os.path.join(str(tmp_path), "m.json"))
+    os.symlink(os.path.join(str(tmp_path), "m.json"), os.path.join(path, sup.MARKER))
+    assert sup.read_marker(path) is None
 
 
 def test_resume_auto_picks_newest_complete(tmp_path):
@@ -341,3 +425,34 @@ def test_failure_hints(exc, needle):
     import train_lora
     hint = train_lora.failure_hint(exc)
     assert needle in hint and (needle or hint == "")
+
+
+# ------------------------------------------------------------ disk full
+
+def test_disk_full_message(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, (1 << 30) - 4096, 4096))
+    torch_err = RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                             "data/3: file write failed; unexpected pos 40896 vs 40784")
+    msg = sup.disk_full_message(torch_err, str(tmp_path))
+    assert msg.startswith(f"the disk holding {tmp_path} is full (4.0 KiB free)") and "--resume" in msg
+    wrapped = RuntimeError("saving failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert "is full" in sup.disk_full_message(wrapped, str(tmp_path))
+    assert sup.disk_full_message(ValueError("bad value"), str(tmp_path)) == ""
+    # A torch write error with plenty of room is some other problem: no disk-full claim.
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
+    assert sup.disk_full_message(torch_err, str(tmp_path)) == ""
+    assert "is full (1.0 TiB free)" in sup.disk_full_message(OSError(errno.ENOSPC, "No space left"), str(tmp_path))
+
+
+def test_events_after_a_torn_line_start_on_their_own_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type":"log","step":1}\n{"type":"log","st')
+    ev = sup.Events(str(path))
+    ev.start(resume_step=16)
+    lines = path.read_text().split("\n")
+    assert lines[1] == '{"type":"log","st' and json.loads(lines[2])["type"] == "start"

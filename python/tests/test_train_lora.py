@@ -5,6 +5,7 @@ PEFT + TRL. Each test runs train_lora.py as the controller does (a subprocess wi
 import json
 import os
 import re
+import shutil
 import signal
 
 import make_tiny_model
@@ -165,12 +166,26 @@ def test_resume_path_must_be_complete(tiny_model, tmp_path):
 
 def test_fresh_start_refuses_to_mix_with_complete_checkpoints(completed_run, tmp_path, tiny_model):
     t = Trainer(tmp_path / "run", base_config(tiny_model))
-    ck = os.path.join(t.run_dir, "checkpoints", "checkpoint-3")
-    os.makedirs(ck)
-    with open(os.path.join(ck, "loractl-complete.json"), "w") as f:
-        json.dump({"step": 3}, f)
+    step, src = checkpoints(completed_run.run_dir)[0]
+    shutil.copytree(src, os.path.join(t.run_dir, "checkpoints", f"checkpoint-{step}"))
     assert t.run() == 2
     assert "--resume auto" in [e for e in t.events() if e["type"] == "error"][0]["message"]
+
+
+def test_resume_auto_falls_back_past_a_checkpoint_missing_its_optimizer(completed_run, tmp_path, tiny_model):
+    t = Trainer(tmp_path / "run", base_config(tiny_model))
+    cks = checkpoints(completed_run.run_dir)
+    assert len(cks) >= 2
+    for step, src in cks[-2:]:
+        shutil.copytree(src, os.path.join(t.run_dir, "checkpoints", f"checkpoint-{step}"))
+    (older, _), (newest, _) = cks[-2], cks[-1]
+    os.remove(os.path.join(t.run_dir, "checkpoints", f"checkpoint-{newest}", "optimizer.pt"))
+    assert t.run("--resume", "auto") == 0, t.log()[-3000:]
+    evs = t.events()
+    assert evs[0]["type"] == "start" and evs[0]["resume_step"] == older
+    warned = [e for e in evs if e["type"] == "warning" and e["code"] == "checkpoint_skipped"]
+    assert [w["message"] for w in warned] == [f"checkpoint-{newest} is not used: optimizer.pt is missing"]
+    assert evs[-1]["eval_loss_after"] == completed_run.events()[-1]["eval_loss_after"]
 
 
 # ------------------------------------------------------------ refusals and warnings

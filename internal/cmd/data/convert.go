@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ type ConvertOptions struct {
 	MaxLineBytes int
 	MaxErrors    int
 	JSON         bool
+	// Force replaces an existing output file (as split's --force does).
+	Force bool
 }
 
 // NewCmdConvert builds `loractl data convert`. runF replaces convertRun in tests.
@@ -64,6 +67,7 @@ are listed with their line number and key and left out; the command then exits 1
 	fl.IntVar(&opts.MaxLineBytes, "max-line-bytes", dataset.DefaultMaxLineBytes, "longest line accepted, in bytes")
 	fl.IntVar(&opts.MaxErrors, "max-errors", dataset.DefaultMaxListed, "errors to list (all are counted)")
 	fl.BoolVar(&opts.JSON, "json", false, "print the summary (counts and errors) as JSON on stderr")
+	fl.BoolVar(&opts.Force, "force", false, "overwrite an existing output file")
 	return cmd
 }
 
@@ -88,6 +92,9 @@ func convertRun(opts *ConvertOptions) error {
 		if abs(opts.Output) == abs(opts.Input) {
 			return cmdutil.Invalidf("-o %s would overwrite the input", opts.Output)
 		}
+		if _, err := os.Lstat(opts.Output); err == nil && !opts.Force {
+			return cmdutil.Invalidf("%s exists (use --force to overwrite)", opts.Output)
+		}
 		// Written beside the target and renamed at the end: an interrupted conversion
 		// never leaves a truncated file that looks complete.
 		file, err = os.CreateTemp(filepath.Dir(opts.Output), "."+filepath.Base(opts.Output)+".*.tmp")
@@ -105,7 +112,7 @@ func convertRun(opts *ConvertOptions) error {
 		// Nothing converted: no output file at all, rather than an empty one that a
 		// later step would take for a (tiny) dataset.
 		if err == nil && res.Converted > 0 {
-			err = os.Rename(file.Name(), opts.Output)
+			err = publish(file.Name(), opts.Output, opts.Force)
 		}
 	}
 	if err != nil {
@@ -157,4 +164,25 @@ func abs(p string) string {
 		return p
 	}
 	return a
+}
+
+// publish moves the finished temp file to out. Without force it links instead of
+// renaming: link(2) fails when out exists, so a file created meanwhile (another
+// conversion, an editor) is never replaced either.
+func publish(tmp, out string, force bool) error {
+	if force {
+		return os.Rename(tmp, out)
+	}
+	err := os.Link(tmp, out)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return cmdutil.Invalidf("%s exists (use --force to overwrite)", out)
+	case err != nil:
+		// A file system without hard links: check, then rename (a narrow race only there).
+		if _, serr := os.Lstat(out); serr == nil {
+			return cmdutil.Invalidf("%s exists (use --force to overwrite)", out)
+		}
+		return os.Rename(tmp, out)
+	}
+	return os.Remove(tmp)
 }

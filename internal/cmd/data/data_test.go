@@ -274,3 +274,32 @@ func TestConvertEdgeRows(t *testing.T) {
 		})
 	}
 }
+
+// convert -o refuses an existing file (as init and split do) unless --force, and the
+// file is replaced whole or not at all.
+func TestConvertRefusesToOverwrite(t *testing.T) {
+	in := writeFile(t, "pc.jsonl", `{"prompt": "p", "completion": "c"}`)
+	outPath := filepath.Join(t.TempDir(), "train.jsonl")
+	if err := os.WriteFile(outPath, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, _, _ := factory()
+	o := ConvertOptions{IO: f.IO, Input: in, Output: outPath, From: dataset.FormatAuto, MaxLineBytes: 1 << 20, MaxErrors: 10}
+	err := convertRun(&o)
+	if cmdutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), "exists (use --force to overwrite)") {
+		t.Fatalf("exit %d (%v)", cmdutil.ExitCode(err), err)
+	}
+	if b, _ := os.ReadFile(outPath); string(b) != "precious\n" {
+		t.Fatalf("the existing file changed: %q", b)
+	}
+	o.Force = true
+	if err := convertRun(&o); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(outPath); !strings.Contains(string(b), `"messages"`) {
+		t.Fatalf("--force did not replace it: %q", b)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(outPath), ".*.tmp")); len(leftovers) != 0 {
+		t.Errorf("temp files left: %v", leftovers)
+	}
+}

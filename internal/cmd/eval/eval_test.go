@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdtest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 	"github.com/loractl/loractl/taskeval"
 )
 
@@ -57,7 +59,8 @@ func newFixture(t *testing.T) *fixture {
 		d := filepath.Join(runDir, run.CheckpointsDir, "checkpoint-"+cp.step)
 		must(t, os.MkdirAll(d, 0o755))
 		if cp.complete {
-			must(t, os.WriteFile(filepath.Join(d, run.CompleteMarker), []byte(`{"step":`+cp.step+`}`), 0o644))
+			step, _ := strconv.Atoi(cp.step)
+			runtest.Checkpoint(t, d, step)
 		}
 	}
 	scripts := t.TempDir()

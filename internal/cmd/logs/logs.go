@@ -4,6 +4,7 @@ package logs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Options are logs' flags and dependencies.
@@ -97,19 +99,25 @@ func (o *Options) ended(ctx context.Context, store *run.Store, m *run.Manifest) 
 
 // tailLog copies train.log, following it while the run lasts with -f.
 func (o *Options) tailLog(ctx context.Context, store *run.Store, m *run.Manifest, path string) error {
-	fh, err := os.Open(path)
-	if err != nil {
+	fh, err := run.OpenNoFollow(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return cmdutil.Invalid(fmt.Errorf("no trainer log yet: %w", err))
 	}
+	if err != nil {
+		return cmdutil.Failed(err)
+	}
 	defer fh.Close()
+	out := termsafe.Writer(o.Factory.IO.Out) // the trainer's output may hold escape sequences
 	done := o.ended(ctx, store, m)
 	for {
-		if _, err := io.Copy(o.Factory.IO.Out, fh); err != nil {
+		if _, err := io.Copy(out, fh); err != nil {
 			return err
 		}
 		if !o.Follow || done() {
-			_, err := io.Copy(o.Factory.IO.Out, fh)
-			return err
+			if _, err := io.Copy(out, fh); err != nil {
+				return err
+			}
+			return out.Flush()
 		}
 		select {
 		case <-ctx.Done():

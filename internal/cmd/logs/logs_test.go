@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,5 +105,49 @@ func TestRunPrefix(t *testing.T) {
 	err := logsRun(context.Background(), &Options{Factory: f, RunID: "r", TrainLog: true})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "r1, r2") {
 		t.Fatalf("ambiguous prefix: %v (exit %d)", err, cmdutil.ExitCode(err))
+	}
+}
+
+// Text from a run's files reaches the terminal with its control characters escaped:
+// an event or a trainer line must not clear the screen or retitle the window.
+func TestLogsEscapeControlCharacters(t *testing.T) {
+	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	dir := newRun(t, f.RunsDir(), run.StateCompleted)
+	hostile := "\x1b[2J\x1b]0;pwned\x07"
+	os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer "+hostile+" \u009b1m\n"), 0o644)
+	msg, _ := json.Marshal(hostile + "\u009b")
+	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"warning","time":"2026-01-01T00:00:00Z","code":"x","message":`+string(msg)+`}`))
+	for _, o := range []Options{{}, {JSON: true}, {TrainLog: true}} {
+		out.Reset()
+		o.Factory, o.RunID = f, "r1"
+		if err := logsRun(context.Background(), &o); err != nil {
+			t.Fatal(err)
+		}
+		s := out.String()
+		if strings.ContainsAny(s, "\x1b\x07\u009b") {
+			t.Errorf("%+v printed raw control characters: %q", o, s)
+		}
+		if !o.JSON && !strings.Contains(s, `\x1b[2J\x1b]0;pwned\x07`) {
+			t.Errorf("%+v: the escaped text is not shown: %q", o, s)
+		}
+	}
+}
+
+// An events.jsonl that is a FIFO (or a link) is refused at once, not read forever.
+func TestLogsRefuseAFIFO(t *testing.T) {
+	f, _, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	dir := newRun(t, f.RunsDir(), run.StateCompleted)
+	if err := syscall.Mkfifo(filepath.Join(dir, run.EventsFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- logsRun(context.Background(), &Options{Factory: f, RunID: "r1"}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("logs on a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("logs hung on a FIFO")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/loractl/loractl/config"
@@ -139,7 +138,7 @@ func readFileIfJSON(path string) (*config.Resolved, bool, error) {
 	if !strings.HasSuffix(strings.ToLower(path), ".json") {
 		return nil, false, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path) // a regular file of at most 1 MiB
 	if err != nil {
 		return nil, true, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
@@ -165,7 +166,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // repeated, but a difference may come from the code.
 func prepareAgain(f *cmdutil.Factory, store *run.Store, orig *run.Manifest) (*runner.Prepared, []string, error) {
 	dir := store.Dir(orig.RunID)
-	src, err := os.ReadFile(filepath.Join(dir, run.ConfigFile))
+	src, err := config.ReadFile(filepath.Join(dir, run.ConfigFile))
 	if err != nil {
 		return nil, nil, cmdutil.Invalid(fmt.Errorf("the run's config copy: %w", err))
 	}

@@ -57,6 +57,7 @@ before/after evaluation that tells you whether to adopt the adapter.`,
 	}
 	cmd.AddCommand(newHelpTopic("exit-codes", "Exit codes of loractl commands", exitCodesHelp))
 	cmd.AddCommand(newHelpTopic("environment", "Environment variables loractl reads", environmentHelp))
+	cmd.AddCommand(newHelpTopic("reliability", "What a checkpoint, a resume and the run store guarantee", reliabilityHelp))
 	usageArgs(cmd)
 	wireCompletion(cmd, f)
 	return cmd
@@ -138,6 +139,20 @@ func newHelpTopic(name, short, long string) *cobra.Command {
 		Long:  long,
 	}
 }
+
+const reliabilityHelp = `What loractl guarantees (docs/reliability.md has the details and the tests):
+
+  checkpoint  complete only when its loractl-complete.json (written last) lists every
+              file with its size and sha256 and every file still matches
+  resume      continues from the newest checkpoint that verifies, naming each newer one
+              passed over and why; refuses (exit 2) when none verifies; ends exactly
+              where the uninterrupted run ends (same eval loss, same adapter bytes on CPU)
+  run store   run files are never followed through links; the trainer copy in
+              runs/.trainer/ is checked against the binary's before every launch
+  plugins     an unpinned external driver others could replace is refused
+  inputs      config and sweep files: regular, at most 1 MiB, 64 levels, 100,000 values;
+              text from run files is printed with control characters escaped
+`
 
 const exitCodesHelp = `loractl exit codes:
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Options are runs' flags and dependencies.
@@ -29,6 +30,8 @@ type Options struct {
 // view is one listed run: its manifest, and for a running run what its events say now.
 type view struct {
 	*run.Manifest
+	// Step is the step the run has reached (live runs and killed ones included).
+	Step *int          `json:"step,omitempty"`
 	Live *liveProgress `json:"live,omitempty"`
 }
 
@@ -82,7 +85,7 @@ func runsRun(ctx context.Context, o *Options) error {
 		if !o.keep(m) {
 			continue
 		}
-		v := view{Manifest: m}
+		v := view{Manifest: m, Step: stepOf(store, m)}
 		if m.State == run.StateRunning {
 			v.Live = readLive(store.Dir(m.RunID))
 		}
@@ -94,7 +97,7 @@ func runsRun(ctx context.Context, o *Options) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%s\n", b)
+		fmt.Fprintf(out, "%s\n", termsafe.JSON(b))
 		return nil
 	}
 	if len(views) == 0 {
@@ -108,7 +111,8 @@ func runsRun(ctx context.Context, o *Options) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tVERDICT\tETA\tSTARTED\tDURATION")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, v.Driver, step(v), loss(v), evalLoss(v.Manifest), verdict(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(v.RunID), termsafe.Line(string(v.State)), termsafe.Line(v.Driver),
+			step(v), loss(v), evalLoss(v.Manifest), verdict(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
 	}
 	return tw.Flush()
 }
@@ -119,10 +123,28 @@ func step(v view) string {
 		return fmt.Sprintf("%d/%d", v.Live.Step, v.Live.TotalSteps)
 	case v.Live != nil:
 		return fmt.Sprint(v.Live.Step)
-	case v.Result != nil:
-		return fmt.Sprint(v.Result.Step)
 	}
-	return "-"
+	return showStep(v.Step)
+}
+
+// stepOf is the step a run has reached: its result's, else (running, or ended without
+// an end event, say killed) the newest step its events report; nil when unknown.
+func stepOf(store *run.Store, m *run.Manifest) *int {
+	if m.Result != nil {
+		s := m.Result.Step
+		return &s
+	}
+	if s, ok := run.LastStep(store.Dir(m.RunID)); ok {
+		return &s
+	}
+	return nil
+}
+
+func showStep(s *int) string {
+	if s == nil {
+		return "-"
+	}
+	return fmt.Sprint(*s)
 }
 
 // loss is the latest logged train loss of a running run.

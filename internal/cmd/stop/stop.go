@@ -18,11 +18,13 @@ type Options struct {
 	Factory *cmdutil.Factory
 	RunID   string
 	Grace   time.Duration
+	// Confirm is how long to wait for the run to be recorded as ended (tests shorten it).
+	Confirm time.Duration
 }
 
 // NewCmdStop builds the stop command.
 func NewCmdStop(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{Factory: f}
+	opts := &Options{Factory: f, Confirm: 30 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "stop RUN",
 		Short: "Stop a run: the trainer saves a checkpoint, then exits (continue with train --resume)",
@@ -70,7 +72,10 @@ func stopRun(ctx context.Context, o *Options) error {
 		return cmdutil.Failed(fmt.Errorf("stop %s: %w", m.RunID, err))
 	}
 	// Give the driving controller (or the driver) a moment to record the outcome.
-	deadline := time.Now().Add(30 * time.Second)
+	if o.Confirm <= 0 {
+		o.Confirm = 30 * time.Second
+	}
+	deadline := time.Now().Add(o.Confirm)
 	for time.Now().Before(deadline) {
 		if fresh, err := store.Manifest(m.RunID); err == nil {
 			m = cmdutil.RefreshRun(ctx, f, store, fresh)
@@ -83,6 +88,11 @@ func stopRun(ctx context.Context, o *Options) error {
 	fmt.Fprintf(f.IO.Out, "%s %s\n", m.RunID, m.State)
 	if cp, ok, _ := run.LatestComplete(store.Dir(m.RunID)); ok {
 		fmt.Fprintf(f.IO.Out, "checkpoint %s (step %d); continue with: loractl train --resume %s\n", cp.Path, cp.Step, m.RunID)
+	}
+	if !m.State.Terminal() {
+		// The stop was sent but nothing confirms the trainer ended: saying so and
+		// failing beats a success that leaves a trainer running.
+		return cmdutil.Failed(fmt.Errorf("%s: the stop was sent, but the run still shows %s after %s; check it with `loractl runs` (its driver %s may be unreachable)", m.RunID, m.State, o.Confirm, m.Handle.Driver))
 	}
 	return nil
 }

@@ -11,7 +11,9 @@ import (
 
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/cmdtest"
+	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/run/runtest"
 )
 
 // stop reaches a run no controller drives (detached) through its stored handle, and
@@ -21,8 +23,7 @@ func TestStopDetachedRun(t *testing.T) {
 	f, out, _ := cmdtest.Factory(t, d)
 	dir := filepath.Join(f.RunsDir(), "r1")
 	cp := filepath.Join(dir, run.CheckpointsDir, "checkpoint-9")
-	os.MkdirAll(cp, 0o755)
-	os.WriteFile(filepath.Join(cp, run.CompleteMarker), []byte(`{"step":9}`), 0o644)
+	runtest.Checkpoint(t, cp, 9)
 	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
 		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
 	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`))
@@ -43,4 +44,47 @@ func TestStopDetachedRun(t *testing.T) {
 	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second}); err != nil || !strings.Contains(out.String(), "already interrupted") || d.Stopped != 1 {
 		t.Fatalf("second stop: %v %q (stops %d)", err, out, d.Stopped)
 	}
+}
+
+// unreachable is a driver that accepts the stop but whose task never ends as far as
+// anyone can tell (a cluster that does not answer).
+type unreachable struct{ cmdtest.Driver }
+
+func (d *unreachable) Stop(context.Context, *driver.Handle, time.Duration) error { return nil }
+
+func TestStopUnconfirmedFails(t *testing.T) {
+	d := &unreachable{cmdtest.Driver{State: driver.StateRunning}}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := filepath.Join(f.RunsDir(), "r1")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second, Confirm: 300 * time.Millisecond})
+	if cmdutil.ExitCode(err) != 1 || !strings.Contains(err.Error(), "still shows running") {
+		t.Fatalf("exit %d (%v), output %q", cmdutil.ExitCode(err), err, out)
+	}
+}
+
+// When the run's lock cannot even be created (a read-only or full store), a dead run
+// is still refreshed from its driver and not shown as running. (test/e2e's fault suite
+// covers a really read-only store, where the state cannot be recorded either.)
+func TestStopDeadRunOnReadOnlyStore(t *testing.T) {
+	d := &cmdtest.Driver{State: driver.StateExited}
+	f, out, _ := cmdtest.Factory(t, d)
+	dir := filepath.Join(f.RunsDir(), "r1")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	// A lock file that cannot be created stands in for a read-only or full store
+	// (file modes do not stop root; the fault suite mounts a read-only store for real).
+	if err := os.Mkdir(filepath.Join(dir, ".lock"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second, Confirm: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "already interrupted") {
+		t.Fatalf("output %q", out)
+	}
+
 }

@@ -246,7 +246,10 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 			if file == "" {
 				file = rep.File
 			}
-			where := fmt.Sprintf("%s:%d", file, e.Line)
+			where := file // an error about the whole file has no line: never "file:0"
+			if e.Line > 0 {
+				where = fmt.Sprintf("%s:%d", file, e.Line)
+			}
 			if e.Path != "" {
 				where += ": " + e.Path
 			}

@@ -34,7 +34,7 @@ func (o *Options) sampleGPU(ctx context.Context, a *runner.Active) func() {
 		_ = mgr.Shutdown()
 		return func() {}
 	}
-	fh, err := os.OpenFile(filepath.Join(a.Dir, run.EventsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	fh, err := run.OpenFileNoFollow(filepath.Join(a.Dir, run.EventsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		_ = mgr.Shutdown()
 		return func() {}

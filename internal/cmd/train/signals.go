@@ -15,8 +15,9 @@ import (
 // forwardSignals passes the controller's SIGINT/SIGTERM to the trainer. The first asks
 // it to checkpoint and stop; a second is only acknowledged (killing the trainer while
 // it writes the checkpoint would lose the work); a third kills.
-func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal, log *zerolog.Logger) {
-	var count atomic.Int32
+// count is the caller's: a run the user stopped ends with exit 130 even when the
+// third signal killed the trainer.
+func forwardSignals(ctx context.Context, a *runner.Active, sigs <-chan os.Signal, log *zerolog.Logger, count *atomic.Int32) {
 	go func() {
 		for {
 			select {

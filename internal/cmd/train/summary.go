@@ -4,15 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/termsafe"
 )
 
 // Result is the final object `train --json` prints after the events.
@@ -43,12 +44,18 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		code = cmdutil.ExitInterrupted
 	case run.StateFailed:
 		code = cmdutil.ExitFailed
-		if out.Exit != nil && out.Exit.ExitCode == 2 {
+		if out.Exit != nil && out.Exit.ExitCode == driver.TrainerExitInvalid {
 			code = cmdutil.ExitInvalid // the trainer refused its config (e.g. 4-bit on a CPU)
+		}
+		if o.stops.Load() > 0 {
+			code = cmdutil.ExitInterrupted // the user stopped it (a third Ctrl-C kills the trainer)
 		}
 	}
 	wall := time.Since(a.Started)
 	res := Result{Type: "result", RunID: m.RunID, State: out.State, ExitCode: code, Error: m.Error, WallSeconds: wall.Seconds()}
+	if s, ok := run.LastStep(a.Dir); ok && m.Result == nil {
+		res.Step = s // killed: no end event, but the events say how far it got
+	}
 	if r := m.Result; r != nil {
 		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = r.Step, r.EvalLossBefore, r.EvalLossAfter, r.Improved, r.AdapterPath
 		res.Verdict, res.VerdictReason = r.Verdict, r.VerdictReason
@@ -57,7 +64,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	w := o.Factory.IO.Out
 	if o.JSON {
 		b, _ := json.Marshal(res)
-		fmt.Fprintf(w, "%s\n", b)
+		fmt.Fprintf(w, "%s\n", termsafe.JSON(b))
 		return exit(code)
 	}
 	fmt.Fprintf(w, "\nrun %s %s in %s (step %d)\n", m.RunID, out.State, wall.Round(time.Second), res.Step)
@@ -85,7 +92,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		}
 	}
 	if res.AdapterPath != "" {
-		fmt.Fprintf(w, "  adapter    %s\n", res.AdapterPath)
+		fmt.Fprintf(w, "  adapter    %s\n", termsafe.Line(res.AdapterPath))
 	}
 	switch out.State {
 	case run.StateInterrupted:
@@ -97,18 +104,18 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		}
 	case run.StateFailed:
 		if m.Error != "" {
-			fmt.Fprintf(w, "  error      %s\n", m.Error)
+			fmt.Fprintf(w, "  error      %s\n", termsafe.Text(m.Error))
 		}
 		if out.Err != nil && out.Err.Hint != "" {
-			fmt.Fprintf(w, "  hint       %s\n", out.Err.Hint)
+			fmt.Fprintf(w, "  hint       %s\n", termsafe.Text(out.Err.Hint))
 		}
 		if out.Exit != nil {
-			fmt.Fprintf(w, "  exit       code %d %s\n", out.Exit.ExitCode, out.Exit.Reason)
+			fmt.Fprintf(w, "  exit       code %d %s\n", out.Exit.ExitCode, termsafe.Line(out.Exit.Reason))
 		}
 		logPath := filepath.Join(a.Dir, run.LogFile)
 		fmt.Fprintf(w, "  log        %s, last lines:\n", logPath)
 		for _, l := range tail(logPath, 15) {
-			fmt.Fprintf(w, "    | %s\n", l)
+			fmt.Fprintf(w, "    | %s\n", termsafe.Line(l))
 		}
 	}
 	return exit(code)
@@ -153,7 +160,7 @@ func exit(code int) error {
 // tail returns the last n lines of a file (at most its last 64 KiB), for a failure
 // summary that shows why without sending the user off to another file.
 func tail(path string, n int) []string {
-	f, err := os.Open(path)
+	f, err := run.OpenNoFollow(path)
 	if err != nil {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,8 @@ type Options struct {
 	baseUsed, nvmlPeak uint64
 	nvmlComparable     bool
 	gpuIndex           int // the GPU the run was placed on (-1: CPU)
+	// stops counts the SIGINT/SIGTERMs the controller received while the trainer ran.
+	stops atomic.Int32
 }
 
 // NewCmdTrain builds the train command.
@@ -217,6 +220,9 @@ func trainRun(ctx context.Context, o *Options) error {
 		return launchError(err)
 	}
 	log := f.Log.With().Str("run", p.RunID).Logger()
+	for _, w := range a.Warnings {
+		log.Warn().Msg(w)
+	}
 	log.Info().Str("driver", d.Name()).Str("handle", a.Handle.ID).Str("dir", a.Dir).Msg(startedMsg(a))
 	if o.Detach {
 		_ = a.Release()
@@ -232,7 +238,7 @@ func trainRun(ctx context.Context, o *Options) error {
 	}
 	watch := &resumeWatch{want: a.ResumeStep}
 	a.Notify = func(msg string) { log.Info().Msg(msg) }
-	forwardSignals(ctx, a, sigs, &log)
+	forwardSignals(ctx, a, sigs, &log, &o.stops)
 	stopSampling := o.sampleGPU(ctx, a)
 	out, err := a.Wait(ctx, func(e *run.Event) {
 		prog.Event(e)
@@ -262,11 +268,18 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 	if o.Resume == "" {
 		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
 	}
-	m, err := cmdutil.RunManifest(store, o.Resume)
+	id, err := store.Resolve(o.Resume) // a unique prefix names the whole id from here on
 	if err != nil {
-		return nil, err
+		return nil, cmdutil.Invalid(err)
 	}
-	o.Resume = m.RunID // a unique prefix names the whole id from here on
+	m, err := store.Manifest(id)
+	if err != nil && !errors.Is(err, run.ErrNoRun) {
+		return nil, cmdutil.Invalid(fmt.Errorf("%s: %w (%v): start it over with `loractl train CONFIG --force` (the old directory is kept under .superseded/)", id, runner.ErrDamaged, err))
+	}
+	if err != nil {
+		return nil, cmdutil.Invalid(err)
+	}
+	o.Resume = m.RunID
 	if o.Config != "" {
 		return cmdutil.LoadConfig(f, o.Config, o.Sets, "")
 	}
@@ -274,7 +287,7 @@ func (o *Options) loadConfig(store *run.Store) (*config.Config, error) {
 	if _, err := os.Stat(m.ConfigPath); err == nil {
 		return cmdutil.LoadConfig(f, m.ConfigPath, sets, "")
 	}
-	src, err := os.ReadFile(store.Dir(o.Resume) + "/" + run.ConfigFile)
+	src, err := config.ReadFile(store.Dir(o.Resume) + "/" + run.ConfigFile)
 	if err != nil {
 		return nil, cmdutil.Invalid(err)
 	}
@@ -290,7 +303,7 @@ func startedMsg(a *runner.Active) string {
 
 // launchError maps the run store's refusals to invalid input (exit 2).
 func launchError(err error) error {
-	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, run.ErrLocked, run.ErrNoRun} {
+	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, runner.ErrDamaged, run.ErrLocked, run.ErrNoRun} {
 		if errors.Is(err, target) {
 			return cmdutil.Invalid(err)
 		}

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -424,5 +425,29 @@ func TestMemoryLinesCompareLikeWithLike(t *testing.T) {
 	o.nvmlComparable = false
 	if lines := o.memoryLines(9<<30, 8<<30); len(lines) != 1 {
 		t.Errorf("MIG: lines = %q", lines)
+	}
+}
+
+// A data error about the whole file (too few examples) names the file, not "file:0".
+func TestWholeFileDataErrorHasNoLineZero(t *testing.T) {
+	o, fake, _ := setup(t)
+	dir := filepath.Dir(o.Config)
+	small := filepath.Join(dir, "small.jsonl")
+	line := `{"messages":[{"role":"user","content":"q%d"},{"role":"assistant","content":"a"}]}` + "\n"
+	var b strings.Builder
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(&b, line, i)
+	}
+	if err := os.WriteFile(small, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.Sets = []string{"data.train=" + small, "data.eval=null"}
+	err := trainRun(context.Background(), o)
+	errOut := o.Factory.IO.ErrOut.(interface{ String() string }).String()
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || fake.started != 0 {
+		t.Fatalf("exit %d (%v), started %d\n%s", cmdutil.ExitCode(err), err, fake.started, errOut)
+	}
+	if !strings.Contains(errOut, small+": ") || strings.Contains(errOut, small+":0") {
+		t.Errorf("whole-file error location:\n%s", errOut)
 	}
 }
