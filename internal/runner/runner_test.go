@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,6 +249,42 @@ func TestRestartInPlaceAndActiveRuns(t *testing.T) {
 		d := &fakeDriver{state: driver.StateRunning}
 		if _, err := launchAndWait(t, store, p, d, o); !errors.Is(err, ErrActive) || len(d.tasks) != 0 {
 			t.Fatalf("%+v over an active run: %v (started %d)", o, err, len(d.tasks))
+		}
+	}
+}
+
+// vanishingDriver reports its task gone with no exit status, as the local driver does
+// for a detached trainer (not its child) that was killed.
+type vanishingDriver struct{ fakeDriver }
+
+func (d *vanishingDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
+	return &driver.Status{State: driver.StateExited}, nil
+}
+
+// TestRefreshVanishedTrainer: a trainer that ended without an end event and without an
+// exit status the controller could see (a detached trainer killed with SIGKILL or by
+// the OOM killer) is failed with an error that says so, not a bare "failed".
+func TestRefreshVanishedTrainer(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+	d := &vanishingDriver{fakeDriver{events: completedEvents[:2]}}
+	a, err := Launch(context.Background(), store, p, LaunchOptions{Driver: d, Python: "python3", Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Release()
+	m, err := store.Manifest(p.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = Refresh(context.Background(), store, m, d)
+	if err != nil || m.State != run.StateFailed {
+		t.Fatalf("refresh: %v, state %s", err, m.State)
+	}
+	for _, want := range []string{"without an end event", run.LogFile} {
+		if !strings.Contains(m.Error, want) {
+			t.Errorf("error %q does not say %q", m.Error, want)
 		}
 	}
 }
