@@ -442,3 +442,17 @@ func TestEnoughEvalExamplesNoWarning(t *testing.T) {
 		t.Errorf("%d eval examples warned %v", FewEvalExamples, codes)
 	}
 }
+
+// TestSmallEvalSplitRoundsUp: the trainer's split (datasets' train_test_split) rounds the
+// eval part up, so 30 examples × 0.02 is an eval set of one example: the warning must
+// fire (it counted none and said nothing).
+func TestSmallEvalSplitRoundsUp(t *testing.T) {
+	r := check(t, Options{Train: writeLines(t, "train.jsonl", examples(0, 30, prod)), EvalSplit: 0.02})
+	i := slices.Index(warningCodes(r), CodeSmallEvalSet)
+	if i < 0 {
+		t.Fatalf("no %s warning; got %v", CodeSmallEvalSet, warningCodes(r))
+	}
+	if w := r.Warnings[i]; w.Count != 1 || !strings.HasPrefix(w.Message, "1 eval example") {
+		t.Errorf("count %d: %s", w.Count, w.Message)
+	}
+}

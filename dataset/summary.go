@@ -127,9 +127,12 @@ func (c *checker) evalShape() {
 	n, what := 0, ""
 	switch {
 	case c.eval != nil:
-		n, what = c.eval.valid, "eval examples"
+		n, what = c.eval.valid, plural(c.eval.valid, "eval example", "eval examples")
 	case c.opts.EvalSplit > 0:
-		n, what = int(float64(c.train.valid-c.train.duplicates)*c.opts.EvalSplit), "eval examples (about, from data.eval_split)"
+		// Rounded up, as the trainer's split (datasets' train_test_split) rounds: a
+		// fraction of one example is an eval set of one, not none.
+		n = int(math.Ceil(float64(c.train.valid-c.train.duplicates) * c.opts.EvalSplit))
+		what = plural(n, "eval example", "eval examples") + " (about, from data.eval_split)"
 	}
 	if what != "" && n > 0 && n < FewEvalExamples {
 		msg := fmt.Sprintf("%d %s: the adopt verdict rests on them, and with under %d a real difference cannot be told from noise; hold out more (loractl data split --eval-fraction 0.1)", n, what, FewEvalExamples)

@@ -273,7 +273,8 @@ func (r *Result) findValidation(opts *Options) error {
 }
 
 // checkOutDir refuses to replace an existing, non-empty directory without force, and with
-// force refuses one that holds an input (replacing it would delete the input).
+// force refuses one that holds an input or anything an import does not write (replacing
+// it would delete them).
 func checkOutDir(opts Options) error {
 	st, err := os.Lstat(opts.OutDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -294,6 +295,17 @@ func checkOutDir(opts Options) error {
 	}
 	if !opts.Force {
 		return inputf("-o %s exists and is not empty: give --force to replace it", opts.OutDir)
+	}
+	// Only what an import writes may go: anything else in DIR (a mistyped -o naming a
+	// project or home directory, runs trained there) would be deleted for good.
+	for _, e := range entries {
+		switch e.Name() {
+		case ConfigFile, TrainFile, EvalFile:
+			if e.Type().IsRegular() {
+				continue
+			}
+		}
+		return inputf("-o %s holds %s, which an import did not write: --force replaces only a directory an earlier import wrote; write elsewhere", opts.OutDir, e.Name())
 	}
 	out, _ := filepath.Abs(opts.OutDir)
 	for _, p := range []string{opts.TrainingFile, opts.ValidationFile, opts.JobFile} {

@@ -330,3 +330,37 @@ func TestImportCancelled(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 }
+
+// TestImportForceKeepsOtherFiles: --force replaces a directory an earlier import wrote,
+// never one that holds anything else (a mistyped -o, a home or project directory): the
+// replace would delete it with no way back.
+func TestImportForceKeepsOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	train := writeJSONL(t, filepath.Join(dir, "train.jsonl"), chatRows(12, 0)...)
+	for _, extra := range []string{"notes.txt", "runs/r1/manifest.json"} {
+		t.Run(extra, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "project")
+			keep := filepath.Join(out, extra)
+			if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(keep, []byte("precious"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Import(context.Background(), Options{TrainingFile: train, Model: "Qwen/Qwen2.5-0.5B-Instruct", OutDir: out, Force: true})
+			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "an import did not write") {
+				t.Errorf("--force over a directory with %s: %v", extra, err)
+			}
+			if b, err := os.ReadFile(keep); err != nil || string(b) != "precious" {
+				t.Errorf("%s lost: %v", extra, err)
+			}
+		})
+	}
+	// A directory an earlier import wrote is still replaced.
+	out := filepath.Join(dir, "again")
+	for range 2 {
+		if _, err := Import(context.Background(), Options{TrainingFile: train, Model: "Qwen/Qwen2.5-0.5B-Instruct", OutDir: out, Force: true}); err != nil {
+			t.Fatalf("--force over an earlier import: %v", err)
+		}
+	}
+}

@@ -116,7 +116,8 @@ func parseOpenAIResults(path string, rd io.Reader) (*OpenAIResults, error) {
 		{"valid_loss", &res.ValidLoss}, {"valid_mean_token_accuracy", &res.ValidAccuracy},
 		{"full_valid_loss", &res.FullValidLoss}, {"full_valid_mean_token_accuracy", &res.FullValidAccuracy},
 	}
-	for rows := 0; ; rows++ {
+	rows := 0
+	for ; ; rows++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
@@ -165,8 +166,16 @@ func parseOpenAIResults(path string, rd io.Reader) (*OpenAIResults, error) {
 			}
 		}
 	}
-	if res.Steps == 0 && len(res.TrainLoss) == 0 {
+	if rows == 0 {
 		return nil, &InputError{Path: path, Line: 2, Msg: "no rows after the header"}
+	}
+	if len(res.TrainLoss)+len(res.TrainAccuracy)+len(res.ValidLoss)+len(res.ValidAccuracy)+len(res.FullValidLoss)+len(res.FullValidAccuracy) == 0 {
+		// Every figure and curve would be empty: nothing to compare with.
+		noun := "rows"
+		if rows == 1 {
+			noun = "row"
+		}
+		return nil, &InputError{Path: path, Msg: fmt.Sprintf("%d %s but no train_loss, train_accuracy, valid_loss or valid_mean_token_accuracy value in any of them (empty or NaN cells): nothing to compare", rows, noun)}
 	}
 	return res, nil
 }

@@ -58,6 +58,9 @@ func TestParseOpenAIResultsErrors(t *testing.T) {
 		{"missing step", header + ",2.5,0.3,,\n", `column 1 (step): "" is not a step number`},
 		{"field count", header + "1,2.5,0.3\n", "results.csv:2:1: wrong number of fields"},
 		{"header only", header, "results.csv:2: no rows after the header"},
+		// Rows without a single number compare nothing: every figure would be "–".
+		{"no numbers", header + "1,,,,\n2,NaN,nan,,\n", "results.csv: 2 rows but no train_loss, train_accuracy, valid_loss or valid_mean_token_accuracy value"},
+		{"step 0 only", header + "0,,,,\n", "results.csv: 1 row but no train_loss"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

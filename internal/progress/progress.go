@@ -141,6 +141,12 @@ type aboveWriter struct {
 
 func (a aboveWriter) Write(b []byte) (int, error) {
 	p := a.p
+	if !p.TTY {
+		// No live line to move: the log line goes straight out, never waiting on an
+		// event stuck writing to a stdout nobody reads (the Ctrl-C warning is logged
+		// before the signal is forwarded to the trainer).
+		return a.w.Write(b)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	live := p.TTY && p.lastStatus != ""

@@ -99,3 +99,31 @@ func TestAboveAndClear(t *testing.T) {
 		t.Fatalf("after Clear and Done: %q", got)
 	}
 }
+
+// blockedWriter never returns from Write until released: stdout piped into a pager
+// that stopped reading.
+type blockedWriter struct{ release chan struct{} }
+
+func (w blockedWriter) Write(b []byte) (int, error) { <-w.release; return len(b), nil }
+
+// TestAboveNotBlockedByStdout: without a terminal there is no live line to redraw, so
+// a log line (the Ctrl-C warning, logged before the signal is forwarded to the trainer)
+// must not wait for an event stuck writing to a stdout nobody reads.
+func TestAboveNotBlockedByStdout(t *testing.T) {
+	out := blockedWriter{release: make(chan struct{})}
+	defer close(out.release)
+	p := &Progress{Out: out}
+	go p.Event(ev(t, `{"type":"log","time":"2026-01-01T00:00:01Z","step":3,"loss":1}`))
+	time.Sleep(50 * time.Millisecond) // the event now holds the progress, blocked
+	var logs bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		p.Above(&logs).Write([]byte("WRN stopping: saving a checkpoint\n"))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a log line waited for a blocked stdout")
+	}
+}

@@ -190,6 +190,11 @@ func recordOutcome(ctx context.Context, dir string, m *run.Manifest, o *Outcome,
 		m.Error = o.Err.ErrorType + ": " + o.Err.Message
 	} else if o.State == run.StateFailed && o.Exit != nil {
 		m.Error = fmt.Sprintf("trainer exited with code %d %s", o.Exit.ExitCode, o.Exit.Reason)
+	} else if o.State == run.StateFailed && o.End == nil {
+		// Gone with no exit status this controller could see (a detached trainer is not
+		// its child) and no end event: without a word, the run would read as a bare "failed".
+		m.Error = "the trainer ended without an end event and without an exit status: it was killed " +
+			"(SIGKILL, the OOM killer) or crashed; its output is in " + run.LogFile + ", and --resume continues from its last checkpoint"
 	}
 	if last := m.LastAttempt(); last != nil {
 		last.EndedAt, last.State, last.Exit = now, o.State, o.Exit

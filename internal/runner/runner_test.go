@@ -292,3 +292,39 @@ func TestDamagedManifest(t *testing.T) {
 		t.Fatalf("the damaged run was not kept aside: %v", aside)
 	}
 }
+
+// vanishingDriver reports its task gone with no exit status, as the local driver does
+// for a detached trainer (not its child) that was killed.
+type vanishingDriver struct{ fakeDriver }
+
+func (d *vanishingDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
+	return &driver.Status{State: driver.StateExited}, nil
+}
+
+// TestRefreshVanishedTrainer: a trainer that ended without an end event and without an
+// exit status the controller could see (a detached trainer killed with SIGKILL or by
+// the OOM killer) is failed with an error that says so, not a bare "failed".
+func TestRefreshVanishedTrainer(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := run.NewStore(filepath.Join(dir, "runs"))
+	p := prepared(t, dir, cfgYAML)
+	d := &vanishingDriver{fakeDriver{events: completedEvents[:2]}}
+	a, err := Launch(context.Background(), store, p, LaunchOptions{Driver: d, Python: "python3", Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Release()
+	m, err := store.Manifest(p.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = Refresh(context.Background(), store, m, d)
+	if err != nil || m.State != run.StateFailed {
+		t.Fatalf("refresh: %v, state %s", err, m.State)
+	}
+	for _, want := range []string{"without an end event", run.LogFile} {
+		if !strings.Contains(m.Error, want) {
+			t.Errorf("error %q does not say %q", m.Error, want)
+		}
+	}
+}

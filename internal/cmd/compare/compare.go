@@ -107,6 +107,13 @@ func compareRun(o *Options) error {
 		return err
 	}
 	if o.Output != "" {
+		var inputs []string
+		if o.OpenAIResults != "" {
+			inputs = append(inputs, o.OpenAIResults)
+		}
+		if err := cmdutil.CheckOutput(o.Output, inputs, dirs); err != nil {
+			return err
+		}
 		var buf bytes.Buffer
 		if err := c.WriteHTML(&buf); err != nil {
 			return err

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +86,34 @@ func TestCompareArgs(t *testing.T) {
 		if err := cmd.Execute(); cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
 			t.Errorf("compare %v: %v, want exit 2", args, err)
 		}
+	}
+}
+
+// TestOutputNeverAnInput: -o naming the results CSV, or a file in a compared run's
+// directory, is refused (exit 2) and the file kept: the page would replace it.
+func TestOutputNeverAnInput(t *testing.T) {
+	f, _, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	a := fixtureRun(t, f.RunsDir(), "qs-aaa")
+	fixtureRun(t, f.RunsDir(), "qs-bbb")
+	csv := filepath.Join(t.TempDir(), "results.csv")
+	raw, _ := os.ReadFile(filepath.Join(testdata, "openai_results.csv"))
+	os.WriteFile(csv, raw, 0o644)
+	manifest := filepath.Join(a, "manifest.json")
+	before, _ := os.ReadFile(manifest)
+	for _, o := range []Options{
+		{Runs: []string{"qs-a"}, OpenAIResults: csv, Output: csv},
+		{Runs: []string{"qs-a", "qs-b"}, Output: manifest},
+		{Runs: []string{"qs-a", "qs-b"}, Output: filepath.Join(a, "eval", "..", "events.jsonl")},
+	} {
+		o.Factory = f
+		if err := compareRun(&o); cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(fmt.Sprint(err), "would overwrite") {
+			t.Errorf("-o %s: %v, want exit 2", o.Output, err)
+		}
+	}
+	if b, _ := os.ReadFile(csv); string(b) != string(raw) {
+		t.Error("the results CSV was overwritten")
+	}
+	if b, _ := os.ReadFile(manifest); string(b) != string(before) {
+		t.Error("the run's manifest was overwritten")
 	}
 }

@@ -142,6 +142,11 @@ func convertRun(opts *ConvertOptions) error {
 	if res.ErrorsTotal > 0 {
 		return cmdutil.SilentExit(cmdutil.ExitInvalid)
 	}
+	if res.Converted == 0 {
+		// An empty input is not a conversion that worked: with exit 0, an OUT left by an
+		// earlier conversion would look like this one's result.
+		return cmdutil.Invalidf("%s: no rows to convert (the file is empty or blank)", opts.Input)
+	}
 	return nil
 }
 

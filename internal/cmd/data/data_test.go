@@ -244,6 +244,9 @@ func TestConvertEdgeRows(t *testing.T) {
 		{"system prompt file newline", []string{`{"instruction": "a", "output": "b"}`}, 0,
 			`{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}` + "\n", "converted 1 line", true},
 		{"nothing converts", []string{`{"instruction": "a", "output": ""}`}, 2, "", "nothing converted: not written", false},
+		// An empty input is not a conversion that succeeded: exit 0 would leave an OUT from an
+		// earlier conversion in place for the next step to train on.
+		{"no rows at all", []string{"", "  "}, 2, "", "no rows to convert", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,8 +261,12 @@ func TestConvertEdgeRows(t *testing.T) {
 			if code := cmdutil.ExitCode(err); code != tt.exit {
 				t.Fatalf("exit %d (%v), want %d; stderr %s", code, err, tt.exit, stderr)
 			}
-			if !strings.Contains(stderr.String(), tt.stderr) {
-				t.Errorf("stderr %q lacks %q", stderr, tt.stderr)
+			said := stderr.String()
+			if err != nil {
+				said += err.Error() // printed by main
+			}
+			if !strings.Contains(said, tt.stderr) {
+				t.Errorf("stderr %q lacks %q", said, tt.stderr)
 			}
 			b, rerr := os.ReadFile(out)
 			if tt.want == "" {

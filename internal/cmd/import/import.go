@@ -83,7 +83,8 @@ base model, ranked, with the estimated peak memory; the first is written.
 A local --model directory's own tokenizer and chat template count the tokens (through the
 trainer's Python environment); otherwise the counts are estimates.
 
-DIR is written atomically and never replaced without --force.`,
+DIR is written atomically; an existing DIR is replaced only with --force, and only when it
+holds nothing but an earlier import's files.`,
 		Example: `  loractl import openai --training-file train.jsonl --validation-file valid.jsonl --job ftjob.json -o support/
   loractl import openai --training-file train.jsonl --model Qwen/Qwen2.5-7B-Instruct -o support/
   loractl import openai --training-file train.jsonl --gpu-memory 24GiB --skip-unsupported -o support/`,
@@ -104,7 +105,7 @@ DIR is written atomically and never replaced without --force.`,
 	fl.StringVar(&opts.GPUMemory, "gpu-memory", "", "fit the proposed bases in this much memory (24GiB, 80GB) instead of this machine's GPU")
 	fl.BoolVar(&opts.SkipUnsupported, "skip-unsupported", false, "drop (and count) rows with images or other non-text parts instead of refusing them")
 	fl.StringVarP(&opts.OutDir, "output", "o", "", "directory to write (required)")
-	fl.BoolVar(&opts.Force, "force", false, "replace an existing output directory")
+	fl.BoolVar(&opts.Force, "force", false, "replace an output directory an earlier import wrote")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result (conversion counts, proposals, data check) as one JSON object")
 	return cmd
 }

@@ -77,23 +77,36 @@ func logsRun(ctx context.Context, o *Options) error {
 		}
 		return err
 	}
-	return f.Follow(ctx, o.ended(ctx, store, m), p.Event)
+	if err := f.Follow(ctx, o.ended(ctx, store, &m), p.Event); err != nil {
+		return err
+	}
+	if m.State == run.StateFailed {
+		// A trainer that died without its end event (killed, out of memory) leaves the
+		// stream stopping after its last step as if all were well: say how it ended.
+		msg := m.Error
+		if msg == "" {
+			msg = "see " + filepath.Join(dir, run.LogFile)
+		}
+		fmt.Fprintf(o.Factory.IO.ErrOut, "%s failed: %s\n", m.RunID, msg)
+	}
+	return nil
 }
 
-// ended returns a check that refreshes the run through its driver at most every Poll
-// and reports when it reached a final state.
-func (o *Options) ended(ctx context.Context, store *run.Store, m *run.Manifest) func() bool {
+// ended returns a check that refreshes the run (*mp, updated) through its driver at
+// most every Poll and reports when it reached a final state.
+func (o *Options) ended(ctx context.Context, store *run.Store, mp **run.Manifest) func() bool {
 	last := time.Time{}
 	return func() bool {
 		if time.Since(last) < o.Poll {
 			return false
 		}
 		last = time.Now()
+		m := *mp
 		if fresh, err := store.Manifest(m.RunID); err == nil {
 			m = fresh
 		}
-		m = cmdutil.RefreshRun(ctx, o.Factory, store, m)
-		return m.State.Terminal()
+		*mp = cmdutil.RefreshRun(ctx, o.Factory, store, m)
+		return (*mp).State.Terminal()
 	}
 }
 
@@ -108,7 +121,7 @@ func (o *Options) tailLog(ctx context.Context, store *run.Store, m *run.Manifest
 	}
 	defer fh.Close()
 	out := termsafe.Writer(o.Factory.IO.Out) // the trainer's output may hold escape sequences
-	done := o.ended(ctx, store, m)
+	done := o.ended(ctx, store, &m)
 	for {
 		if _, err := io.Copy(out, fh); err != nil {
 			return err

@@ -151,3 +151,29 @@ func TestLogsRefuseAFIFO(t *testing.T) {
 		t.Fatal("logs hung on a FIFO")
 	}
 }
+
+// TestFollowSaysHowItEnded: -f on a run that ends without an end event (a detached
+// trainer killed with SIGKILL) says that it failed and why, instead of just stopping
+// after the last step as if all were well.
+func TestFollowSaysHowItEnded(t *testing.T) {
+	d := &cmdtest.Driver{State: driver.StateRunning}
+	f, out, errOut := cmdtest.Factory(t, d)
+	dir := newRun(t, f.RunsDir(), run.StateRunning)
+	go func() {
+		for _, e := range events[:3] {
+			time.Sleep(30 * time.Millisecond)
+			run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+		}
+		m, _ := run.ReadManifest(dir)
+		m.State, m.Error = run.StateFailed, "the trainer was killed"
+		run.WriteManifest(dir, m)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := logsRun(ctx, &Options{Factory: f, RunID: "r1", Follow: true, Poll: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "checkpoint saved at step 2") || !strings.Contains(errOut.String(), "r1 failed: the trainer was killed") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+}

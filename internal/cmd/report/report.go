@@ -74,6 +74,9 @@ func reportRun(o *Options) error {
 		_, err := out.Write(buf.Bytes())
 		return err
 	}
+	if err := cmdutil.CheckOutput(o.Output, nil, []string{dir}); err != nil {
+		return err
+	}
 	if err := run.WriteFileAtomic(o.Output, buf.Bytes(), 0o644); err != nil {
 		return cmdutil.Invalidf("-o %s: %w", o.Output, err)
 	}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,26 @@ func TestReportNotARun(t *testing.T) {
 	err := reportRun(&Options{Factory: f, RunID: "broken"})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "manifest.json") {
 		t.Fatalf("err = %v, want exit 2 naming manifest.json", err)
+	}
+}
+
+// TestReportOutputNotARunFile: -o naming one of the run's own files (its manifest) is
+// refused and the file kept; the run's report.html may be rewritten.
+func TestReportOutputNotARunFile(t *testing.T) {
+	f, _, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	dir := fixtureRun(t, f.RunsDir(), "quickstart-8494bb1ebe")
+	manifest := filepath.Join(dir, "manifest.json")
+	before, _ := os.ReadFile(manifest)
+	err := reportRun(&Options{Factory: f, RunID: "quickstart", Output: manifest})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(fmt.Sprint(err), "would overwrite") {
+		t.Errorf("-o the manifest: %v, want exit 2", err)
+	}
+	if b, _ := os.ReadFile(manifest); string(b) != string(before) {
+		t.Fatal("the run's manifest was overwritten")
+	}
+	page := filepath.Join(dir, "report.html")
+	os.WriteFile(page, []byte("old"), 0o644)
+	if err := reportRun(&Options{Factory: f, RunID: "quickstart", Output: page}); err != nil {
+		t.Fatalf("-o the run's report.html: %v", err)
 	}
 }

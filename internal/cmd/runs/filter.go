@@ -27,6 +27,32 @@ func (o *Options) checkFilters() error {
 	return nil
 }
 
+// resolveSweep turns --sweep (an id or a unique prefix of one) into the whole sweep id
+// of the listed runs: a prefix of several sweeps' ids is refused with them (exit 2),
+// as a run-id prefix is, rather than listing the points of them all.
+func (o *Options) resolveSweep(ms []*run.Manifest) error {
+	if o.Sweep == "" {
+		return nil
+	}
+	var ids []string
+	for _, m := range ms {
+		if m.Sweep == o.Sweep {
+			return nil
+		}
+		if strings.HasPrefix(m.Sweep, o.Sweep) && !slices.Contains(ids, m.Sweep) {
+			ids = append(ids, m.Sweep)
+		}
+	}
+	if len(ids) > 1 {
+		slices.Sort(ids)
+		return cmdutil.Invalidf("--sweep %s matches %d sweeps: %s; give more of the sweep id", o.Sweep, len(ids), strings.Join(ids, ", "))
+	}
+	if len(ids) == 1 {
+		o.Sweep = ids[0]
+	}
+	return nil
+}
+
 // keepBeforeRefresh applies the filters that no refresh can change (name, sweep), so
 // runs filtered out are not refreshed at all.
 func (o *Options) keepBeforeRefresh(m *run.Manifest) bool {
@@ -39,7 +65,7 @@ func (o *Options) keepBeforeRefresh(m *run.Manifest) bool {
 			return false
 		}
 	}
-	if o.Sweep != "" && !strings.HasPrefix(m.Sweep, o.Sweep) {
+	if o.Sweep != "" && m.Sweep != o.Sweep { // resolveSweep made it the whole id
 		return false
 	}
 	return true

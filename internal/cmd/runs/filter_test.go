@@ -122,3 +122,20 @@ func TestRunsLiveProgress(t *testing.T) {
 		t.Fatalf("json live: %s (%v)", out, err)
 	}
 }
+
+// TestRunsSweepPrefix: --sweep takes a sweep id or a unique prefix of one; a prefix of
+// two sweeps' ids is refused with both, not answered with the runs of both.
+func TestRunsSweepPrefix(t *testing.T) {
+	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
+	seedMany(t, f.RunsDir())
+	dir := filepath.Join(f.RunsDir(), "lr-c-0000000005")
+	os.MkdirAll(dir, 0o755)
+	run.WriteManifest(dir, &run.Manifest{RunID: "lr-c-0000000005", Name: "lr-c", State: run.StateCompleted, Sweep: "grid-9999999999"})
+	err := runsRun(context.Background(), &Options{Factory: f, Sweep: "grid", JSON: true})
+	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "grid-0123456789, grid-9999999999") {
+		t.Fatalf("ambiguous --sweep: %v (exit %d)\n%s", err, cmdutil.ExitCode(err), out)
+	}
+	if err := runsRun(context.Background(), &Options{Factory: f, Sweep: "grid-9", JSON: true}); err != nil || !strings.Contains(out.String(), "lr-c-0000000005") || strings.Contains(out.String(), "lr-a") {
+		t.Fatalf("unique --sweep prefix: %v\n%s", err, out)
+	}
+}

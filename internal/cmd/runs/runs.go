@@ -76,6 +76,9 @@ func runsRun(ctx context.Context, o *Options) error {
 	if err := o.checkFilters(); err != nil {
 		return err
 	}
+	if err := o.resolveSweep(ms); err != nil {
+		return err
+	}
 	views := []view{}
 	for _, m := range ms {
 		if !o.keepBeforeRefresh(m) {
