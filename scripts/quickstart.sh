@@ -14,7 +14,7 @@ export LORACTL_PYTHON
 
 echo "== build loractl" >&2
 mkdir -p bin
-go build -o bin/loractl ./cmd/loractl
+go build -buildvcs=auto -o bin/loractl ./cmd/loractl # the commit goes into --version and manifests
 
 echo "== tiny model from the sample data" >&2
 "$LORACTL_PYTHON" python/make_tiny_model.py .quickstart/model --hidden 64 --intermediate 128 \

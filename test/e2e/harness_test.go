@@ -40,7 +40,7 @@ func loractlBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "loractl")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/loractl")
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", binPath, "./cmd/loractl")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = err
