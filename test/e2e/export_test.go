@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,6 +417,8 @@ print(json.dumps({
 		t.Errorf("GGUF read back: %s", got)
 	}
 
+	llamaVsTransformers(t, f, filepath.Join(dir, "model-f16.gguf"), merged)
+
 	mf, _ := os.ReadFile(filepath.Join(dir, "Modelfile"))
 	for _, want := range []string{"FROM ./model-f16.gguf\n", `eq .Role "user" }}<|im_start|>user` + "\n{{ .Content }}<|im_end|>\n",
 		"PARAMETER stop \"<|end|>\"\n", "PARAMETER stop \"<|im_end|>\"\n"} {
@@ -437,4 +440,55 @@ print(json.dumps({
 		}
 	}
 	noTempLeft(t, f.dir)
+}
+
+// llamaVsTransformers runs the GGUF in llama.cpp (llama-cpp-python, where installed) and
+// compares its tokenization of a chat prompt and its first greedy tokens with
+// transformers' on the merged model the GGUF was converted from.
+func llamaVsTransformers(t *testing.T, f *fixture, ggufPath, merged string) {
+	t.Helper()
+	if strings.TrimSpace(f.pythonSnippet(t, "import importlib.util; print(importlib.util.find_spec('llama_cpp') is not None)")) != "True" {
+		t.Log("llama-cpp-python is not installed (python/requirements-export-llamacpp.txt): the GGUF is not run in llama.cpp")
+		return
+	}
+	got := f.pythonSnippet(t, `
+import json, sys
+import torch
+from llama_cpp import Llama
+from transformers import AutoModelForCausalLM, AutoTokenizer
+gguf_path, merged, n = sys.argv[1], sys.argv[2], 8
+tok = AutoTokenizer.from_pretrained(merged)
+model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
+msgs = [{"role": "user", "content": "Hey there, my Tornado Kit is broken. Please help."}]
+ids = list(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+# transformers stops at an end-of-turn token (generation_config's eos list, the stop included);
+# llama-cpp-python's generate does not stop, so its first len(hf) tokens are compared.
+hf = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    max_new_tokens=n, do_sample=False)[0, len(ids):].tolist()
+llm = Llama(model_path=gguf_path, n_ctx=256, n_threads=1, verbose=False)
+same = llm.tokenize(tok.decode(ids).encode(), add_bos=False, special=True) == ids
+gen = []
+for t in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+    gen.append(int(t))
+    if len(gen) == n:
+        break
+del llm
+print(json.dumps({"hf": hf, "llama": gen, "same_tokenization": same}))
+`, ggufPath, merged)
+	var cmp struct {
+		HF       []int `json:"hf"`
+		Llama    []int `json:"llama"`
+		SameToks bool  `json:"same_tokenization"`
+	}
+	line := strings.TrimSpace(got)
+	if i := strings.LastIndex(line, "\n"); i >= 0 {
+		line = line[i+1:]
+	}
+	if err := json.Unmarshal([]byte(line), &cmp); err != nil {
+		t.Fatalf("%v: %s", err, got)
+	}
+	if !cmp.SameToks || len(cmp.HF) == 0 || len(cmp.Llama) < len(cmp.HF) || fmt.Sprint(cmp.HF) != fmt.Sprint(cmp.Llama[:len(cmp.HF)]) {
+		t.Errorf("llama.cpp vs transformers: %s", got)
+	}
+	t.Logf("llama.cpp vs transformers, greedy: %v vs %v", cmp.Llama, cmp.HF)
 }
