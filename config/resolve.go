@@ -166,13 +166,9 @@ func (c *Config) resolve() Errors {
 		}
 		c.DriverOptions = b
 	}
-	c.GPU = -1
-	if s.GPU != nil {
-		c.GPU = *s.GPU
-		if c.GPU < 0 {
-			bad("gpu", "must be a device index >= 0, got %d", c.GPU)
-		}
-	}
+	c.checkSlurmGPUs(&errs)
+	c.resolveGPU(&errs)
+	c.resolveDistributed(&r, &errs)
 	for k := range s.Env.Set {
 		if !envNameRE.MatchString(k) {
 			bad("env.set."+k, "is not a valid environment variable name")

@@ -13,6 +13,9 @@ type Resolved struct {
 	LoRA         LoRAConfig  `json:"lora"`
 	Quantization QuantConfig `json:"quantization"`
 	Train        TrainConfig `json:"train"`
+	// Distributed is absent for a single-process run, so existing configs keep their
+	// resolved.json and run ids.
+	Distributed *DistributedConfig `json:"distributed,omitempty"`
 }
 
 // ModelConfig names the base model.

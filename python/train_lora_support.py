@@ -183,9 +183,18 @@ _SCHEMA = {
         "report_to": (list, lambda v: all(x in TRACKERS for x in v) and len(set(v)) == len(v),
                       "a list of distinct names among " + ", ".join(TRACKERS)),
     },
+    # Absent for a single-process run (docs/distributed.md).
+    "distributed": {
+        "nproc_per_node": (int, lambda v: v >= 0, ">= 0 (0: auto)"),
+        "nodes": (int, lambda v: v >= 1, ">= 1"),
+        "strategy": (str, lambda v: v in ("ddp", "fsdp"), "ddp or fsdp"),
+        "port": (int, lambda v: 1024 <= v <= 65535, "a TCP port from 1024 to 65535"),
+    },
 }
 # Keys resolved.json leaves out when they hold their default (so run ids stay stable).
 _OPTIONAL = {("train", "report_to")}
+# Sections resolved.json leaves out entirely when unused.
+_OPTIONAL_SECTIONS = {"distributed"}
 
 
 def _is_kind(value, kind):
@@ -214,6 +223,8 @@ def validate_config(raw):
         warnings.append(f"{key}: unknown key, ignored")
     for section, fields in _SCHEMA.items():
         block = raw.get(section)
+        if block is None and section in _OPTIONAL_SECTIONS:
+            continue
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue

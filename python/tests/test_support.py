@@ -341,3 +341,18 @@ def test_failure_hints(exc, needle):
     import train_lora
     hint = train_lora.failure_hint(exc)
     assert needle in hint and (needle or hint == "")
+
+
+def test_distributed_section_optional_and_validated():
+    import train_lora_support as s
+    from conftest import base_config
+    cfg = base_config("/nonexistent")
+    s.validate_config(cfg)  # absent: one process
+    cfg["distributed"] = {"nproc_per_node": 2, "nodes": 1, "strategy": "ddp", "port": 29500}
+    s.validate_config(cfg)
+    cfg["distributed"]["strategy"] = "deepspeed"
+    with pytest.raises(s.ConfigError, match="distributed.strategy: must be ddp or fsdp"):
+        s.validate_config(cfg)
+    cfg["distributed"] = {"nproc_per_node": 2}
+    with pytest.raises(s.ConfigError, match="distributed.nodes: missing"):
+        s.validate_config(cfg)
