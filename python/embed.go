@@ -39,7 +39,7 @@ func RequirementsHash() string {
 
 // TrainerFiles are the scripts a run needs beside it: the trainer and the module it
 // imports. The controller copies them into every run dir.
-var TrainerFiles = []string{"train_lora.py", "train_lora_support.py"}
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "train_lora_dist.py"}
 
 // TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
 // the manifest so a run names the exact trainer code it ran.
