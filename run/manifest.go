@@ -60,7 +60,10 @@ type Manifest struct {
 	Versions map[string]string `json:"versions,omitempty"`
 	Device   string            `json:"device,omitempty"`
 	GPU      *GPUInfo          `json:"gpu,omitempty"`
-	Driver   string            `json:"driver"`
+	// Distributed is the run's process layout, from the trainer's start event; absent
+	// for a single-process run.
+	Distributed *Distributed `json:"distributed,omitempty"`
+	Driver      string       `json:"driver"`
 	// DriverInfo records what the driver knows about where it ran (image and digest,
 	// Slurm partition), for reproduction.
 	DriverInfo map[string]string `json:"driver_info,omitempty"`

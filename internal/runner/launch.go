@@ -261,7 +261,7 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 	}
 	readOnly = append(readOnly, trainer)
 	readOnly = append(readOnly, o.ReadOnly...)
-	return &driver.Task{
+	task := &driver.Task{
 		RunID:    p.RunID,
 		RunDir:   dir,
 		Command:  cmd,
@@ -272,6 +272,8 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		LogPath:  filepath.Join(dir, run.LogFile),
 		Options:  p.Config.DriverOptions,
 	}
+	distributedTask(task, p.Config.Resolved.Distributed, p.Config.DriverName, o.GPUs)
+	return task
 }
 
 // stillActive asks the driver whether an unfinished run's trainer is still there. Only

@@ -74,6 +74,9 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		}
 		return nil
 	}
+	if cfg.Resolved.Distributed != nil {
+		return o.preflightMany(ctx, cfg, lo, est)
+	}
 	index := cfg.GPU
 	if o.GPU >= 0 {
 		index = o.GPU
