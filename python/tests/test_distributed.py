@@ -110,7 +110,8 @@ def test_ddp_matches_one_process_with_grad_accum(tiny_model, tmp_path):
     averages each rank's mean loss, while accumulation weighs micro-batches by their tokens
     (num_items_in_batch), so rows of unequal length differ by a few percent at most."""
     common = {"train.max_steps": 8, "train.batch_size": 2, "train.logging_steps": 1, "train.eval_steps": 100,
-              "train.save_steps": 100, "train.learning_rate": 0.01, "train.warmup": 0}
+              "train.save_steps": 100, "train.learning_rate": 0.01, "train.warmup": 0,
+              "lora.dropout": 0.0}
     one = Trainer(tmp_path / "one", base_config(tiny_model, **common, **{"train.grad_accum": 2}))
     assert one.run(timeout=600) == 0, one.log()[-3000:]
     two = DistTrainer(tmp_path / "two", dist_config(tiny_model, **common), port=29513)
