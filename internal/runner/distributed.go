@@ -20,13 +20,17 @@ const ShutdownGrace = "600"
 // distributedTask turns the trainer's argv into a distributed launch. Local and
 // container drivers run `python -m torch.distributed.run --standalone` (one node, a
 // free rendezvous port); Slurm renders its own srun + torchrun line around the plain
-// argv from task.Distributed, so the command stays the trainer's there.
-func distributedTask(task *driver.Task, d *config.DistributedConfig, driverName string, gpus []int) {
+// argv from task.Distributed, so the command stays the trainer's there. pinned, when
+// > 0, replaces auto (a reproduction keeps the original world size).
+func distributedTask(task *driver.Task, d *config.DistributedConfig, driverName string, gpus []int, pinned int) {
 	if d == nil {
 		return
 	}
 	nproc := d.NprocPerNode
-	if nproc == 0 { // auto: the GPUs the pre-flight chose; one process on the CPU
+	switch {
+	case nproc == 0 && pinned > 0:
+		nproc = pinned
+	case nproc == 0: // auto: the GPUs the pre-flight chose; one process on the CPU
 		nproc = max(len(gpus), 1)
 	}
 	task.Distributed = &driver.Distributed{Nodes: d.Nodes, NprocPerNode: d.NprocPerNode, Port: d.Port, Strategy: d.Strategy}

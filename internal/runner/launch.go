@@ -37,6 +37,9 @@ type LaunchOptions struct {
 	DataCheck json.RawMessage
 	Estimate  json.RawMessage
 	Sweep     string
+	// NprocPerNode, when > 0, fixes a distributed run's processes per node where its
+	// config says auto (reproduce: the same world size as the original run).
+	NprocPerNode int
 	// TrainerArgs are appended to the trainer's command line (tests use it).
 	TrainerArgs []string
 }
@@ -272,7 +275,7 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		LogPath:  filepath.Join(dir, run.LogFile),
 		Options:  p.Config.DriverOptions,
 	}
-	distributedTask(task, p.Config.Resolved.Distributed, p.Config.DriverName, o.GPUs)
+	distributedTask(task, p.Config.Resolved.Distributed, p.Config.DriverName, o.GPUs, o.NprocPerNode)
 	return task
 }
 

@@ -269,20 +269,23 @@ func TestDistributedTaskWrapsTorchrun(t *testing.T) {
 		d      *config.DistributedConfig
 		driver string
 		gpus   []int
+		pinned int
 		want   string
 	}{
-		{"absent", nil, "local", nil, "/venv/bin/python /t/train_lora.py --config c"},
-		{"auto on two GPUs", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "local", []int{0, 3},
+		{"absent", nil, "local", nil, 0, "/venv/bin/python /t/train_lora.py --config c"},
+		{"auto on two GPUs", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "local", []int{0, 3}, 0,
 			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 2 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
-		{"auto on the CPU", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "docker", nil,
+		{"auto on the CPU", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "docker", nil, 0,
 			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 1 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
-		{"slurm wraps it itself", &config.DistributedConfig{NprocPerNode: 4, Nodes: 2, Strategy: "fsdp", Port: 29600}, "slurm", nil,
+		{"slurm wraps it itself", &config.DistributedConfig{NprocPerNode: 4, Nodes: 2, Strategy: "fsdp", Port: 29600}, "slurm", nil, 0,
 			"/venv/bin/python /t/train_lora.py --config c"},
+		{"reproduce pins auto", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "local", nil, 2,
+			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 2 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			task := base()
-			distributedTask(task, tc.d, tc.driver, tc.gpus)
+			distributedTask(task, tc.d, tc.driver, tc.gpus, tc.pinned)
 			if got := strings.Join(task.Command, " "); got != tc.want {
 				t.Errorf("command\n got %s\nwant %s", got, tc.want)
 			}

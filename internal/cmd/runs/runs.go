@@ -108,9 +108,18 @@ func runsRun(ctx context.Context, o *Options) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tETA\tSTARTED\tDURATION")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, v.Driver, step(v), loss(v), evalLoss(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.RunID, v.State, driverCol(v.Manifest), step(v), loss(v), evalLoss(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
 	}
 	return tw.Flush()
+}
+
+// driverCol is the driver, with the process layout of a distributed run
+// ("slurm 2×4 ddp/nccl").
+func driverCol(m *run.Manifest) string {
+	if m.Distributed != nil {
+		return m.Driver + " " + m.Distributed.String()
+	}
+	return m.Driver
 }
 
 func step(v view) string {
