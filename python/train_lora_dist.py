@@ -109,10 +109,12 @@ def trainer_args(cuda, strategy):
 
 
 def describe(cfg, cuda):
-    """The start event's `distributed` field, or None for one process."""
-    if not active():
+    """The start event's `distributed` field: the layout of a run with a distributed section
+    (also when `auto` found one GPU), None for a plain single-process run."""
+    d = cfg.get("distributed")
+    if not active() and not d:
         return None
-    d = cfg.get("distributed") or {}
+    d = d or {}
     return {"world_size": world_size(), "nodes": int(os.environ.get("GROUP_WORLD_SIZE", d.get("nodes", 1))),
             "nproc_per_node": int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
             "strategy": d.get("strategy", "ddp"), "backend": backend(cuda)}
