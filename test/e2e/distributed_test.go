@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/loractl/loractl/run"
 )
@@ -111,5 +112,78 @@ func TestSlurmGPUsWithoutDistributedRefused(t *testing.T) {
 	r := f.loractl(t, "render", f.config)
 	if r.code != 2 || !strings.Contains(r.stderr, "driver.slurm.gpus") || !strings.Contains(r.stderr, "distributed") {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// Through the real Slurm test cluster: a two-process job (srun + torchrun with a c10d
+// rendezvous on the allocation's first node; the cluster's GPUs are fake, so the ranks
+// use gloo). USR1, Slurm's warning before a time limit, goes to the batch shell, which
+// passes it to srun, torchrun and the ranks; they checkpoint together, the script reads
+// rank 0's end event (torchrun exits 1), requeues the job, and the next attempt resumes.
+func TestSlurmDistributedRequeueResume(t *testing.T) {
+	requireEnv(t, "LORACTL_SLURM_TEST", "start a cluster with scripts/ci/slurm-up.sh BASE and source BASE/env")
+	f := newFixture(t, "")
+	cfg, _ := os.ReadFile(f.config)
+	cfg = []byte(strings.Replace(string(cfg), "  max_steps: 24\n", "  max_steps: 40\n", 1) +
+		"distributed:\n  nproc_per_node: auto\n" +
+		"driver:\n  name: slurm\n  slurm:\n    gpus: 2\n    time: \"00:20:00\"\n    signal_grace: 60\n    max_requeues: 1\n    python: " + f.python + "\n")
+	os.WriteFile(f.config, cfg, 0o644)
+	if r := f.loractl(t, "render", f.config); r.code != 0 || !strings.Contains(r.stdout, "--gpus-per-node=2") || !strings.Contains(r.stdout, "'--nproc-per-node' '2'") {
+		t.Fatalf("render: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	r := f.loractl(t, "train", f.config, "--detach")
+	if r.code != 0 {
+		t.Fatalf("train --detach: exit %d\n%s", r.code, r.stderr)
+	}
+	runID := strings.TrimSpace(r.stdout)
+	dir := filepath.Join(f.runs, runID)
+	m, err := run.ReadManifest(dir)
+	if err != nil || m.Handle == nil {
+		t.Fatalf("manifest after detach: %+v %v", m, err)
+	}
+	events := func() []*run.Event {
+		evs, _ := run.ReadEvents(filepath.Join(dir, run.EventsFile))
+		return evs
+	}
+	count := func(evs []*run.Event, typ, status string) int {
+		n := 0
+		for _, e := range evs {
+			if e.Type == typ && (status == "" || e.Status == status) {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 8*time.Minute, "the first checkpoint", func() bool { return count(events(), run.EventCheckpoint, "") > 0 })
+	if out, err := exec.Command("scancel", "--signal=USR1", "--batch", m.Handle.ID).CombinedOutput(); err != nil {
+		t.Fatalf("scancel --signal=USR1 --batch: %v\n%s", err, out)
+	}
+	waitFor(t, 10*time.Minute, "the requeued attempt to complete", func() bool { return count(events(), run.EventEnd, "completed") > 0 })
+
+	evs := events()
+	if n := count(evs, run.EventEnd, "interrupted"); n != 1 {
+		t.Errorf("%d interrupted end events, want 1 (one stream: rank 0's)", n)
+	}
+	var starts []*run.Event
+	for _, e := range evs {
+		if e.Type == run.EventStart {
+			starts = append(starts, e)
+		}
+	}
+	if len(starts) != 2 || starts[1].ResumeStep == 0 || starts[1].Distributed == nil || starts[1].Distributed.WorldSize != 2 {
+		t.Fatalf("start events: %d, second %+v", len(starts), starts[len(starts)-1])
+	}
+	attempts, _ := os.ReadFile(filepath.Join(dir, "attempts.jsonl"))
+	if !strings.Contains(string(attempts), `"exit_code":75,"signal":"USR1","requeued":true`) {
+		t.Errorf("attempts.jsonl does not show the checkpoint-and-requeue:\n%s", attempts)
+	}
+	waitFor(t, 2*time.Minute, "the manifest to say completed", func() bool {
+		f.loractl(t, "runs") // refreshes a detached run's manifest
+		m, _ = run.ReadManifest(dir)
+		return m.State == run.StateCompleted
+	})
+	if m.Distributed == nil || m.Distributed.WorldSize != 2 || m.Result == nil || m.Result.Step != 40 {
+		t.Errorf("manifest: distributed %+v, result %+v", m.Distributed, m.Result)
 	}
 }
