@@ -82,13 +82,25 @@ const distributedLaunch = `srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node
 
 // distributedOutcome maps rank 0's account to the script's exit status: under torchrun
 // a rank's 75 (checkpointed after a signal) comes back as 1, so the requeue decision
-// reads the last end event of this attempt instead.
+// reads the last end event of this attempt instead. Preemption signals the job's steps,
+// not this shell: the ranks checkpoint within the grace time and the script then waits
+// for Slurm to requeue the job (see docs/distributed.md).
 const distributedOutcome = `
 # torchrun reports a worker's 75 as 1: rank 0's end event of this attempt decides.
 status=$(tail -c +$((ev_start + 1)) "$run_dir/events.jsonl" 2>/dev/null | grep '"type": *"end"' | tail -n1 | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
 case "$status" in
   completed) rc=0 ;;
-  interrupted) rc=75 ;;
+  interrupted)
+    rc=75
+    if [ -z "$got" ]; then
+      # Slurm signalled the job's steps itself (preemption, a time limit): it requeues or
+      # ends the job once its grace time is over. Ending the batch script first would
+      # complete the job before Slurm can requeue it.
+      echo "loractl: the trainer checkpointed after Slurm signalled it; waiting for Slurm to requeue or end the job"
+      sleep 900 &
+      wait $!
+    fi
+    ;;
 esac
 `
 
