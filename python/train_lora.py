@@ -324,9 +324,14 @@ class Setup:
         kwargs = dict(common, dtype=self.dtype)
         if q["mode"] != "none":
             compute = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            # FSDP shards parameters of one dtype: QLoRA's packed 4-bit weights are then stored
+            # in the compute dtype (bitsandbytes' FSDP support) so they can be sharded.
+            fsdp = (self.cfg.get("distributed") or {}).get("strategy") == "fsdp"
+            storage = {"bnb_4bit_quant_storage": compute} if fsdp else {}
             kwargs["quantization_config"] = (
                 BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q["quant_type"],
-                                   bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute)
+                                   bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute,
+                                   **storage)
                 if q["mode"] == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
             kwargs["device_map"] = {"": torch.cuda.current_device()}
         model = AutoModelForCausalLM.from_pretrained(m["name_or_path"], **kwargs)
