@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Distributed training (docs/distributed.md): one run over several processes, one per
@@ -163,10 +165,20 @@ func (c *Config) checkSlurmGPUs(errs *Errors) {
 		return
 	}
 	var o struct {
-		GPUs float64 `json:"gpus"`
+		GPUs any `json:"gpus"`
 	}
-	if json.Unmarshal(c.DriverOptions, &o) == nil && o.GPUs > 1 {
-		g := o.GPUs
+	if json.Unmarshal(c.DriverOptions, &o) != nil {
+		return
+	}
+	// A count (4) or TYPE:COUNT (a100:4), as the Slurm driver reads it.
+	var g float64
+	switch v := o.GPUs.(type) {
+	case float64:
+		g = v
+	case string:
+		g, _ = strconv.ParseFloat(v[strings.LastIndex(v, ":")+1:], 64)
+	}
+	if g > 1 {
 		*errs = append(*errs, c.at("driver.slurm.gpus", "is %v but without a distributed: section the trainer runs one process on one GPU; "+
 			"add `distributed: {nproc_per_node: auto}` (and nodes: N for several nodes), or set gpus: 1", g))
 	}

@@ -80,6 +80,7 @@ func TestDistributedInvalid(t *testing.T) {
 		{"gpu list without distributed", base + "gpu: [0, 1]\n", "gpu: lists 2 GPUs but one process uses one; add `distributed: {nproc_per_node: auto}`"},
 		{"nproc disagrees with gpu", base + "gpu: [0, 1]\ndistributed:\n  nproc_per_node: 4\n", "distributed.nproc_per_node: is 4 but gpu lists 2 device(s)"},
 		{"slurm gpus without distributed", base + "driver:\n  name: slurm\n  slurm:\n    gpus: 4\n", "driver.slurm.gpus: is 4 but without a distributed: section"},
+		{"slurm typed gpus without distributed", base + "driver:\n  name: slurm\n  slurm:\n    gpus: a100:2\n", "driver.slurm.gpus: is 2 but without a distributed: section"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
