@@ -58,21 +58,12 @@ func (d *DistributedConfig) Processes() int {
 }
 
 // Processes is the number of training processes the effective batch is shared over:
-// nodes × nproc_per_node, auto counted from the `gpu:` list when one is given, else 1
-// (the trainer then derives grad_accum from the world size it finds; see
-// docs/distributed.md).
+// nodes × nproc_per_node, auto counted from the `gpu:` list when one is given, else one
+// per node (the trainer then derives grad_accum from the world size torchrun gives it;
+// see docs/distributed.md). 1 without a distributed section. It is known once the
+// distributed section is resolved, which resolve does before the train section.
 func (c *Config) Processes() int {
-	d := c.Resolved.Distributed
-	if d == nil {
-		return 1
-	}
-	if d.NprocPerNode == 0 {
-		if len(c.GPUs) > 0 {
-			return d.Nodes * len(c.GPUs)
-		}
-		return d.Nodes
-	}
-	return d.Processes()
+	return max(c.processes, 1)
 }
 
 // resolveDistributed validates the distributed section into r.Distributed.
@@ -112,6 +103,14 @@ func (c *Config) resolveDistributed(r *Resolved, errs *Errors) {
 		bad("distributed.nproc_per_node", "is %d but gpu lists %d device(s); make them agree or use auto", d.NprocPerNode, len(c.GPUs))
 	}
 	r.Distributed = d
+	switch {
+	case d.NprocPerNode > 0:
+		c.processes = d.Nodes * d.NprocPerNode
+	case len(c.GPUs) > 0:
+		c.processes = d.Nodes * len(c.GPUs)
+	default:
+		c.processes = d.Nodes
+	}
 }
 
 // resolveGPU reads `gpu:`, one device index or a list of them, into c.GPU (the single

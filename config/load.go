@@ -34,6 +34,8 @@ type Config struct {
 	GPU int
 	// GPUs are the device indices `gpu:` lists (one for an int), empty when unset.
 	GPUs []int
+	// processes is the training processes of a distributed run (see Processes).
+	processes int
 	// SystemPrompt is data.system_prompt with @FILE read.
 	SystemPrompt string
 

@@ -152,6 +152,9 @@ func (c *Config) resolve() Errors {
 	}
 	r.Quantization.DoubleQuant = deref(q.DoubleQuant, true)
 
+	// gpu: and distributed: first: the effective batch is shared over the processes.
+	c.resolveGPU(&errs)
+	c.resolveDistributed(&r, &errs)
 	c.resolveTrain(&r.Train, &errs)
 
 	// Driver and environment.
@@ -167,8 +170,6 @@ func (c *Config) resolve() Errors {
 		c.DriverOptions = b
 	}
 	c.checkSlurmGPUs(&errs)
-	c.resolveGPU(&errs)
-	c.resolveDistributed(&r, &errs)
 	for k := range s.Env.Set {
 		if !envNameRE.MatchString(k) {
 			bad("env.set."+k, "is not a valid environment variable name")
