@@ -6,19 +6,19 @@ package config
 // Spec is the YAML run config as the user writes it. Pointer fields tell "unset" from
 // a zero value so defaults apply only where the user said nothing.
 type Spec struct {
-	Name        string `json:"name"`
-	Model       string `json:"model"`
-	Revision    string `json:"revision,omitempty"`
-	TrustRemote *bool  `json:"trust_remote_code,omitempty"`
-	Python      string `json:"python,omitempty"`
-	// GPU is one device index, or a list of them for a distributed run.
-	GPU          any        `json:"gpu,omitempty"`
+	Name         string     `json:"name"`
+	Model        string     `json:"model"`
+	Revision     string     `json:"revision,omitempty"`
+	TrustRemote  *bool      `json:"trust_remote_code,omitempty"`
+	Python       string     `json:"python,omitempty"`
+	GPU          any        `json:"gpu,omitempty"` // one device index, or a list of them (distributed)
 	Env          EnvSpec    `json:"env"`
 	Data         DataSpec   `json:"data"`
 	LoRA         LoRASpec   `json:"lora"`
 	Quantization QuantSpec  `json:"quantization"`
 	Train        TrainSpec  `json:"train"`
 	Driver       DriverSpec `json:"driver"`
+
 	// Distributed spreads the run over several processes (GPUs, nodes).
 	Distributed *DistributedSpec `json:"distributed,omitempty"`
 }

@@ -30,18 +30,19 @@ type Event struct {
 	Time time.Time `json:"time"`
 
 	// start
-	Versions map[string]string `json:"versions,omitempty"`
-	Device   string            `json:"device,omitempty"`
-	// Distributed is the start event's process layout (several processes only).
-	Distributed       *Distributed `json:"distributed,omitempty"`
-	Precision         string       `json:"precision,omitempty"`
-	TrainableParams   int64        `json:"trainable_params,omitempty"`
-	TotalParams       int64        `json:"total_params,omitempty"`
-	TrainExamples     int          `json:"train_examples,omitempty"`
-	EvalExamples      int          `json:"eval_examples,omitempty"`
-	AssistantOnlyLoss *bool        `json:"assistant_only_loss,omitempty"`
-	ResumeFrom        string       `json:"resume_from,omitempty"`
-	ResumeStep        int          `json:"resume_step,omitempty"`
+	Versions          map[string]string `json:"versions,omitempty"`
+	Device            string            `json:"device,omitempty"`
+	Precision         string            `json:"precision,omitempty"`
+	TrainableParams   int64             `json:"trainable_params,omitempty"`
+	TotalParams       int64             `json:"total_params,omitempty"`
+	TrainExamples     int               `json:"train_examples,omitempty"`
+	EvalExamples      int               `json:"eval_examples,omitempty"`
+	AssistantOnlyLoss *bool             `json:"assistant_only_loss,omitempty"`
+	ResumeFrom        string            `json:"resume_from,omitempty"`
+	ResumeStep        int               `json:"resume_step,omitempty"`
+
+	// Distributed is the start event's process layout (distributed runs only).
+	Distributed *Distributed `json:"distributed,omitempty"`
 
 	// log / eval / checkpoint
 	Step            int      `json:"step,omitempty"`

@@ -60,10 +60,7 @@ type Manifest struct {
 	Versions map[string]string `json:"versions,omitempty"`
 	Device   string            `json:"device,omitempty"`
 	GPU      *GPUInfo          `json:"gpu,omitempty"`
-	// Distributed is the run's process layout, from the trainer's start event; absent
-	// for a single-process run.
-	Distributed *Distributed `json:"distributed,omitempty"`
-	Driver      string       `json:"driver"`
+	Driver   string            `json:"driver"`
 	// DriverInfo records what the driver knows about where it ran (image and digest,
 	// Slurm partition), for reproduction.
 	DriverInfo map[string]string `json:"driver_info,omitempty"`
@@ -76,6 +73,10 @@ type Manifest struct {
 	Result   *Result         `json:"result,omitempty"`
 	// Sweep names the sweep this run is a point of, if any.
 	Sweep string `json:"sweep,omitempty"`
+
+	// Distributed is the run's process layout, from the trainer's start event; absent
+	// for a single-process run.
+	Distributed *Distributed `json:"distributed,omitempty"`
 }
 
 // FileHash identifies a file by content.
