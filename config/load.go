@@ -31,6 +31,10 @@ type Config struct {
 	DriverOptions json.RawMessage
 	// GPU is the device index asked for, or -1 for "pick the one with most free memory".
 	GPU int
+	// GPUs are the device indices `gpu:` lists (one for an int), empty when unset.
+	GPUs []int
+	// processes is the training processes of a distributed run (see Processes).
+	processes int
 	// SystemPrompt is data.system_prompt with @FILE read.
 	SystemPrompt string
 

@@ -152,6 +152,9 @@ func (c *Config) resolve() Errors {
 	}
 	r.Quantization.DoubleQuant = deref(q.DoubleQuant, true)
 
+	// gpu: and distributed: first: the effective batch is shared over the processes.
+	c.resolveGPU(&errs)
+	c.resolveDistributed(&r, &errs)
 	c.resolveTrain(&r.Train, &errs)
 	c.resolveSelect(&r.Train, &errs)
 	r.Eval = c.resolveEval(r.Train, r.Data.Eval != "" || r.Data.EvalSplit > 0, &errs)
@@ -168,13 +171,7 @@ func (c *Config) resolve() Errors {
 		}
 		c.DriverOptions = b
 	}
-	c.GPU = -1
-	if s.GPU != nil {
-		c.GPU = *s.GPU
-		if c.GPU < 0 {
-			bad("gpu", "must be a device index >= 0, got %d", c.GPU)
-		}
-	}
+	c.checkSlurmGPUs(&errs)
 	for k := range s.Env.Set {
 		if !envNameRE.MatchString(k) {
 			bad("env.set."+k, "is not a valid environment variable name")

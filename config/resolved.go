@@ -15,6 +15,9 @@ type Resolved struct {
 	Train        TrainConfig `json:"train"`
 	// Eval is the task evaluation: generations, metrics and the adoption verdict.
 	Eval EvalConfig `json:"eval"`
+	// Distributed is absent for a single-process run, so existing configs keep their
+	// resolved.json and run ids.
+	Distributed *DistributedConfig `json:"distributed,omitempty"`
 }
 
 // ModelConfig names the base model.
@@ -84,11 +87,14 @@ type TrainConfig struct {
 	// Throughput (docs/performance.md). With BatchSizeAuto the pre-flight may
 	// replace BatchSize and GradAccum (their product stays EffectiveBatchSize);
 	// here they hold the choice made without a GPU to measure.
-	BatchSizeAuto      bool   `json:"batch_size_auto"`
-	EffectiveBatchSize int    `json:"effective_batch_size"`
-	AttnImplementation string `json:"attn_implementation"`
-	PaddingFree        any    `json:"padding_free"` // "auto", true, false
-	Liger              any    `json:"liger"`        // "auto", true, false
+	BatchSizeAuto      bool `json:"batch_size_auto"`
+	EffectiveBatchSize int  `json:"effective_batch_size"`
+	// EffectiveBatchSizeSet: the config set it, so a launch that learns the process count
+	// only then (distributed.nproc_per_node auto) re-derives grad_accum from it.
+	EffectiveBatchSizeSet bool   `json:"effective_batch_size_set,omitempty"`
+	AttnImplementation    string `json:"attn_implementation"`
+	PaddingFree           any    `json:"padding_free"` // "auto", true, false
+	Liger                 any    `json:"liger"`        // "auto", true, false
 }
 
 // TargetModuleList returns the adapted module names, or nil for "all-linear".

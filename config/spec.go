@@ -11,7 +11,7 @@ type Spec struct {
 	Revision     string     `json:"revision,omitempty"`
 	TrustRemote  *bool      `json:"trust_remote_code,omitempty"`
 	Python       string     `json:"python,omitempty"`
-	GPU          *int       `json:"gpu,omitempty"`
+	GPU          any        `json:"gpu,omitempty"` // one device index, or a list of them (distributed)
 	Env          EnvSpec    `json:"env"`
 	Data         DataSpec   `json:"data"`
 	LoRA         LoRASpec   `json:"lora"`
@@ -20,6 +20,9 @@ type Spec struct {
 	Driver       DriverSpec `json:"driver"`
 	// Eval is the task evaluation after training (docs/evaluation.md).
 	Eval EvalSpec `json:"eval"`
+
+	// Distributed spreads the run over several processes (GPUs, nodes).
+	Distributed *DistributedSpec `json:"distributed,omitempty"`
 }
 
 // EnvSpec is the trainer's environment: values to set and names to pass through from

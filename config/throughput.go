@@ -41,10 +41,6 @@ func (b *BatchSize) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Processes is the number of training processes the effective batch is shared over.
-// loractl trains with one; multi-GPU launches pass theirs to GradAccumFor.
-const Processes = 1
-
 // GradAccumFor applies the effective-batch rule: grad_accum = effective ÷
 // (micro-batch × processes), which must divide exactly.
 func GradAccumFor(effective, micro, processes int) (int, error) {
@@ -116,6 +112,7 @@ func (c *Config) resolveThroughput(t *TrainConfig, errs *Errors) {
 		t.BatchSize = n
 	}
 	if s.EffectiveBatchSize != nil {
+		t.EffectiveBatchSizeSet = true
 		t.EffectiveBatchSize = *s.EffectiveBatchSize
 		if t.EffectiveBatchSize <= 0 || t.EffectiveBatchSize > maxCount {
 			bad("train.effective_batch_size", "must be > 0 and at most %d, got %d", maxCount, t.EffectiveBatchSize)
@@ -129,17 +126,17 @@ func (c *Config) resolveThroughput(t *TrainConfig, errs *Errors) {
 		if t.BatchSizeAuto {
 			micro = DefaultBatchSize
 		}
-		t.EffectiveBatchSize = micro * max(ga, 1) * Processes
+		t.EffectiveBatchSize = micro * max(ga, 1) * c.Processes()
 	}
 	switch {
 	case t.BatchSizeAuto:
 		if ga > 0 && s.EffectiveBatchSize != nil {
 			bad("train.grad_accum", "is derived from train.effective_batch_size when train.batch_size is auto; leave it out")
 		}
-		t.BatchSize = FallbackBatch(t.EffectiveBatchSize, Processes)
-		t.GradAccum, _ = GradAccumFor(t.EffectiveBatchSize, t.BatchSize, Processes)
+		t.BatchSize = FallbackBatch(t.EffectiveBatchSize, c.Processes())
+		t.GradAccum, _ = GradAccumFor(t.EffectiveBatchSize, t.BatchSize, c.Processes())
 	case s.EffectiveBatchSize != nil:
-		derived, err := GradAccumFor(t.EffectiveBatchSize, t.BatchSize, Processes)
+		derived, err := GradAccumFor(t.EffectiveBatchSize, t.BatchSize, c.Processes())
 		if err != nil {
 			bad("train.effective_batch_size", "%v: choose a multiple of train.batch_size", err)
 			derived = max(ga, 1)

@@ -59,6 +59,20 @@ type Task struct {
 	LogPath string `json:"log_path"`
 	// Options is the driver's own config section, as JSON.
 	Options json.RawMessage `json:"options,omitempty"`
+	// Distributed is set for a run of several processes (docs/distributed.md). Local
+	// and container drivers get Command already wrapped in torchrun and need not read
+	// it; a driver that spans nodes (Slurm) wraps the plain trainer Command itself.
+	Distributed *Distributed `json:"distributed,omitempty"`
+}
+
+// Distributed is a run's process layout: nodes × processes per node, torchrun's
+// rendezvous port (multi-node) and the strategy (ddp or fsdp).
+type Distributed struct {
+	Nodes int `json:"nodes"`
+	// NprocPerNode is 0 for auto: one process per GPU the node's allocation has.
+	NprocPerNode int    `json:"nproc_per_node"`
+	Port         int    `json:"port"`
+	Strategy     string `json:"strategy"`
 }
 
 // Handle identifies one launched trainer. It is opaque to the controller: it stores

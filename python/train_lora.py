@@ -41,6 +41,7 @@ from train_lora_support import (  # noqa: E402
 from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
 import task_eval  # noqa: E402
 import task_metrics  # noqa: E402
+import train_lora_dist as dist  # noqa: E402
 
 # prepare_data hands the tokenized rows to Arrow in chunks of at most this many rows or tokens,
 # so a large dataset is never held whole as Python lists (about 50 bytes a token).
@@ -60,7 +61,9 @@ def main(argv=None):
     if not os.path.isdir(run_dir):
         print(f"train_lora: --run-dir {args.run_dir}: no such directory", file=sys.stderr)
         return EXIT_INVALID
-    run = Run(args, run_dir, Events(os.path.join(run_dir, "events.jsonl")))
+    # Under torchrun rank 0 alone writes events; the others' warnings go to stderr (train.log).
+    events_path = os.path.join(run_dir, "events.jsonl") if dist.is_main() else os.devnull
+    run = Run(args, run_dir, Events(events_path))
     try:
         return run.execute()
     except ConfigError as e:
@@ -176,12 +179,13 @@ class Run:
             resume_step=self.resume_step, pid=os.getpid(),
             batch_size=setup.cfg["train"]["batch_size"], grad_accum=setup.cfg["train"]["grad_accum"],
             attn_implementation=setup.attn or "default", padding_free=setup.padding_free, liger=setup.liger,
+            **({"distributed": setup.distributed} if setup.distributed else {}),
         )
         if setup.has_eval and self.resume_path is None:
             cb.phase = "before"
             self.eval_before = trainer.evaluate()["eval_loss"]
             cb.phase = None
-            if self.losses_before is not None:  # kept for an attempt that resumes
+            if self.losses_before is not None and dist.is_main():  # kept for an attempt that resumes
                 os.makedirs(os.path.join(self.run_dir, "eval"), exist_ok=True)
                 write_json_atomic(os.path.join(self.run_dir, "eval", ".losses-before.json"), self.losses_before)
         elif setup.has_eval:
@@ -197,15 +201,26 @@ class Run:
             out = trainer.train(resume_from_checkpoint=self.resume_path)
             self.step = trainer.state.global_step
             metrics = dict(out.metrics)
+        if dist.active() and dist.agree_stop():
+            self._save_now(trainer, cb)  # a signal after the last step's agreement
         if STOP.signame is None and setup.has_eval and self.cfg["train"]["select"] == "best":
             self._select_best(trainer, cb)
         if STOP.signame is None and setup.has_eval:
             self.eval_after = self._evaluate_after(trainer, cb)
+        if dist.active() and dist.agree_stop():
+            self._save_now(trainer, cb)
         if STOP.signame is not None:
             return self._end_interrupted(metrics)
         adapter = self._save_adapter(trainer)
         if setup.has_eval:
-            self._task_eval(setup, trainer)
+            # One process writes the task evaluation; the others wait for it. With FSDP every
+            # forward is a collective, so rank 0 cannot generate alone: loractl eval can.
+            if dist.active() and (self.cfg.get("distributed") or {}).get("strategy") == "fsdp":
+                self.events.warn("task_eval_skipped", "the end-of-run task evaluation does not run under FSDP: "
+                                 "evaluate the adapter with `loractl eval RUN`")
+            elif dist.is_main():
+                self._task_eval(setup, trainer)
+            dist.barrier()
         end = dict(status="completed", step=self.step, eval_loss_before=self.eval_before,
                    eval_loss_after=self.eval_after, adapter_path=adapter, metrics=metrics)
         if self.selected is not None:
@@ -281,6 +296,13 @@ class Run:
                                              sides=("adapter",))
         return {f"task/{k}": v for k, v in task_eval.mean_scores(sides["adapter"], self.metrics).items()}
 
+    def _save_now(self, trainer, cb):
+        """Every rank saves the checkpoint of the current step, unless it is complete already."""
+        if self.step in self.saved_steps:
+            return
+        trainer._save_checkpoint(trainer.model, trial=None)
+        cb.on_save(trainer.args, trainer.state, trainer.control)
+
     def _end_interrupted(self, metrics):
         ckpt = os.path.join(self.ckpt_root, f"{CHECKPOINT_PREFIX}{self.step}")
         if read_marker(ckpt) is None:
@@ -293,9 +315,16 @@ class Run:
     def _save_adapter(self, trainer):
         """Write RUN_DIR/adapter via a temporary directory so it appears whole or not at all."""
         final = os.path.join(self.run_dir, "adapter")
-        tmp = f"{final}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Under torchrun every rank takes part in save_model (FSDP gathers the sharded
+        # weights) and rank 0 writes, so the ranks must agree on the directory.
+        tmp = f"{final}.tmp-{'dist' if dist.active() else os.getpid()}"
+        if dist.is_main():
+            shutil.rmtree(tmp, ignore_errors=True)
+        dist.barrier()
         trainer.save_model(tmp)  # adapter_config.json, adapter_model.safetensors, the tokenizer
+        dist.barrier()
+        if not dist.is_main():
+            return final
         old = f"{final}.old-{os.getpid()}"
         if os.path.exists(final):
             os.replace(final, old)
@@ -334,6 +363,9 @@ class Setup:
         import torch
         t, q = self.cfg["train"], self.cfg["quantization"]
         self.cuda = torch.cuda.is_available()
+        if self.cuda and dist.active():
+            torch.cuda.set_device(dist.local_rank())  # torchrun's LOCAL_RANK: one GPU per process
+        self.distributed = dist.describe(self.cfg, self.cuda)
         if q["mode"] != "none" and not self.cuda:
             raise ConfigError(f"quantization.mode {q['mode']} (QLoRA) needs a CUDA GPU and this machine has none: "
                               "set quantization.mode to none to train on the CPU")
@@ -421,9 +453,14 @@ class Setup:
             kwargs["attn_implementation"] = self.attn
         if q["mode"] != "none":
             compute = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            # FSDP shards parameters of one dtype: QLoRA's packed 4-bit weights are then stored
+            # in the compute dtype (bitsandbytes' FSDP support) so they can be sharded.
+            fsdp = (self.cfg.get("distributed") or {}).get("strategy") == "fsdp"
+            storage = {"bnb_4bit_quant_storage": compute} if fsdp else {}
             kwargs["quantization_config"] = (
                 BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q["quant_type"],
-                                   bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute)
+                                   bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute,
+                                   **storage)
                 if q["mode"] == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
             kwargs["device_map"] = {"": torch.cuda.current_device()}
         model = AutoModelForCausalLM.from_pretrained(m["name_or_path"], **kwargs)
@@ -616,7 +653,7 @@ class Setup:
             num_train_epochs=t["epochs"], max_steps=t["max_steps"] if t["max_steps"] > 0 else -1,
             learning_rate=t["learning_rate"], lr_scheduler_type=t["scheduler"], warmup_steps=t["warmup"],
             per_device_train_batch_size=t["batch_size"], per_device_eval_batch_size=t["eval_batch_size"],
-            gradient_accumulation_steps=t["grad_accum"], weight_decay=t["weight_decay"],
+            gradient_accumulation_steps=dist.grad_accum(t, dist.world_size()), weight_decay=t["weight_decay"],
             max_grad_norm=t["max_grad_norm"], optim=t["optim"],
             seed=t["seed"], data_seed=t["seed"], full_determinism=not self.cuda,
             activation_checkpointing=t["gradient_checkpointing"], gradient_checkpointing=t["gradient_checkpointing"],
@@ -631,6 +668,7 @@ class Setup:
             bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=not self.cuda,
             report_to=self.trackers(), run_name=os.path.basename(self.run.run_dir),
             disable_tqdm=True, dataloader_num_workers=0,
+            **dist.trainer_args(self.cuda, (self.cfg.get("distributed") or {}).get("strategy", "ddp")),
         )
         try:
             return SFTConfig(**kwargs)
@@ -715,8 +753,9 @@ class Setup:
         t = self.cfg["train"]
         if t["max_steps"] > 0:
             return t["max_steps"]
-        batches = math.ceil(rows / t["batch_size"])
-        per_epoch = max(batches // t["grad_accum"] + int(batches % t["grad_accum"] > 0), 1)
+        batches = math.ceil(rows / (t["batch_size"] * dist.world_size()))  # each rank's share
+        accum = dist.grad_accum(t, dist.world_size())
+        per_epoch = max(batches // accum + int(batches % accum > 0), 1)
         return math.ceil(t["epochs"] * per_epoch)
 
     def restore_token_count(self, trainer, ckpt):
@@ -741,8 +780,9 @@ def make_trainer_class(base, run):
             path = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
             if step in run.saved_steps and read_marker(path) is not None:
                 return  # already saved and complete (e.g. an epoch end right after a stop)
-            if os.path.exists(path):
+            if dist.is_main() and os.path.exists(path):
                 remove_checkpoint(path)  # debris or a stale copy from an abandoned attempt
+            dist.barrier()  # no rank writes into it before the removal
             super()._save_checkpoint(model, trial)
 
         def evaluate(self, *args, **kwargs):
@@ -778,9 +818,11 @@ def make_callback(run):
             self.best = None  # (step, value) of the best evaluation so far
             self.best_eval = None  # (metrics, per-example losses) of that evaluation
             self.worse = 0  # evaluations since the best one, for early stopping
+            self.agreed = False  # the ranks' shared stop decision (several processes)
 
         def _stop_if_asked(self, control):
-            if STOP.signame is not None:
+            # Several ranks act only on the flag they agreed on at the step end (on_step_end).
+            if (self.agreed if dist.active() else STOP.signame is not None):
                 control.should_save = True
                 control.should_training_stop = True
 
@@ -797,6 +839,8 @@ def make_callback(run):
         def on_step_end(self, args, state, control, **kw):
             self.mark = time.monotonic()
             run.step = state.global_step
+            if dist.active():
+                self.agreed = dist.agree_stop()
             self._stop_if_asked(control)
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -863,11 +907,13 @@ def make_callback(run):
             if step in run.saved_steps:
                 return  # the save was skipped: see LoractlSFTTrainer._save_checkpoint
             path = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
-            mark_complete(path, step, run.eval_before, run.config_sha256)
+            dist.barrier()  # every rank's files (its RNG state, FSDP shards) are written
             run.saved_steps.add(step)
-            run.events.emit("checkpoint", step=step, path=os.path.abspath(path))
-            prune_checkpoints(args.output_dir, step, run.save_total_limit,
-                              protect=self.best[0] if self.best else None)
+            if dist.is_main():
+                mark_complete(path, step, run.eval_before, run.config_sha256)
+                run.events.emit("checkpoint", step=step, path=os.path.abspath(path))
+                prune_checkpoints(args.output_dir, step, run.save_total_limit,
+                                  protect=self.best[0] if self.best else None)
             now = time.monotonic()
             self.paused += now - self.mark
             self.mark = now

@@ -205,9 +205,19 @@ _SCHEMA = {
         # Throughput (docs/performance.md); optional, see _OPTIONAL.
         "batch_size_auto": (bool, None, ""),
         "effective_batch_size": (int, lambda v: v >= 1, ">= 1"),
+        # True when the config set effective_batch_size: with a process count known only at
+        # launch (nproc_per_node auto) grad_accum is then re-derived from it.
+        "effective_batch_size_set": (bool, None, ""),
         "attn_implementation": (str, lambda v: v in ATTN_IMPLEMENTATIONS, "auto, sdpa, flash_attention_2 or eager"),
         "padding_free": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
         "liger": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
+    },
+    # Absent for a single-process run (docs/distributed.md).
+    "distributed": {
+        "nproc_per_node": (int, lambda v: v >= 0, ">= 0 (0: auto)"),
+        "nodes": (int, lambda v: v >= 1, ">= 1"),
+        "strategy": (str, lambda v: v in ("ddp", "fsdp"), "ddp or fsdp"),
+        "port": (int, lambda v: 1024 <= v <= 65535, "a TCP port from 1024 to 65535"),
     },
 }
 
@@ -221,6 +231,7 @@ _OPTIONAL = {
         "effective_batch_size": lambda t: t.get("batch_size", 1) * t.get("grad_accum", 1) if isinstance(
             t.get("batch_size"), int) and isinstance(t.get("grad_accum"), int) else 1,
         "attn_implementation": "auto",
+        "effective_batch_size_set": False,
         "padding_free": False,
         "liger": False,
         "select": "last",
@@ -252,6 +263,8 @@ def with_defaults(cfg):
 
 # The micro-batch the GPU pre-flight chose for train.batch_size auto (docs/performance.md).
 MICRO_BATCH_ENV = "LORACTL_MICRO_BATCH"
+# Sections resolved.json leaves out entirely when unused.
+_OPTIONAL_SECTIONS = {"distributed"}
 
 
 def _is_kind(value, kind):
@@ -280,6 +293,8 @@ def validate_config(raw):
         warnings.append(f"{key}: unknown key, ignored")
     for section, fields in _SCHEMA.items():
         block = raw.get(section)
+        if block is None and section in _OPTIONAL_SECTIONS:
+            continue
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue
@@ -322,9 +337,13 @@ def _cross_checks(cfg):
     if data["eval"] and data["eval_split"] > 0:
         errors.append("data.eval and data.eval_split: set only one (an eval file, or a split of train)")
     t = cfg["train"]
-    if t["batch_size"] * t["grad_accum"] != t["effective_batch_size"]:
+    # effective = micro-batch × grad_accum × processes; the process count is known here
+    # unless distributed.nproc_per_node is auto (0), when only torchrun's world size says.
+    d = cfg.get("distributed") or {}
+    procs = 1 if not d else (d.get("nodes", 1) * d.get("nproc_per_node", 0))
+    if procs and t["batch_size"] * t["grad_accum"] * procs != t["effective_batch_size"]:
         errors.append(f"train.effective_batch_size: {t['effective_batch_size']} is not train.batch_size "
-                      f"{t['batch_size']} × train.grad_accum {t['grad_accum']}")
+                      f"{t['batch_size']} × train.grad_accum {t['grad_accum']} × {procs} processes")
     for key in ("train", "eval"):
         path = data[key]
         if path and not os.path.isfile(path):

@@ -41,6 +41,9 @@ type Event struct {
 	ResumeFrom        string            `json:"resume_from,omitempty"`
 	ResumeStep        int               `json:"resume_step,omitempty"`
 
+	// Distributed is the start event's process layout (distributed runs only).
+	Distributed *Distributed `json:"distributed,omitempty"`
+
 	// log / eval / checkpoint
 	Step            int      `json:"step,omitempty"`
 	TotalSteps      int      `json:"total_steps,omitempty"`

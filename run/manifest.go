@@ -74,6 +74,10 @@ type Manifest struct {
 	Result   *Result         `json:"result,omitempty"`
 	// Sweep names the sweep this run is a point of, if any.
 	Sweep string `json:"sweep,omitempty"`
+
+	// Distributed is the run's process layout, from the trainer's start event; absent
+	// for a single-process run.
+	Distributed *Distributed `json:"distributed,omitempty"`
 }
 
 // FileHash identifies a file by content.

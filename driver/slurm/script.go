@@ -57,6 +57,8 @@ var scriptVars = map[string]bool{
 	"again": true, "array_job_id": true, "array_task_id": true, "child": true, "extra": true,
 	"got": true, "job_id": true, "max_requeues": true, "node": true, "now": true, "rc": true,
 	"requeued": true, "restarts": true, "run_dir": true, "trainer": true,
+	// distributed jobs (distributed.go)
+	"head_node": true, "rdzv_port": true, "ev_start": true, "status": true,
 }
 
 func checkTask(t *driver.Task) error {
@@ -195,7 +197,10 @@ func directives(t *driver.Task, o *Options) []string {
 	if gpus == "" && len(t.GPUs) > 0 {
 		gpus = strconv.Itoa(len(t.GPUs))
 	}
-	if gpus != "" {
+	if t.Distributed != nil {
+		k, _ := gpusPerNode(t.Distributed, o) // checked by prepare
+		d = append(d, distributedDirectives(t.Distributed, o, k)...)
+	} else if gpus != "" {
 		add("gres", "gpu:"+gpus)
 	}
 	if o.CPUsPerTask > 0 {
@@ -230,6 +235,11 @@ func prepare(t *driver.Task) (Options, error) {
 		return Options{}, fmt.Errorf("driver.slurm: %w", err)
 	}
 	o := *op
+	if t.Distributed != nil {
+		if _, err := gpusPerNode(t.Distributed, &o); err != nil {
+			return Options{}, fmt.Errorf("slurm: %w", err)
+		}
+	}
 	if o.Container != nil {
 		for _, p := range t.ReadOnly {
 			if !bindPathRE.MatchString(p) {
@@ -299,8 +309,23 @@ func renderScript(t *driver.Task, o *Options) []byte {
 		}
 	}
 	w("\n# --resume auto: every attempt resumes from the newest complete checkpoint, if any.\n")
-	w("trainer=(%s)\n", quoteWords(trainerArgv(t, o)))
-	b.WriteString(scriptBody)
+	if t.Distributed == nil {
+		w("trainer=(%s)\n", quoteWords(trainerArgv(t, o)))
+		b.WriteString(scriptBody)
+		return []byte(b.String())
+	}
+	// One torchrun per node: the interpreter (in its container) runs torchrun, which
+	// runs the trainer script.
+	k, _ := gpusPerNode(t.Distributed, o)
+	argv := trainerArgv(t, o)
+	script := slices.Index(argv, t.Command[1]) // trainerArgv keeps the script path as given
+	before, endpoint := torchrunArgs(t.Distributed, k)
+	b.WriteString(distributedPrologue(t.Distributed))
+	w("trainer=(%s %s %s %s)\n", quoteWords(argv[:script]), quoteWords(before), endpoint, quoteWords(argv[script:]))
+	body := strings.Replace(scriptBody, "\"${trainer[@]}\" &\n", distributedEventsMark+distributedLaunch+"\n", 1)
+	body = strings.Replace(body, "trap 'forward INT' INT", "trap 'forward TERM' INT", 1)
+	body = strings.Replace(body, "\nrequeued=false\n", distributedOutcome+"\nrequeued=false\n", 1)
+	b.WriteString(body)
 	return []byte(b.String())
 }
 

@@ -89,6 +89,17 @@ func TestRenderGolden(t *testing.T) {
 			tk.GPUs = []int{0, 1, 2}
 			return tk
 		}(), "task-gpus.sbatch"},
+		{"distributed", func() *driver.Task {
+			tk := baseTask(dir, `{"partition": "gpu", "gpus": "a100:4", "time": "1-00:00:00"}`)
+			tk.Distributed = &driver.Distributed{Nodes: 2, NprocPerNode: 0, Port: 29500, Strategy: "ddp"}
+			tk.Env = map[string]string{"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "600", "NCCL_DEBUG": "WARN"}
+			return tk
+		}(), "distributed.sbatch"},
+		{"distributed container", func() *driver.Task {
+			tk := baseTask(dir, `{"container": {"image": "/shared/images/loractl.sif"}}`)
+			tk.Distributed = &driver.Distributed{Nodes: 1, NprocPerNode: 2, Port: 29600, Strategy: "fsdp"}
+			return tk
+		}(), "distributed-container.sbatch"},
 		{"hostile", func() *driver.Task {
 			tk := baseTask(dir, `{"setup": ["echo 'a;b' \"c|d\""], "partition": "gpu"}`)
 			tk.RunID = "run$(touch PWNED)\n#SBATCH --uid=0"
@@ -279,7 +290,7 @@ func TestScriptVarsCoverTheScript(t *testing.T) {
 		regexp.MustCompile(`printf -v ([a-z_][a-z0-9_]*)`),
 		regexp.MustCompile(`^\s*for ([a-z_][a-z0-9_]*) in`),
 	}
-	for _, name := range []string{"full.sbatch", "array.sbatch", "minimal.sbatch"} {
+	for _, name := range []string{"full.sbatch", "array.sbatch", "minimal.sbatch", "distributed.sbatch"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			t.Fatal(err)

@@ -54,6 +54,9 @@ func (p *Progress) Event(e *run.Event) {
 		p.firstAt = time.Time{}
 		msg := fmt.Sprintf("trainer started on %s (%s): %s trainable of %s parameters, %d steps",
 			orDash(e.Device), orDash(e.Precision), humanCount(e.TrainableParams), humanCount(e.TotalParams), e.TotalSteps)
+		if d := e.Distributed; d != nil {
+			msg += fmt.Sprintf(", %d processes (%s over %d node(s), %s)", d.WorldSize, d.Strategy, d.Nodes, d.Backend)
+		}
 		if e.ResumeFrom != "" {
 			msg += fmt.Sprintf(", resuming at step %d", e.ResumeStep)
 		}

@@ -127,3 +127,14 @@ func TestAboveNotBlockedByStdout(t *testing.T) {
 		t.Fatal("a log line waited for a blocked stdout")
 	}
 }
+
+// TestDistributedStart: the start line says how many processes train and how.
+func TestDistributedStart(t *testing.T) {
+	var out bytes.Buffer
+	p := &Progress{Out: &out}
+	p.Event(ev(t, `{"type":"start","time":"2026-01-01T00:00:00Z","device":"cuda:0 H100","precision":"bf16","total_steps":10,"distributed":{"world_size":8,"nodes":2,"nproc_per_node":4,"strategy":"fsdp","backend":"nccl"}}`))
+	p.Done()
+	if want := "10 steps, 8 processes (fsdp over 2 node(s), nccl)"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}

@@ -97,6 +97,9 @@ func (a *Active) observe(e *run.Event) {
 	m := a.Manifest
 	if e.Type == run.EventStart {
 		m.Versions, m.Device = e.Versions, e.Device
+		if e.Distributed != nil {
+			m.Distributed = e.Distributed
+		}
 		_ = run.WriteManifest(a.Dir, m)
 	}
 }
@@ -106,8 +109,11 @@ func (a *Active) observe(e *run.Event) {
 // started by another controller).
 func outcome(res *driver.ExitResult, events []*run.Event) *Outcome {
 	o := &Outcome{Exit: res}
+	distributed := false
 	for _, e := range events {
 		switch e.Type {
+		case run.EventStart:
+			distributed = e.Distributed != nil
 		case run.EventEnd:
 			o.End = e
 		case run.EventError:
@@ -115,6 +121,10 @@ func outcome(res *driver.ExitResult, events []*run.Event) *Outcome {
 		}
 	}
 	switch {
+	case distributed && o.End != nil:
+		// torchrun's own exit code says only whether every worker exited 0 (a rank's
+		// 75 comes back as torchrun's failure): rank 0's end event is the outcome.
+		o.State = stateFromEnd(o.End.Status)
 	case res != nil && res.ExitCode == 0 && res.Signal == 0:
 		o.State = run.StateCompleted
 	case res != nil && res.ExitCode == TrainerInterrupted:

@@ -38,6 +38,9 @@ type LaunchOptions struct {
 	DataCheck json.RawMessage
 	Estimate  json.RawMessage
 	Sweep     string
+	// NprocPerNode, when > 0, fixes a distributed run's processes per node where its
+	// config says auto (reproduce: the same world size as the original run).
+	NprocPerNode int
 	// TrainerArgs are appended to the trainer's command line (tests use it).
 	TrainerArgs []string
 }
@@ -332,7 +335,7 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 	}
 	readOnly = append(readOnly, trainer)
 	readOnly = append(readOnly, o.ReadOnly...)
-	return &driver.Task{
+	task := &driver.Task{
 		RunID:    p.RunID,
 		RunDir:   dir,
 		Command:  cmd,
@@ -343,6 +346,8 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		LogPath:  filepath.Join(dir, run.LogFile),
 		Options:  p.Config.DriverOptions,
 	}
+	distributedTask(task, p.Config.Resolved.Distributed, p.Config.DriverName, o.GPUs, o.NprocPerNode)
+	return task
 }
 
 // stillActive asks the driver whether an unfinished run's trainer is still there. Only

@@ -80,6 +80,9 @@ func Refresh(ctx context.Context, store *run.Store, m *run.Manifest, d driver.Dr
 	for _, e := range events {
 		if e.Type == run.EventStart {
 			m.Versions, m.Device = e.Versions, e.Device
+			if e.Distributed != nil {
+				m.Distributed = e.Distributed
+			}
 		}
 	}
 	foldHistory(d, dir, m)

@@ -93,6 +93,8 @@ var completedEvents = []string{
 	`{"type":"end","time":"2026-01-01T00:00:02Z","status":"completed","step":1,"eval_loss_before":2.0,"eval_loss_after":2.5,"adapter_path":"/x/adapter"}`,
 }
 
+const distStart = `{"type":"start","time":"2026-01-01T00:00:00Z","device":"cpu","distributed":{"world_size":2,"nodes":1,"nproc_per_node":2,"strategy":"ddp","backend":"gloo"}}`
+
 func launchAndWait(t *testing.T, store *run.Store, p *Prepared, d *fakeDriver, o LaunchOptions) (*Outcome, error) {
 	t.Helper()
 	o.Driver, o.Python = d, "python3"
@@ -154,6 +156,11 @@ func TestStateFromExit(t *testing.T) {
 		{"exit 0 without end event is a failure", 0, completedEvents[:2], run.StateFailed},
 		{"interrupted", 75, []string{`{"type":"end","time":"2026-01-01T00:00:02Z","status":"interrupted","step":3}`}, run.StateInterrupted},
 		{"failed", 1, []string{`{"type":"error","time":"2026-01-01T00:00:02Z","error_type":"OutOfMemoryError","message":"CUDA out of memory","hint":"lower batch"}`}, run.StateFailed},
+		// Under torchrun a rank's 75 comes back as torchrun's 1: rank 0's end event decides.
+		{"distributed interrupted, torchrun exit 1", 1, []string{distStart, `{"type":"end","time":"2026-01-01T00:00:02Z","status":"interrupted","step":3}`}, run.StateInterrupted},
+		{"distributed completed", 0, []string{distStart, completedEvents[2]}, run.StateCompleted},
+		{"distributed without end event", 1, []string{distStart}, run.StateFailed},
+		{"one process exit 1 with an interrupted end", 1, []string{`{"type":"end","time":"2026-01-01T00:00:02Z","status":"interrupted","step":3}`}, run.StateFailed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,7 +178,7 @@ func TestStateFromExit(t *testing.T) {
 			if m.State != tc.want || m.ExitCode == nil || *m.ExitCode != tc.exit || m.LastAttempt().State != tc.want {
 				t.Fatalf("manifest %+v", m)
 			}
-			if tc.want == run.StateFailed && tc.exit == 1 && m.Error != "OutOfMemoryError: CUDA out of memory" {
+			if tc.name == "failed" && m.Error != "OutOfMemoryError: CUDA out of memory" {
 				t.Errorf("error %q", m.Error)
 			}
 		})
@@ -326,5 +333,44 @@ func TestRefreshVanishedTrainer(t *testing.T) {
 		if !strings.Contains(m.Error, want) {
 			t.Errorf("error %q does not say %q", m.Error, want)
 		}
+	}
+}
+
+func TestDistributedTaskWrapsTorchrun(t *testing.T) {
+	base := func() *driver.Task {
+		return &driver.Task{Command: []string{"/venv/bin/python", "/t/train_lora.py", "--config", "c"}, Env: map[string]string{}}
+	}
+	cases := []struct {
+		name   string
+		d      *config.DistributedConfig
+		driver string
+		gpus   []int
+		pinned int
+		want   string
+	}{
+		{"absent", nil, "local", nil, 0, "/venv/bin/python /t/train_lora.py --config c"},
+		{"auto on two GPUs", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "local", []int{0, 3}, 0,
+			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 2 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
+		{"auto on the CPU", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "docker", nil, 0,
+			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 1 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
+		{"slurm wraps it itself", &config.DistributedConfig{NprocPerNode: 4, Nodes: 2, Strategy: "fsdp", Port: 29600}, "slurm", nil, 0,
+			"/venv/bin/python /t/train_lora.py --config c"},
+		{"reproduce pins auto", &config.DistributedConfig{Nodes: 1, Strategy: "ddp", Port: 29500}, "local", nil, 2,
+			"/venv/bin/python -m torch.distributed.run --standalone --nproc-per-node 2 --signals-to-handle " + TorchrunSignals + " /t/train_lora.py --config c"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			task := base()
+			distributedTask(task, tc.d, tc.driver, tc.gpus, tc.pinned)
+			if got := strings.Join(task.Command, " "); got != tc.want {
+				t.Errorf("command\n got %s\nwant %s", got, tc.want)
+			}
+			if (task.Distributed != nil) != (tc.d != nil) {
+				t.Fatalf("task.Distributed = %+v", task.Distributed)
+			}
+			if tc.d != nil && task.Env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] != ShutdownGrace {
+				t.Errorf("env %v", task.Env)
+			}
+		})
 	}
 }

@@ -456,3 +456,18 @@ def test_events_after_a_torn_line_start_on_their_own_line(tmp_path):
     ev.start(resume_step=16)
     lines = path.read_text().split("\n")
     assert lines[1] == '{"type":"log","st' and json.loads(lines[2])["type"] == "start"
+
+
+def test_distributed_section_optional_and_validated():
+    import train_lora_support as s
+    from conftest import base_config
+    cfg = base_config("/nonexistent")
+    s.validate_config(cfg)  # absent: one process
+    cfg["distributed"] = {"nproc_per_node": 2, "nodes": 1, "strategy": "ddp", "port": 29500}
+    s.validate_config(cfg)
+    cfg["distributed"]["strategy"] = "deepspeed"
+    with pytest.raises(s.ConfigError, match="distributed.strategy: must be ddp or fsdp"):
+        s.validate_config(cfg)
+    cfg["distributed"] = {"nproc_per_node": 2}
+    with pytest.raises(s.ConfigError, match="distributed.nodes: missing"):
+        s.validate_config(cfg)

@@ -26,6 +26,8 @@ type Options struct {
 	Config  string
 	Sets    []string
 	JSON    bool
+	// processes is the run's process count (distributed), for the per-rank estimate.
+	processes int
 	// GPUMemory, when set, is the memory to judge the fit against instead of a
 	// GPU's free memory ("24GiB").
 	GPUMemory string
@@ -94,6 +96,15 @@ type report struct {
 	Run             runJSON              `json:"run"`
 	// DataNote says why the estimate is on the max_length basis when data was asked for.
 	DataNote string `json:"data_note,omitempty"`
+	// PerRank is one process's estimate in a distributed run; the verdict judges it.
+	PerRank *perRankJSON `json:"per_rank,omitempty"`
+}
+
+// perRankJSON is a distributed run's per-process estimate (plan.PerRank).
+type perRankJSON struct {
+	WorldSize int    `json:"world_size"`
+	Strategy  string `json:"strategy"`
+	PeakBytes uint64 `json:"peak_bytes"`
 }
 
 // runJSON is the batch the estimate is for.
@@ -135,6 +146,7 @@ func (o *Options) load() (*config.Resolved, int, error) {
 		if len(o.Sets) > 0 {
 			return nil, 0, cmdutil.Invalidf("--set applies to YAML run configs, not to a resolved.json")
 		}
+		o.processes = max(r.Distributed.Processes(), 1)
 		return r, preflight.AnyGPU, nil
 	}
 	cfg, err := cmdutil.LoadConfig(o.Factory, o.Config, o.Sets, "")
@@ -142,6 +154,7 @@ func (o *Options) load() (*config.Resolved, int, error) {
 		return nil, 0, err
 	}
 	o.python = cfg.Spec.Python
+	o.processes = cfg.Processes()
 	return &cfg.Resolved, cfg.GPU, nil
 }
 
@@ -166,7 +179,7 @@ func planRun(o *Options) error {
 	if err := o.available(rep, cfgGPU); err != nil {
 		return err
 	}
-	run, choice, err := ChooseBatch(run, resolved.Train, rep.AvailableBytes, config.Processes)
+	run, choice, err := ChooseBatch(run, resolved.Train, rep.AvailableBytes, max(o.processes, 1))
 	if err != nil {
 		choice = err.Error()
 	}
@@ -183,8 +196,13 @@ func planRun(o *Options) error {
 		adj.Train.BatchSize, adj.Train.GradAccum = run.BatchSize, run.GradAccum
 		resolved = &adj
 	}
+	need := est.PeakBytes
+	if d := resolved.Distributed; d != nil {
+		need = plan.PerRank(est, d.Strategy, o.processes)
+		rep.PerRank = &perRankJSON{WorldSize: o.processes, Strategy: d.Strategy, PeakBytes: need}
+	}
 	if rep.AvailableBytes > 0 {
-		rep.Verdict = plan.Judge(est.PeakBytes, rep.AvailableBytes)
+		rep.Verdict = plan.Judge(need, rep.AvailableBytes)
 		if rep.Verdict != plan.Fits {
 			if rep.Advice, err = plan.Advise(run, rep.AvailableBytes); err != nil {
 				return cmdutil.Invalid(err)
@@ -304,11 +322,20 @@ func printReport(w io.Writer, r *plan.Run, rep *report) {
 		fmt.Fprintf(w, "Basis   every row at max_length\n\n")
 	}
 	printEstimate(w, "Estimated peak GPU memory", e.Estimate)
+	need := e.PeakBytes
+	if pr := rep.PerRank; pr != nil {
+		need = pr.PeakBytes
+		fmt.Fprintf(w, "\nPer process (%d processes, %s): %s", pr.WorldSize, pr.Strategy, gibs(need))
+		if pr.Strategy == "fsdp" {
+			fmt.Fprintf(w, " (base weights sharded %d ways; the layer being gathered not counted)", pr.WorldSize)
+		}
+		fmt.Fprintln(w)
+	}
 	if rep.AvailableBytes == 0 {
 		fmt.Fprintf(w, "\nFit: %s.\n", rep.AvailableSource)
 		return
 	}
-	fmt.Fprintf(w, "\nFit: %s against %s of %s → %s\n", gibs(e.PeakBytes), gibs(rep.AvailableBytes), rep.AvailableSource, rep.Verdict)
+	fmt.Fprintf(w, "\nFit: %s against %s of %s → %s\n", gibs(need), gibs(rep.AvailableBytes), rep.AvailableSource, rep.Verdict)
 	if len(rep.Advice) > 0 {
 		fmt.Fprintf(w, "\nWhat would make it fit:\n")
 		for _, a := range rep.Advice {

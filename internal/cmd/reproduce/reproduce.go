@@ -103,6 +103,11 @@ func reproduceRun(ctx context.Context, o *Options) error {
 	if orig.GPU != nil {
 		lo.GPUs = []int{orig.GPU.Index}
 	}
+	if d := orig.Distributed; d != nil {
+		// The same world size: as many processes per node as the original had, on
+		// the GPUs CUDA shows (the manifest names the first GPU only).
+		lo.GPUs, lo.NprocPerNode = nil, d.NprocPerNode
+	}
 	sigs := o.Signals
 	if sigs == nil {
 		sigs = make(chan os.Signal, 2)

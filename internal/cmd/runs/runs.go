@@ -114,10 +114,19 @@ func runsRun(ctx context.Context, o *Options) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tDRIVER\tSTEP\tLOSS\tEVAL LOSS\tVERDICT\tETA\tSTARTED\tDURATION")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(v.RunID), termsafe.Line(string(v.State)), termsafe.Line(v.Driver),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(v.RunID), termsafe.Line(string(v.State)), termsafe.Line(driverCol(v.Manifest)),
 			step(v), loss(v), evalLoss(v.Manifest), verdict(v.Manifest), eta(v), started(v.Manifest), duration(v.Manifest))
 	}
 	return tw.Flush()
+}
+
+// driverCol is the driver, with the process layout of a distributed run
+// ("slurm 2×4 ddp/nccl").
+func driverCol(m *run.Manifest) string {
+	if m.Distributed != nil {
+		return m.Driver + " " + m.Distributed.String()
+	}
+	return m.Driver
 }
 
 func step(v view) string {

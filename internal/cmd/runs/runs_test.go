@@ -118,3 +118,14 @@ func TestVerdictColumn(t *testing.T) {
 		}
 	}
 }
+
+func TestDriverColumnShowsLayout(t *testing.T) {
+	m := &run.Manifest{Driver: "slurm"}
+	if got := driverCol(m); got != "slurm" {
+		t.Errorf("single process: %q", got)
+	}
+	m.Distributed = &run.Distributed{WorldSize: 8, Nodes: 2, NprocPerNode: 4, Strategy: "ddp", Backend: "nccl"}
+	if got := driverCol(m); got != "slurm 2×4 ddp/nccl" {
+		t.Errorf("distributed: %q", got)
+	}
+}

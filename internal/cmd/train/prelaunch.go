@@ -75,6 +75,9 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		}
 		return nil
 	}
+	if cfg.Resolved.Distributed != nil {
+		return o.preflightMany(ctx, cfg, lo, est)
+	}
 	dec, err := plancmd.Preflight(ctx, est, o.GPUManager(), preflight.Options{
 		GPU: index, Force: o.Force, Wait: o.WaitGPU, Poll: o.WaitPoll,
 		Status: o.Factory.IO.ErrOut, StatusTTY: o.Factory.IO.IsStderrTTY(),
@@ -160,7 +163,7 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 			if runsHere(cfg.DriverName) {
 				free = plancmd.FreeMemory(o.GPUManager(), index)
 			}
-			run, choice, err = plancmd.ChooseBatch(run, t, free, config.Processes)
+			run, choice, err = plancmd.ChooseBatch(run, t, free, cfg.Processes())
 			if err != nil {
 				// Nothing fits: the smallest micro-batch goes on to the pre-flight,
 				// which refuses it (exit 3) unless --force.

@@ -68,6 +68,9 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		return exit(code)
 	}
 	fmt.Fprintf(w, "\nrun %s %s in %s (step %d)\n", m.RunID, out.State, wall.Round(time.Second), res.Step)
+	if d := m.Distributed; d != nil {
+		fmt.Fprintf(w, "  processes  %d (%d node(s) × %d, %s, %s)\n", d.WorldSize, d.Nodes, d.NprocPerNode, d.Strategy, d.Backend)
+	}
 	if res.EvalLossBefore != nil && res.EvalLossAfter != nil {
 		before, after := *res.EvalLossBefore, *res.EvalLossAfter
 		if before != 0 {
