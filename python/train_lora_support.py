@@ -283,6 +283,7 @@ def validate_config(raw):
     """Check a parsed resolved.json. Returns (config, warnings); raises ConfigError listing
     every problem, each named by its key (`train.learning_rate: must be > 0, got -1`)."""
     errors, warnings = [], []
+    given_effective = True
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a JSON object")
     if raw.get("version") != 1:
@@ -298,6 +299,10 @@ def validate_config(raw):
         if not isinstance(block, dict):
             errors.append(f"{section}: missing or not an object")
             continue
+        if section == "train":
+            # A default filled in below says nothing about the processes: only a value the
+            # controller wrote is checked against them.
+            given_effective = "effective_batch_size" in block
         _fill_optional_block(block, _OPTIONAL.get(section, {}))
         for key in sorted(set(block) - set(fields)):
             warnings.append(f"{section}.{key}: unknown key, ignored")
@@ -313,7 +318,7 @@ def validate_config(raw):
             elif check is not None and not check(value):
                 errors.append(f"{where}: must be {want}, got {json.dumps(value)}")
     if not errors:
-        errors.extend(_cross_checks(raw))
+        errors.extend(_cross_checks(raw, check_effective=given_effective))
     try:
         # The eval section is optional (absent: generate with the defaults); task_metrics
         # holds its rules and is imported here, not at the top, because it imports this module.
@@ -326,7 +331,7 @@ def validate_config(raw):
     return raw, warnings
 
 
-def _cross_checks(cfg):
+def _cross_checks(cfg, check_effective=True):
     errors = []
     tm = cfg["lora"]["target_modules"]
     if isinstance(tm, str) and tm != "all-linear":
@@ -341,7 +346,7 @@ def _cross_checks(cfg):
     # unless distributed.nproc_per_node is auto (0), when only torchrun's world size says.
     d = cfg.get("distributed") or {}
     procs = 1 if not d else (d.get("nodes", 1) * d.get("nproc_per_node", 0))
-    if procs and t["batch_size"] * t["grad_accum"] * procs != t["effective_batch_size"]:
+    if check_effective and procs and t["batch_size"] * t["grad_accum"] * procs != t["effective_batch_size"]:
         errors.append(f"train.effective_batch_size: {t['effective_batch_size']} is not train.batch_size "
                       f"{t['batch_size']} × train.grad_accum {t['grad_accum']} × {procs} processes")
     for key in ("train", "eval"):

@@ -464,6 +464,10 @@ def test_distributed_section_optional_and_validated():
     cfg = base_config("/nonexistent")
     s.validate_config(cfg)  # absent: one process
     cfg["distributed"] = {"nproc_per_node": 2, "nodes": 1, "strategy": "ddp", "port": 29500}
+    # The effective batch counts both processes (as the controller resolves it).
+    with pytest.raises(s.ConfigError, match="× 2 processes"):
+        s.validate_config(cfg)
+    cfg["train"]["effective_batch_size"] = 2 * cfg["train"]["batch_size"] * cfg["train"]["grad_accum"]
     s.validate_config(cfg)
     cfg["distributed"]["strategy"] = "deepspeed"
     with pytest.raises(s.ConfigError, match="distributed.strategy: must be ddp or fsdp"):
