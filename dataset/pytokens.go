@@ -22,7 +22,7 @@ import (
 const tokenScript = "token_stats.py"
 
 // tokenScriptFiles are written together into one temp dir to run the helper.
-var tokenScriptFiles = []string{tokenScript, "train_lora_support.py"}
+var tokenScriptFiles = python.WithImports(tokenScript)
 
 // PythonTokenCounter counts tokens by running the embedded python/token_stats.py with a
 // local tokenizer directory (transformers' AutoTokenizer and apply_chat_template).

@@ -62,7 +62,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"serve_openai.py", "generation.py"} {
+	for _, name := range python.WithImports("serve_openai.py") {
 		b, err := python.Read(name)
 		if err != nil {
 			os.RemoveAll(dir)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/loractl/loractl/python"
 	"github.com/loractl/loractl/run"
 )
 
@@ -38,7 +39,7 @@ type ChatOptions struct {
 }
 
 // ChatScriptFiles are the embedded files chat.py runs with.
-var ChatScriptFiles = []string{"chat.py", "generation.py", "train_lora_support.py"}
+var ChatScriptFiles = python.WithImports("chat.py")
 
 // Chat runs the embedded python/chat.py against the run's base model and adapter, its
 // stdin and stdout passed through (a REPL, or one answer with Prompt). Refusals wrap

@@ -18,8 +18,8 @@ import (
 )
 
 // ScriptFiles are the embedded Python files the export runs with: the script, its GGUF
-// half, and the trainer module whose data reading and config checks it reuses.
-var ScriptFiles = []string{"export_model.py", "export_gguf.py", "train_lora_support.py", "generation.py"}
+// half, and the modules they import (the trainer's data reading and config checks).
+var ScriptFiles = python.WithImports("export_model.py", "export_gguf.py")
 
 // scriptRecord is the script's last stdout line.
 type scriptRecord struct {

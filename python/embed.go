@@ -8,6 +8,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"io/fs"
+	"regexp"
 )
 
 //go:embed *.py requirements.txt
@@ -59,4 +60,40 @@ func TrainerHash() (string, int64, error) {
 		n += int64(len(b))
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// localImport matches an import statement's module name, at any indentation because
+// several scripts import lazily inside functions (to keep torch off the start-up path).
+var localImport = regexp.MustCompile(`(?m)^\s*(?:from\s+(\w+)\s+import|import\s+(\w+))`)
+
+// WithImports returns names plus every embedded script they import, transitively, in a
+// stable order. Each helper is written into a temp dir with only the files it needs; a
+// list kept by hand missed a module that a shared one began to import, so the closure
+// is computed from the sources instead.
+func WithImports(names ...string) []string {
+	seen := map[string]bool{}
+	var out []string
+	var visit func(string)
+	visit = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		b, err := files.ReadFile(name)
+		if err != nil {
+			return // not embedded: a standard or third-party module
+		}
+		out = append(out, name)
+		for _, m := range localImport.FindAllSubmatch(b, -1) {
+			mod := string(m[1])
+			if mod == "" {
+				mod = string(m[2])
+			}
+			visit(mod + ".py")
+		}
+	}
+	for _, n := range names {
+		visit(n)
+	}
+	return out
 }

@@ -79,7 +79,7 @@ else
 fi
 
 echo "== go test" >&2
-go test -count=1 -timeout 30m ./... || status=1
+go test -count=1 -timeout 60m ./... || status=1
 
 # Bounded native fuzzing of the parsers that read untrusted input (docs/reliability.md):
 # about 1m45s in all. A finding is saved under testdata/fuzz/ and fails the step.

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestReportAndCompare trains two short CPU runs that differ in learning rate, then
-// renders a report and compares them (with each other, and one with an OpenAI results
+// TestReportAndCompare trains two short CPU runs that differ in learning rate (each
+// with the default task evaluation), then renders a report and compares them (with each other, and one with an OpenAI results
 // CSV) through the real binary.
 func TestReportAndCompare(t *testing.T) {
 	f := newFixture(t, "")
@@ -32,7 +32,7 @@ func TestReportAndCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{ids[0], `id="loss-chart"`, "no task evaluation", "learning_rate"} {
+	for _, want := range []string{ids[0], `id="loss-chart"`, `id="verdict"`, `id="generations"`, "learning_rate"} {
 		if !strings.Contains(string(html), want) {
 			t.Errorf("report.html lacks %q", want)
 		}
@@ -46,7 +46,7 @@ func TestReportAndCompare(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("compare exit %d: %s", r.code, r.stderr)
 	}
-	for _, want := range []string{"same eval data", "train.learning_rate", "0.01", "0.002", "eval loss after", "A TRAIN"} {
+	for _, want := range []string{"eval set  same", "paired by index", "train.learning_rate", "0.01", "0.002", "eval loss after", "A TRAIN"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("compare output lacks %q:\n%s", want, r.stdout)
 		}
