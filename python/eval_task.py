@@ -3,6 +3,7 @@
 
     python eval_task.py --config RUN/resolved.json --run-dir RUN --adapter PATH --out DIR
         [--data FILE] [--metric JSON]... [--max-examples N]
+        [--prompts-out FILE | --against-replies FILE]
 
 `loractl eval` runs this beside the trainer (same directory, same venv). It writes, in DIR:
 generations.jsonl, example_losses.json and events.jsonl, in the formats of the end-of-run
@@ -16,6 +17,14 @@ eval set exactly as training did, and task_eval generates and scores.
                   (and the primary becomes the first one given)
 --max-examples N  how many examples to generate for (default eval.max_examples), chosen
                   with the run's seed
+--prompts-out F   write the chosen prompts ({"index", "messages", "tools", "reference"}
+                  per line) to F and stop: no model is loaded. `loractl eval --against`
+                  sends them to the other model.
+--against-replies F
+                  the other model's replies ({"index", "text", "tokens", "stopped"} per
+                  line, one per chosen prompt): they take the base side, only the adapter
+                  generates, and no per-example losses are written (they would be the
+                  base model's, not the other model's)
 
 Exit codes: 0 done, 1 failed, 2 invalid arguments, config or data, 130 interrupted.
 """
@@ -51,7 +60,29 @@ def parse_args(argv):
     p.add_argument("--metric", action="append", default=[], metavar="JSON",
                    help="a metric object as in resolved.json's eval.metrics (repeatable)")
     p.add_argument("--max-examples", type=int, help="examples to generate for (default eval.max_examples)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--prompts-out", metavar="FILE", help="write the chosen prompts to FILE and stop")
+    mode.add_argument("--against-replies", metavar="FILE", help="another model's replies, scored as the base side")
     return p.parse_args(argv)
+
+
+def read_replies(path, examples):
+    """The replies in path, in the order of examples; every example needs exactly one."""
+    by_index = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                r = json.loads(line)
+                key = int(r["index"])
+                reply = {"text": str(r["text"]), "tokens": int(r.get("tokens") or 0),
+                         "stopped": r.get("stopped") if r.get("stopped") in ("eos", "max_tokens") else "eos"}
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConfigError(f"{path}:{n}: not a reply record ({e})") from None
+            by_index[key] = reply
+    missing = [e["index"] for e in examples if e["index"] not in by_index]
+    if missing:
+        raise ConfigError(f"{path}: no reply for eval example(s) {missing[:10]}")
+    return [by_index[e["index"]] for e in examples]
 
 
 def apply_overrides(cfg, args):
@@ -89,27 +120,41 @@ def evaluate(args, events):
     run = Run(argparse.Namespace(config=args.config, resume=None), out, events)
     run.cfg, run.metrics = cfg, metrics
     run.ckpt_root = os.path.join(out, f".trainer-{os.getpid()}")  # SFTConfig's output_dir; nothing is saved
+    no_eval = (f"{args.config}: the run has no eval set (no data.eval or data.eval_split): pass --data FILE")
+    if args.prompts_out:
+        # Only the data: the prompts are chosen before any model is loaded.
+        setup = Setup(run, cfg, adapter=os.path.abspath(args.adapter), eval_rows=rows)
+        setup.load_data()
+        if not setup.has_eval:
+            raise ConfigError(no_eval)
+        task_eval.write_jsonl_atomic(os.path.abspath(args.prompts_out), setup.task_examples)
+        events.emit("end", status="completed", prompts=len(setup.task_examples))
+        return
+    before = after = None
     try:
         setup = Setup(run, cfg, adapter=os.path.abspath(args.adapter), eval_rows=rows)
         trainer = setup.build()
         if not setup.has_eval:
-            raise ConfigError(f"{args.config}: the run has no eval set (no data.eval or data.eval_split): "
-                              "pass --data FILE")
+            raise ConfigError(no_eval)
+        given = None
+        if args.against_replies:
+            given = {"base": read_replies(args.against_replies, setup.task_examples)}
         events.start(kind="task_eval", adapter=os.path.abspath(args.adapter), data=args.data or "",
                      device=setup.device_name, precision=setup.precision, eval_examples=setup.eval_examples,
                      pid=os.getpid())
-        cb = setup.callback
-        cb.phase = "before"
-        with trainer.model.disable_adapter():
-            before = trainer.evaluate()["eval_loss"]
-        cb.phase = "after"
-        after = trainer.evaluate()["eval_loss"]
-        cb.phase = None
-        if setup.eval_loss_indices is not None and run.losses_before is not None and run.losses_after is not None:
-            task_eval.write_example_losses(out, run.losses_before, run.losses_after, setup.eval_loss_indices)
+        if given is None:
+            cb = setup.callback
+            cb.phase = "before"
+            with trainer.model.disable_adapter():
+                before = trainer.evaluate()["eval_loss"]
+            cb.phase = "after"
+            after = trainer.evaluate()["eval_loss"]
+            cb.phase = None
+            if setup.eval_loss_indices is not None and run.losses_before is not None and run.losses_after is not None:
+                task_eval.write_example_losses(out, run.losses_before, run.losses_after, setup.eval_loss_indices)
         if setup.task_examples:
             task_eval.run(trainer.model, setup.tokenizer, setup.task_examples, cfg["eval"], metrics, out,
-                          cfg["train"]["eval_batch_size"], events=events, rel_to=out)
+                          cfg["train"]["eval_batch_size"], events=events, rel_to=out, given=given)
         else:
             events.warn("no_task_examples", "no eval example has an assistant turn after a prompt: nothing to generate")
     finally:

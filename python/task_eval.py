@@ -91,17 +91,23 @@ def write_jsonl_atomic(path, rows):
 
 
 def generate_and_score(model, tokenizer, examples, eval_cfg, metrics, batch_size, events=None,
-                       should_stop=None, sides=("base", "adapter")):
+                       should_stop=None, sides=("base", "adapter"), given=None):
     """{side: [{"text", "tokens", "stopped", "scores", "errors"}, ...]} for each side.
-    batch_size is train.eval_batch_size (see generation_batch)."""
+    batch_size is train.eval_batch_size (see generation_batch). given maps a side to
+    replies obtained elsewhere ({"text", "tokens", "stopped"} per example, in order):
+    that side is scored, not generated (`loractl eval --against` puts another model's
+    replies in the base side)."""
     gen = generation.Generator(model, tokenizer, max_new_tokens=eval_cfg["max_new_tokens"],
                                batch_size=generation_batch(batch_size))
     conversations = [e["messages"] for e in examples]
     tools = [e["tools"] for e in examples]
     out = {}
     for side in sides:
-        results = gen.generate(conversations, adapter=side == "adapter", tools=tools,
-                               progress=_progress(events, side, should_stop))
+        if given and side in given:
+            results = [{"text": r["text"], "tokens": r["tokens"], "stopped": r["stopped"]} for r in given[side]]
+        else:
+            results = gen.generate(conversations, adapter=side == "adapter", tools=tools,
+                                   progress=_progress(events, side, should_stop))
         for ex, r in zip(examples, results):
             r["scores"], r["errors"] = task_metrics.score(metrics, r["text"], ex["reference"], ex["messages"])
         out[side] = results
@@ -119,12 +125,14 @@ def mean_scores(results, metrics):
 
 
 def run(model, tokenizer, examples, eval_cfg, metrics, out_dir, batch_size, events=None, should_stop=None,
-        rel_to=None):
-    """Generate both sides, score them and write out_dir/generations.jsonl; emit the generate
-    and task_eval events. Returns the path written. StopEvaluation propagates, with nothing
-    written, when should_stop() turns true."""
+        rel_to=None, given=None):
+    """Generate both sides (but those in given: see generate_and_score), score them and
+    write out_dir/generations.jsonl; emit the generate and task_eval events. Returns the
+    path written. StopEvaluation propagates, with nothing written, when should_stop()
+    turns true."""
     start = time.monotonic()
-    sides = generate_and_score(model, tokenizer, examples, eval_cfg, metrics, batch_size, events, should_stop)
+    sides = generate_and_score(model, tokenizer, examples, eval_cfg, metrics, batch_size, events, should_stop,
+                               given=given)
     rows = []
     for k, ex in enumerate(examples):
         rows.append({"index": ex["index"], "messages": ex["messages"], "reference": ex["reference"],

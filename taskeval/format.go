@@ -14,6 +14,11 @@ func (s *Summary) Lines() []string {
 		return nil
 	}
 	var lines []string
+	base := "base"
+	if s.Against != "" {
+		base = s.Against
+		lines = append(lines, fmt.Sprintf("  against    %s (its replies in place of the base model's: %s -> %s below)", s.Against, s.Against, s.Checkpoint))
+	}
 	names := make([]string, 0, len(s.Metrics))
 	for n := range s.Metrics {
 		names = append(names, n)
@@ -42,7 +47,7 @@ func (s *Summary) Lines() []string {
 	}
 	var rambles []string
 	if s.DoesNotStop.Base {
-		rambles = append(rambles, fmt.Sprintf("base (%.0f%% ended the turn)", s.StopRate.Base*100))
+		rambles = append(rambles, fmt.Sprintf("%s (%.0f%% ended the turn)", base, s.StopRate.Base*100))
 	}
 	if s.DoesNotStop.Adapter {
 		rambles = append(rambles, fmt.Sprintf("adapter (%.0f%% ended the turn)", s.StopRate.Adapter*100))

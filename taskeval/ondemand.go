@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,8 @@ type RunOptions struct {
 	Judge   JudgeOptions
 	// Env is added to the script's environment (the run's env.set).
 	Env map[string]string
+	// Against, when set, compares the adapter with another model instead of its base.
+	Against *Against
 }
 
 // RunResult is a finished on-demand evaluation.
@@ -73,8 +76,12 @@ type RunResult struct {
 // OutDirName is the eval directory an evaluation writes: "eval" for the run's own
 // (the adapter on the eval set with the configured metrics), else "eval-" and what
 // differs, so the training-time evaluation is never overwritten by another one.
-func OutDirName(checkpoint int, dataSHA string, metrics []config.MetricConfig, maxExamples int) string {
+func OutDirName(checkpoint int, dataSHA string, metrics []config.MetricConfig, maxExamples int, against string) string {
 	var parts []string
+	if against != "" {
+		sum := sha256.Sum256([]byte(against))
+		parts = append(parts, "against-"+hex.EncodeToString(sum[:])[:8])
+	}
 	if checkpoint > 0 {
 		parts = append(parts, fmt.Sprintf("checkpoint-%d", checkpoint))
 	}
@@ -128,7 +135,15 @@ func RunOnDemand(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("the evaluation script is not installed: %w", err)
 	}
-	final := filepath.Join(o.RunDir, OutDirName(o.Checkpoint, dataSHA, o.Metrics, o.MaxExamples))
+	var against string
+	if o.Against != nil {
+		against = o.Against.Label
+		if len(ev.Metrics) == 0 {
+			return nil, inputErrorf("comparing with %s needs a task metric or a judge to score both sides, and the run has none (eval.metrics): "+
+				"add one with --metric, e.g. --metric chrf", against)
+		}
+	}
+	final := filepath.Join(o.RunDir, OutDirName(o.Checkpoint, dataSHA, o.Metrics, o.MaxExamples, against))
 	tmp, err := os.MkdirTemp(o.RunDir, ".eval-")
 	if err != nil {
 		return nil, err
@@ -148,10 +163,17 @@ func RunOnDemand(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if o.MaxExamples > 0 {
 		args = append(args, "--max-examples", strconv.Itoa(o.MaxExamples))
 	}
+	if o.Against != nil {
+		replies, err := askOther(ctx, o, ev, args, tmp)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--against-replies", replies)
+	}
 	if err := runScript(ctx, o, args, tmp); err != nil {
 		return nil, err
 	}
-	s, judgeErr, err := Evaluate(ctx, tmp, Options{Eval: ev, Seed: seed, Checkpoint: label}, o.Judge)
+	s, judgeErr, err := Evaluate(ctx, tmp, Options{Eval: ev, Seed: seed, Checkpoint: label, Against: against}, o.Judge)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +188,30 @@ func RunOnDemand(ctx context.Context, o RunOptions) (*RunResult, error) {
 	}
 	_ = os.RemoveAll(old)
 	return &RunResult{Dir: final, Summary: s, JudgeErr: judgeErr}, nil
+}
+
+// askOther has the script choose the prompts (no model is loaded), sends them to the
+// other model and returns the file of its replies.
+func askOther(ctx context.Context, o RunOptions, ev config.EvalConfig, args []string, tmp string) (string, error) {
+	promptsPath := filepath.Join(tmp, "prompts.jsonl")
+	if err := runScript(ctx, o, append(slices.Clip(args), "--prompts-out", promptsPath), tmp); err != nil {
+		return "", err
+	}
+	prompts, err := readPrompts(promptsPath)
+	if err != nil {
+		return "", err
+	}
+	if len(prompts) == 0 {
+		return "", inputErrorf("no eval example has an assistant turn after a prompt: nothing to ask %s", o.Against.Label)
+	}
+	replies := filepath.Join(tmp, "against.jsonl")
+	if err := askAgainst(ctx, o.Against, prompts, ev.MaxNewTokens, replies); err != nil {
+		if ctx.Err() != nil {
+			return "", ErrInterrupted
+		}
+		return "", err
+	}
+	return replies, nil
 }
 
 // ReadRunEval reads a run's eval section and seed from its resolved.json.

@@ -44,6 +44,9 @@ type Summary struct {
 	StopRate   Rates         `json:"stop_rate"`
 	Checkpoint string        `json:"checkpoint"`
 	Judge      *JudgeSummary `json:"judge,omitempty"`
+	// Against names the other model whose replies hold the base side (`loractl eval
+	// --against`); empty when the base is the run's base model.
+	Against string `json:"against,omitempty"`
 }
 
 // MetricSummary is one metric's means over the examples scored on both sides, and the
@@ -102,6 +105,8 @@ type Options struct {
 	Resamples int
 	// Checkpoint names what was evaluated: "adapter" (default) or "checkpoint-N".
 	Checkpoint string
+	// Against names the model in the base side when it is not the base (see Summary).
+	Against string
 }
 
 // ErrNoEval is returned when an eval directory holds neither generations nor
@@ -179,6 +184,10 @@ func Compute(rows []Row, losses *ExampleLosses, o Options) *Summary {
 		s.decide(lossDiffs, 0, o, label{name: "eval loss reduction", digits: 4})
 	default:
 		s.Verdict, s.Reason = Inconclusive, "no metric configured and no per-example eval loss to decide by"
+	}
+	if o.Against != "" {
+		s.Against = o.Against
+		s.Reason = fmt.Sprintf("%s vs %s: %s", s.Checkpoint, o.Against, s.Reason)
 	}
 	return s
 }

@@ -127,6 +127,48 @@ def test_eval_task_script_gives_the_same_results(eval_run, tmp_path):
     assert p.returncode == 2 and "eval.metrics[0].pattern" in p.stderr
 
 
+def test_eval_task_against_another_models_replies(eval_run, tmp_path):
+    """`loractl eval --against`'s two script calls: the prompts first (no model loaded),
+    then the other model's replies scored as the base side while only the adapter generates."""
+    base_argv = [sys.executable, os.path.join(PY_DIR, "eval_task.py"), "--config", eval_run.config,
+                 "--run-dir", eval_run.run_dir, "--adapter", os.path.join(eval_run.run_dir, "adapter")]
+    env = trainer_env(str(tmp_path))
+    prompts = tmp_path / "prompts.jsonl"
+    p = subprocess.run(base_argv + ["--out", str(tmp_path / "p"), "--prompts-out", str(prompts)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    chosen = read_jsonl(prompts)
+    run_rows = read_jsonl(os.path.join(eval_run.run_dir, "eval", "generations.jsonl"))
+    # The same examples, prompts and references the run's own evaluation used.
+    assert [(c["index"], c["messages"], c["reference"]) for c in chosen] == \
+        [(r["index"], r["messages"], r["reference"]) for r in run_rows]
+
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text("".join(json.dumps({"index": c["index"], "text": f"other {c['index']}", "tokens": 3,
+                                           "stopped": "max_tokens" if i == 0 else "eos"}) + "\n"
+                               for i, c in enumerate(reversed(chosen))))
+    out = tmp_path / "out"
+    p = subprocess.run(base_argv + ["--out", str(out), "--against-replies", str(replies)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_jsonl(out / "generations.jsonl")
+    check_rows([dict(r, base=dict(r["adapter"])) for r in rows], len(chosen))
+    for r, mine in zip(rows, run_rows):
+        assert r["base"]["text"] == f"other {r['index']}" and r["base"]["tokens"] == 3
+        assert r["base"]["stopped"] == ("max_tokens" if r["index"] == chosen[-1]["index"] else "eos")
+        assert r["base"]["scores"]["exact"] == 0.0 and "chrf" in r["base"]["scores"]
+        assert r["adapter"]["text"] == mine["adapter"]["text"]  # the adapter's replies are unchanged
+    # The base model's losses are not the other model's: none are written.
+    assert not (out / "example_losses.json").exists()
+    assert "base" not in [e.get("phase") for e in read_jsonl(out / "events.jsonl") if e["type"] == "generate"]
+
+    # A replies file that misses an example is refused, exit 2, naming the file.
+    replies.write_text("".join(json.dumps({"index": c["index"], "text": "x"}) + "\n" for c in chosen[1:]))
+    p = subprocess.run(base_argv + ["--out", str(tmp_path / "out2"), "--against-replies", str(replies)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2 and f"no reply for eval example(s) [{chosen[0]['index']}]" in p.stderr
+
+
 @pytest.mark.parametrize("metric,key", [
     ({"name": "r", "kind": "regex", "pattern": "[unclosed"}, "eval.metrics[0].pattern"),
     ({"name": "s", "kind": "json_schema", "path": "SCHEMA"}, "eval.metrics[0].path"),

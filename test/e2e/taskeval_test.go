@@ -178,8 +178,77 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 		t.Fatalf("%d judge requests in all: want the run's 80 and 20 more", srv.Total())
 	}
 
+	// Against another model, as a user checks the local adapter against the OpenAI
+	// fine-tune it replaces: a local OpenAI-compatible server with a key and faults.
+	ft, err := llmtest.New(llmtest.Options{APIKey: "sk-ft-secret", RetryAfter: "0", FaultFor: func(prompt string, attempt int) llmtest.Fault {
+		if attempt == 0 && len(prompt)%4 == 0 {
+			return llmtest.RateLimit
+		}
+		return llmtest.OK
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ft.Close()
+	ft.KeepBodies()
+	t.Setenv("FT_KEY", "sk-ft-secret")
+	const other = "openai:ft:gpt-4o-mini-2024-07-18:acme::x1"
+	as := lastSummary(t, f.loractl(t, "eval", runID, "--against", other, "--endpoint", ft.URL, "--api-key-env", "FT_KEY",
+		"--max-examples", "12", "--metric", `{python: "`+scorer+`:score"}`, "--metric", `{judge: {endpoint: "`+srv.URL+`", model: judge-model}}`, "--json"))
+	if as.Against != other || as.N != 12 || as.Primary != "python:score" || as.EvalLoss != nil || as.Judge == nil || as.Judge.Errors != 0 ||
+		!strings.HasPrefix(as.Reason, "adapter vs "+other+": 12 eval examples") {
+		t.Fatalf("--against summary %+v judge %+v", as, as.Judge)
+	}
+	if len(ft.RequestBodies()) < 12 || len(ft.AuthHeaders()) != 1 || ft.AuthHeaders()[0] != "Bearer sk-ft-secret" {
+		t.Fatalf("%d requests to the fine-tune, auth %v", len(ft.RequestBodies()), ft.AuthHeaders())
+	}
+	var againstDir string
+	entries, _ := os.ReadDir(runDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "eval-against-") {
+			againstDir = filepath.Join(runDir, e.Name())
+		}
+	}
+	arows, err := taskeval.ReadGenerations(filepath.Join(againstDir, taskeval.GenerationsFile))
+	if err != nil || len(arows) != 12 {
+		t.Fatalf("--against generations in %q: %v, %d rows", againstDir, err, len(arows))
+	}
+	for _, row := range arows {
+		var msgs []llm.Message
+		if err := json.Unmarshal(row.Messages, &msgs); err != nil {
+			t.Fatal(err)
+		}
+		// The other model's reply in the base side, scored like the adapter's.
+		if want := llmtest.CannedAnswer(msgs); row.Base.Text != want || row.Base.Stopped != taskeval.StoppedEOS || row.Judge == nil {
+			t.Fatalf("row %d base %+v, want the fine-tune's %q", row.Index, row.Base, want)
+		}
+		if _, ok := row.Base.Scores["python:score"]; !ok {
+			t.Fatalf("row %d: the fine-tune's reply is not scored: %+v", row.Index, row.Base)
+		}
+	}
+	filepath.WalkDir(runDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(path); strings.Contains(string(b), "sk-ft-secret") {
+				t.Errorf("the key is in %s", path)
+			}
+		}
+		return nil
+	})
+	if again, _ := taskeval.ReadSummary(filepath.Join(runDir, taskeval.Dir)); again.N != 40 || again.Verdict != s.Verdict || again.Against != "" {
+		t.Fatalf("the training-time evaluation changed: %+v", again)
+	}
+	if m2, _ := run.ReadManifest(runDir); m2.Result.VerdictReason != s.Reason {
+		t.Fatalf("--against changed the run's verdict: %s", m2.Result.VerdictReason)
+	}
+	os.Unsetenv("FT_KEY")
+	if r := f.loractl(t, "eval", runID, "--against", other, "--endpoint", ft.URL, "--api-key-env", "FT_KEY"); r.code != 2 || !strings.Contains(r.stderr, "FT_KEY") {
+		t.Errorf("--against without its key: exit %d\n%s", r.code, r.stderr)
+	}
+
 	// Bad input is refused with exit 2.
 	for _, args := range [][]string{
+		{"eval", runID, "--against", "ft:gpt-4o-mini"},
+		{"eval", runID, "--endpoint", "http://127.0.0.1:1/v1"},
 		{"eval", runID, "--metric", "bleu"},
 		{"eval", runID, "--metric", "regex:(unclosed"},
 		{"eval", runID, "--checkpoint", "7"},

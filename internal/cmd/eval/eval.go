@@ -34,6 +34,11 @@ type Options struct {
 	Metrics     []string
 	MaxExamples int
 	JSON        bool
+	// Against is "openai:MODEL": compare with that model instead of the base.
+	Against     string
+	Endpoint    string
+	APIKeyEnv   string
+	Concurrency int
 	// ScriptDir overrides where eval_task.py is found (tests); "" installs the
 	// embedded scripts into the run store.
 	ScriptDir string
@@ -56,11 +61,18 @@ differs>/, so the end-of-training evaluation is never overwritten.
 --metric takes a kind (exact, contains, json_valid, chrf, rouge_l), KIND:ARG
 (regex:PATTERN, json_schema:FILE, python:FILE.py:function) or a YAML mapping
 ('{judge: {endpoint: http://127.0.0.1:8080/v1, model: m}}'); relative paths are
-relative to the working directory. The judge's calls are made by loractl.`,
+relative to the working directory. The judge's calls are made by loractl.
+
+--against openai:MODEL compares the adapter with another model instead of its
+base: each eval prompt goes to MODEL at an OpenAI-compatible endpoint (OpenAI's
+API by default, key in $OPENAI_API_KEY), and its replies are scored, judged and
+decided on exactly as the base model's would be. The way to check a local adapter
+against the OpenAI fine-tune it replaces (docs/migrate-from-openai.md).`,
 		Example: `  loractl eval my-adapter-1a2b3c4d5e
   loractl eval my-adapter-1a2b3c4d5e --checkpoint 200
   loractl eval my-adapter-1a2b3c4d5e --data data/test.jsonl --metric exact --metric chrf
-  loractl eval my-adapter-1a2b3c4d5e --metric 'python:score.py:score' --json`,
+  loractl eval my-adapter-1a2b3c4d5e --metric 'python:score.py:score' --json
+  loractl eval my-adapter-1a2b3c4d5e --against openai:ft:gpt-4o-mini-2024-07-18:acme::9xYz`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.RunID = args[0]
@@ -69,6 +81,9 @@ relative to the working directory. The judge's calls are made by loractl.`,
 			}
 			if cmd.Flags().Changed("max-examples") && opts.MaxExamples < 1 {
 				return cmdutil.Invalidf("--max-examples must be >= 1, got %d", opts.MaxExamples)
+			}
+			if err := checkAgainstFlags(cmd, opts); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(opts)
@@ -82,6 +97,10 @@ relative to the working directory. The judge's calls are made by loractl.`,
 	fl.StringArrayVar(&opts.Metrics, "metric", nil, "a metric to score with instead of the run's eval.metrics (repeatable; the first decides)")
 	fl.IntVar(&opts.MaxExamples, "max-examples", 0, "how many examples to generate for (default: the run's eval.max_examples)")
 	fl.BoolVar(&opts.JSON, "json", false, "print summary.json as the last line")
+	fl.StringVar(&opts.Against, "against", "", "compare with openai:MODEL (an OpenAI-compatible endpoint's model) instead of the base model")
+	fl.StringVar(&opts.Endpoint, "endpoint", OpenAIEndpoint, "the --against model's OpenAI-compatible API root")
+	fl.StringVar(&opts.APIKeyEnv, "api-key-env", "", "environment variable holding the --against endpoint's key (default OPENAI_API_KEY for OpenAI's API, none otherwise)")
+	fl.IntVar(&opts.Concurrency, "concurrency", taskeval.DefaultAgainstConcurrency, "requests to the --against model in flight at once")
 	return cmd
 }
 
@@ -129,10 +148,19 @@ func evalRun(ctx context.Context, o *Options) error {
 		on = o.Data
 	}
 	errOut := f.IO.ErrOut
-	fmt.Fprintf(errOut, "evaluating %s %s on %s: base and adapter answer each prompt\n", m.RunID, what, on)
+	against, err := o.against(errOut)
+	if err != nil {
+		return err
+	}
+	other := "base"
+	if against != nil {
+		other = against.Label
+	}
+	fmt.Fprintf(errOut, "evaluating %s %s on %s: %s and adapter answer each prompt\n", m.RunID, what, on, other)
 	res, err := taskeval.RunOnDemand(ctx, taskeval.RunOptions{
 		RunDir: dir, Python: py, ScriptDir: scripts, Checkpoint: o.Checkpoint, Data: o.Data,
 		Metrics: metrics, MaxExamples: o.MaxExamples, OnEvent: progress(errOut), Judge: runner.JudgeOptions, Env: env,
+		Against: against,
 	})
 	var inErr *taskeval.InputError
 	switch {
