@@ -59,6 +59,10 @@ type Task struct {
 	LogPath string `json:"log_path"`
 	// Options is the driver's own config section, as JSON.
 	Options json.RawMessage `json:"options,omitempty"`
+	// CacheDir is a directory shared by runs, where the trainer keeps what does not
+	// depend on a run's own settings (the base model's evaluation). Container drivers
+	// mount it read-write; empty: no cache.
+	CacheDir string `json:"cache_dir,omitempty"`
 	// Distributed is set for a run of several processes (docs/distributed.md). Local
 	// and container drivers get Command already wrapped in torchrun and need not read
 	// it; a driver that spans nodes (Slurm) wraps the plain trainer Command itself.

@@ -18,6 +18,7 @@ with exit 75 and no new checkpoint; the run stays resumable from where it starte
 """
 
 import argparse
+import contextlib
 import importlib.util
 import math
 import os
@@ -39,6 +40,7 @@ from train_lora_support import (  # noqa: E402
     weight0_turns,
 )
 from train_lora_support import with_defaults, write_json_atomic  # noqa: E402
+import eval_cache  # noqa: E402
 import task_eval  # noqa: E402
 import task_metrics  # noqa: E402
 import train_lora_dist as dist  # noqa: E402
@@ -90,6 +92,35 @@ def read_losses_before(run_dir):
     return value if isinstance(value, list) else None
 
 
+@contextlib.contextmanager
+def rng_preserved():
+    """Run the block without moving the random number generators: the evaluation before
+    training draws from torch's generator (each DataLoader iterator takes a seed), so
+    training would otherwise depend on whether the base model's evaluation was computed
+    or reused from the cache."""
+    import random
+
+    import numpy as np
+    import torch
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
+def device_kind(device_name):
+    """The device's kind without its index ("cuda:1 NVIDIA H200" -> "NVIDIA H200"): the
+    same evaluation on another GPU of the same kind gives the same numbers."""
+    head, _, rest = device_name.partition(" ")
+    return rest if head.startswith("cuda:") and rest else device_name
+
+
 def failure_hint(exc):
     text = f"{type(exc).__name__}: {exc}".lower()
     if "out of memory" in text:
@@ -124,6 +155,8 @@ class Run:
         self.losses_before = None  # per-example eval losses of the base model
         self.losses_after = None  # ... and of the adapter that becomes adapter/
         self.selected = None  # (step, value) chosen by train.select best
+        self.cache = None  # eval_cache.BaseEvalCache: the base model's evaluation shared by runs
+        self.timings = {}  # seconds per phase of this attempt, reported in the end event
 
     # ---- outcomes
 
@@ -143,6 +176,15 @@ class Run:
                          eval_loss_before=self.eval_before, eval_loss_after=None, metrics={})
         print(f"train_lora: interrupted by {signame} before training began; nothing new to save", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+    @contextlib.contextmanager
+    def timed(self, phase):
+        """Add the block's wall time to timings[phase] (bench/train prints them)."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[phase] = round(self.timings.get(phase, 0.0) + time.monotonic() - start, 3)
 
     # ---- the run
 
@@ -181,10 +223,12 @@ class Run:
             attn_implementation=setup.attn or "default", padding_free=setup.padding_free, liger=setup.liger,
             **({"distributed": setup.distributed} if setup.distributed else {}),
         )
+        if setup.has_eval and not dist.active():  # ranks would each decide alone: no cache
+            self.cache = eval_cache.BaseEvalCache.from_env(self.cfg, setup.versions(), device_kind(setup.device_name),
+                                                           setup.precision, self.run_dir)
         if setup.has_eval and self.resume_path is None:
-            cb.phase = "before"
-            self.eval_before = trainer.evaluate()["eval_loss"]
-            cb.phase = None
+            with self.timed("eval_before"):
+                self._evaluate_before(trainer, cb)
             if self.losses_before is not None and dist.is_main():  # kept for an attempt that resumes
                 os.makedirs(os.path.join(self.run_dir, "eval"), exist_ok=True)
                 write_json_atomic(os.path.join(self.run_dir, "eval", ".losses-before.json"), self.losses_before)
@@ -198,7 +242,8 @@ class Run:
             trainer._load_from_checkpoint(self.resume_path)
             metrics = {}
         else:
-            out = trainer.train(resume_from_checkpoint=self.resume_path)
+            with self.timed("train"):
+                out = trainer.train(resume_from_checkpoint=self.resume_path)
             self.step = trainer.state.global_step
             metrics = dict(out.metrics)
         if dist.active() and dist.agree_stop():
@@ -206,12 +251,14 @@ class Run:
         if STOP.signame is None and setup.has_eval and self.cfg["train"]["select"] == "best":
             self._select_best(trainer, cb)
         if STOP.signame is None and setup.has_eval:
-            self.eval_after = self._evaluate_after(trainer, cb)
+            with self.timed("eval_after"):
+                self.eval_after = self._evaluate_after(trainer, cb)
         if dist.active() and dist.agree_stop():
             self._save_now(trainer, cb)
         if STOP.signame is not None:
             return self._end_interrupted(metrics)
-        adapter = self._save_adapter(trainer)
+        with self.timed("save_adapter"):
+            adapter = self._save_adapter(trainer)
         if setup.has_eval:
             # One process writes the task evaluation; the others wait for it. With FSDP every
             # forward is a collective, so rank 0 cannot generate alone: loractl eval can.
@@ -219,10 +266,11 @@ class Run:
                 self.events.warn("task_eval_skipped", "the end-of-run task evaluation does not run under FSDP: "
                                  "evaluate the adapter with `loractl eval RUN`")
             elif dist.is_main():
-                self._task_eval(setup, trainer)
+                with self.timed("task_eval"):
+                    self._task_eval(setup, trainer)
             dist.barrier()
         end = dict(status="completed", step=self.step, eval_loss_before=self.eval_before,
-                   eval_loss_after=self.eval_after, adapter_path=adapter, metrics=metrics)
+                   eval_loss_after=self.eval_after, adapter_path=adapter, metrics=metrics, timings=self.timings)
         if self.selected is not None:
             end["checkpoint"] = f"{CHECKPOINT_PREFIX}{self.selected[0]}"
         if torch.cuda.is_available():
@@ -230,6 +278,81 @@ class Run:
                                   "reserved_bytes": torch.cuda.max_memory_reserved()}
         self.events.emit("end", **end)
         return EXIT_OK
+
+    def _evaluate_before(self, trainer, cb):
+        """The base model's evaluation before training, from the cache when another run with
+        the same base model and eval set stored it (eval_cache.py), else computed (and
+        stored). The eval event is the same either way; a base_eval_cache event says which."""
+        def compute():
+            cb.phase = "before"
+            with rng_preserved():
+                metrics = trainer.evaluate()
+            cb.phase = None
+            self.eval_before = metrics["eval_loss"]
+            return metrics
+
+        if self.cache is None or not self._cache_usable():
+            compute()
+            return
+        with self.cache.locked("before"):
+            cached, problem = self.cache.load_before()
+            if problem:
+                self.events.warn("base_eval_cache_unreadable", f"{problem}: evaluating the base model again")
+            if cached is not None:
+                self.eval_before, self.losses_before = cached["metrics"]["eval_loss"], cached.get("losses")
+                cb.emit_eval("before", trainer.state.global_step, cached["metrics"])
+                status = "reused"
+            else:
+                metrics = compute()
+                status, cached = ("stored" if self._cache_store(self.cache.store_before, metrics, self.losses_before)
+                                  else "not_stored"), {}
+        self.events.emit("base_eval_cache", phase="before", status=status, key=self.cache.key,
+                         stored_by=cached.get("stored_by") or os.path.basename(self.run_dir))
+
+    def _cache_usable(self):
+        """Whether the cache directory can be used; a run never fails for its cache (a
+        remote driver may not see the controller's path): it warns once and goes without."""
+        try:
+            os.makedirs(self.cache.dir, exist_ok=True)
+            with self.cache.locked("probe"):
+                pass
+            return True
+        except OSError as e:
+            self.events.warn("base_eval_cache_unavailable", f"the base model's evaluation cache {self.cache.dir} "
+                             f"cannot be used ({e}): evaluating without it")
+            self.cache = None
+            return False
+
+    def _cache_store(self, store, *args):
+        try:
+            store(*args)
+            return True
+        except (OSError, ValueError) as e:  # ValueError: a NaN loss cannot be written as JSON
+            self.events.warn("base_eval_cache_not_stored", f"the base model's evaluation was not cached: {e}")
+            return False
+
+    def _base_replies(self, setup):
+        """The base model's replies for the task evaluation from the cache, generating (and
+        storing) them when absent; None without a cache."""
+        if self.cache is None or not self._cache_usable():
+            return None
+        examples, batch = setup.task_examples, task_eval.generation_batch(self.cfg["train"]["eval_batch_size"])
+        gen_key = eval_cache.generation_key(self.cfg["eval"], examples, batch)
+        with self.cache.locked(f"replies-{gen_key}"):
+            replies, stored_by, problem = self.cache.load_replies(gen_key, len(examples))
+            if problem:
+                self.events.warn("base_eval_cache_unreadable", f"{problem}: generating the base replies again")
+            status = "reused"
+            if replies is None:
+                sides = task_eval.generate_and_score(
+                    self.trainer.model, setup.tokenizer, examples, self.cfg["eval"], [],
+                    self.cfg["train"]["eval_batch_size"], events=self.events,
+                    should_stop=lambda: STOP.signame is not None, sides=("base",))
+                replies, stored_by = sides["base"], os.path.basename(self.run_dir)
+                status = "stored" if self._cache_store(self.cache.store_replies, gen_key, replies) else "not_stored"
+        self.events.emit("base_eval_cache", phase="generate", status=status, key=self.cache.key,
+                         stored_by=stored_by or "")
+        return {"base": replies}
 
     def _select_best(self, trainer, cb):
         """train.select best: load the best evaluated checkpoint's weights into the model
@@ -281,9 +404,10 @@ class Run:
                              "nothing to generate")
             return
         try:
+            given = self._base_replies(setup)
             task_eval.run(trainer.model, setup.tokenizer, setup.task_examples, self.cfg["eval"], self.metrics,
                           out_dir, self.cfg["train"]["eval_batch_size"], events=self.events,
-                          should_stop=lambda: STOP.signame is not None, rel_to=self.run_dir)
+                          should_stop=lambda: STOP.signame is not None, rel_to=self.run_dir, given=given)
         except task_eval.StopEvaluation:  # the run completes; loractl eval can redo the evaluation
             self.events.warn("task_eval_interrupted", "stopped during the task evaluation: the adapter is saved; "
                              "eval/generations.jsonl is not written (run loractl eval on this run)")
@@ -676,13 +800,15 @@ class Setup:
             raise ConfigError(f"train: {e}")
 
     def build(self):
-        self.resolve_device()  # before the heavy imports: a refusal should come fast
-        import datasets
-        import transformers
-        from peft import LoraConfig
-        from transformers import set_seed
-        from transformers.trainer_utils import enable_full_determinism
-        from trl import SFTTrainer
+        timed = self.run.timed
+        with timed("imports"):
+            self.resolve_device()  # before the heavy imports: a refusal should come fast
+            import datasets
+            import transformers
+            from peft import LoraConfig
+            from transformers import set_seed
+            from transformers.trainer_utils import enable_full_determinism
+            from trl import SFTTrainer
 
         # train.log is for people: no progress bars redrawn with carriage returns.
         datasets.disable_progress_bars()
@@ -691,8 +817,10 @@ class Setup:
         self.run.save_total_limit = t["save_total_limit"]
         self.check_names()
         (enable_full_determinism if not self.cuda else set_seed)(t["seed"])
-        train, evalset = self.load_data()
-        model, tokenizer = self.load_model()
+        with timed("read_data"):
+            train, evalset = self.load_data()
+        with timed("load_model"):
+            model, tokenizer = self.load_model()
         self.tokenizer = tokenizer
         self.eval_loss_indices = None
         self.assistant_only_loss = self.decide_assistant_only(tokenizer)
@@ -709,8 +837,9 @@ class Setup:
                              "token and per-turn weights cannot apply")
         self.check_targets(model)  # before tokenizing, which can take a while on a large dataset
         self.kept = {}  # examples per dataset that keep a label (see prepare_data and check_dropped)
-        train = self.prepare_data(train, tokenizer, "train")
-        evalset = self.prepare_data(evalset, tokenizer, "eval") if evalset is not None else None
+        with timed("tokenize"):
+            train = self.prepare_data(train, tokenizer, "train")
+            evalset = self.prepare_data(evalset, tokenizer, "eval") if evalset is not None else None
         peft_config = LoraConfig(
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],
@@ -720,8 +849,9 @@ class Setup:
             model, peft_config = PeftModel.from_pretrained(model, self.adapter, is_trainable=False), None
         self.callback = make_callback(self.run)
         trainer_cls = make_trainer_class(SFTTrainer, self.run)
-        trainer = trainer_cls(model=model, args=self.sft_config(), train_dataset=train, eval_dataset=evalset,
-                              processing_class=tokenizer, peft_config=peft_config, callbacks=[self.callback])
+        with timed("build_trainer"):
+            trainer = trainer_cls(model=model, args=self.sft_config(), train_dataset=train, eval_dataset=evalset,
+                                  processing_class=tokenizer, peft_config=peft_config, callbacks=[self.callback])
         self.check_dropped(trainer)
         self.run.trainer, self.run.setup = trainer, self
 
@@ -783,7 +913,8 @@ def make_trainer_class(base, run):
             if dist.is_main() and os.path.exists(path):
                 remove_checkpoint(path)  # debris or a stale copy from an abandoned attempt
             dist.barrier()  # no rank writes into it before the removal
-            super()._save_checkpoint(model, trial)
+            with run.timed("save_checkpoints"):  # within "train"; the marker is written on_save
+                super()._save_checkpoint(model, trial)
 
         def evaluate(self, *args, **kwargs):
             run.loss_rows = []  # filled by the forward hook Setup.build registers

@@ -21,6 +21,9 @@ const (
 	EventEnd        = "end"
 	EventError      = "error"
 	EventGPU        = "gpu"
+	// EventBaseEvalCache says whether the base model's evaluation (phase "before") or
+	// replies (phase "generate") were reused from the cache or computed and stored.
+	EventBaseEvalCache = "base_eval_cache"
 )
 
 // Event is one line of events.jsonl. Fields not used by a type stay zero; Raw keeps the
@@ -66,6 +69,9 @@ type Event struct {
 	Metrics    map[string]*float64 `json:"metrics,omitempty"`
 	PeakMemory *PeakMemory         `json:"peak_memory,omitempty"`
 	Signal     string              `json:"signal,omitempty"`
+
+	// base_eval_cache (Phase, Status: reused or stored)
+	StoredBy string `json:"stored_by,omitempty"`
 
 	// warning / error
 	Code      string `json:"code,omitempty"`

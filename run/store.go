@@ -31,6 +31,14 @@ const (
 // is named by content, so a run's manifest hash still names the exact code it ran.
 func TrainerDir(base, sum string) string { return filepath.Join(base, ".trainer", sum[:16]) }
 
+// BaseEvalCacheEnv names, for the trainer, the directory of the base model's evaluation
+// cache (python/eval_cache.py); unset, every run evaluates the base model itself.
+const BaseEvalCacheEnv = "LORACTL_BASE_EVAL_CACHE"
+
+// BaseEvalCacheDir is that directory in the store at base: shared by its runs, safe to
+// delete at any time (it is only ever a shortcut).
+func BaseEvalCacheDir(base string) string { return filepath.Join(base, ".cache", "base-eval") }
+
 // EnvRunsDir overrides the default run store location.
 const EnvRunsDir = "LORACTL_RUNS_DIR"
 

@@ -1,14 +1,19 @@
 // Command train measures what the controller costs: the wall time of `loractl train`
-// against running python/train_lora.py directly on the same resolved config (goal:
-// ratio ≤ 1.02), and the controller's cold start for `--help` and `render`.
+// against running python/train_lora.py directly on the same resolved config (with
+// eval.generate false on both sides; goals: ratio ≤ 1.05 the first time, ≤ 1.02 with
+// the token counts cached), where a run's time goes (the trainer's own phase timings,
+// from its end event), what the base model's evaluation cache saves a second run with
+// the same base model and eval set, and the controller's cold start for `--help` and
+// `render`.
 //
 //	go run ./bench/train [-reps 3] [-steps 40]
 //
-// It builds loractl and a tiny model in a temp dir, alternates the two ways of running
-// the trainer so machine noise hits both alike, and prints medians and ratios.
+// It builds loractl and a tiny model in a temp dir, alternates the ways of running the
+// trainer so machine noise hits them alike, and prints medians and ratios.
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -66,6 +71,7 @@ data:
   eval: %s
 lora: {r: 8, target_modules: all-linear}
 train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_steps: 20, gradient_checkpointing: false}
+eval: {generate: false}
 `, filepath.Join(data, "train.jsonl"), filepath.Join(data, "eval.jsonl"), steps)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		return err
@@ -78,6 +84,7 @@ train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_st
 		return fmt.Errorf("render: %w", err)
 	}
 	var direct, viaCtl, viaCtlCached, viaCtlNoCheck []time.Duration
+	var phases []map[string]float64
 	for i := 0; i < reps; i++ {
 		dir := filepath.Join(tmp, fmt.Sprintf("direct-%d", i))
 		os.MkdirAll(dir, 0o755)
@@ -87,6 +94,10 @@ train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_st
 			return err
 		}
 		direct = append(direct, d)
+		if ph, err := endTimings(dir); err == nil {
+			ph["total (wall)"] = d.Seconds()
+			phases = append(phases, ph)
+		}
 		runs := filepath.Join(tmp, fmt.Sprintf("runs-%d", i))
 		// Each repetition starts with an empty token-count cache; the second run
 		// checks the same data again and finds its counts there.
@@ -107,6 +118,10 @@ train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_st
 		}
 		viaCtlNoCheck = append(viaCtlNoCheck, d)
 	}
+	cacheFirst, cacheSecond, err := benchEvalCache(tmp, root, data, bin, env, reps, steps)
+	if err != nil {
+		return err
+	}
 	var help, render []time.Duration
 	for i := 0; i < starts; i++ {
 		d, _ := timed(tmp, env, bin, "--help")
@@ -120,6 +135,9 @@ train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_st
 	fmt.Printf("  loractl train (data check)      %8.2fs   ratio %.3f\n", mc.Seconds(), mc.Seconds()/md.Seconds())
 	fmt.Printf("  loractl train (counts cached)   %8.2fs   ratio %.3f\n", mw.Seconds(), mw.Seconds()/md.Seconds())
 	fmt.Printf("  loractl train --skip-data-check %8.2fs   ratio %.3f\n", mn.Seconds(), mn.Seconds()/md.Seconds())
+	printPhases("where train_lora.py's time goes (median seconds per phase)", []string{"direct"}, [][]map[string]float64{phases})
+	printPhases("the base model's evaluation cache: a second run, other LoRA settings, same base and eval set (eval.generate on)",
+		[]string{"stores", "reuses"}, [][]map[string]float64{cacheFirst, cacheSecond})
 	fmt.Printf("cold start, median of %d:\n", starts)
 	fmt.Printf("  loractl --help                  %8.1fms\n", float64(median(help).Microseconds())/1000)
 	fmt.Printf("  loractl render CONFIG           %8.1fms\n", float64(median(render).Microseconds())/1000)
@@ -146,4 +164,123 @@ func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// phaseOrder is the trainer's phases (python/train_lora.py Run.timed) in run order;
+// save_checkpoints is part of train.
+var phaseOrder = []string{"imports", "read_data", "load_model", "tokenize", "build_trainer", "eval_before", "train",
+	"save_checkpoints", "eval_after", "save_adapter", "task_eval"}
+
+// endTimings reads the timings of the end event in dir/events.jsonl, with "other":
+// the wall time no phase covers (interpreter start, module imports, exit), when the
+// caller adds "total (wall)".
+func endTimings(dir string) (map[string]float64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var e struct {
+			Type    string             `json:"type"`
+			Timings map[string]float64 `json:"timings"`
+		}
+		if json.Unmarshal([]byte(lines[i]), &e) == nil && e.Type == "end" && e.Timings != nil {
+			return e.Timings, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no end event with timings", dir)
+}
+
+// benchEvalCache trains reps pairs of runs in one store, each pair on a fresh store:
+// the first stores the base model's evaluation, the second (another rank) reuses it.
+func benchEvalCache(tmp, root, data, bin string, env []string, reps, steps int) (first, second []map[string]float64, err error) {
+	for i := 0; i < reps; i++ {
+		runs := filepath.Join(tmp, fmt.Sprintf("cache-runs-%d", i))
+		for k, r := range []int{8, 4} {
+			cfg := filepath.Join(tmp, fmt.Sprintf("cache-%d-%d.yaml", i, k))
+			yaml := fmt.Sprintf(`name: cache%d
+model: ./model
+data: {train: %s, eval: %s}
+lora: {r: %d, target_modules: all-linear}
+train: {max_steps: %d, batch_size: 8, max_length: 128, logging_steps: 5, save_steps: 20, gradient_checkpointing: false}
+eval: {max_examples: 40, max_new_tokens: 32, metrics: [chrf]}
+`, k, filepath.Join(data, "train.jsonl"), filepath.Join(data, "eval.jsonl"), r, steps)
+			if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+				return nil, nil, err
+			}
+			d, err := timed(tmp, env, bin, "train", cfg, "--runs-dir", runs, "--skip-data-check")
+			if err != nil {
+				return nil, nil, err
+			}
+			dirs, _ := filepath.Glob(filepath.Join(runs, fmt.Sprintf("cache%d-*", k)))
+			if len(dirs) != 1 {
+				return nil, nil, fmt.Errorf("%s: want one run dir, found %v", runs, dirs)
+			}
+			ph, err := endTimings(dirs[0])
+			if err != nil {
+				return nil, nil, err
+			}
+			ph["total (wall)"] = d.Seconds()
+			if k == 0 {
+				first = append(first, ph)
+			} else {
+				second = append(second, ph)
+			}
+		}
+	}
+	return first, second, nil
+}
+
+// printPhases prints one column per set of runs: the median of each phase, the part of
+// the total no phase covers, and the total.
+func printPhases(title string, names []string, sets [][]map[string]float64) {
+	fmt.Printf("%s:\n  %-18s", title, "phase")
+	for _, n := range names {
+		fmt.Printf(" %9s", n)
+	}
+	fmt.Println()
+	med := func(runs []map[string]float64, key string) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, r[key])
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	row := func(label string, value func(runs []map[string]float64) float64) {
+		fmt.Printf("  %-18s", label)
+		for _, runs := range sets {
+			fmt.Printf(" %8.2fs", value(runs))
+		}
+		fmt.Println()
+	}
+	for _, p := range phaseOrder {
+		label := p
+		if p == "save_checkpoints" {
+			label = "  of which saves"
+		}
+		row(label, func(runs []map[string]float64) float64 { return med(runs, p) })
+	}
+	row("other (py start)", func(runs []map[string]float64) float64 {
+		var v []float64
+		for _, r := range runs {
+			sum := 0.0
+			for _, p := range phaseOrder {
+				if p != "save_checkpoints" {
+					sum += r[p]
+				}
+			}
+			v = append(v, r["total (wall)"]-sum)
+		}
+		sort.Float64s(v)
+		if len(v) == 0 {
+			return 0
+		}
+		return v[len(v)/2]
+	})
+	row("total (wall)", func(runs []map[string]float64) float64 { return med(runs, "total (wall)") })
 }

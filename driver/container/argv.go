@@ -104,7 +104,7 @@ func runArgs(engine Engine, o *Options, task *driver.Task, who invoker) ([]strin
 	a = append(a, gpuFlags...)
 
 	a = append(a, "--workdir", runDir)
-	for _, m := range mounts(runDir, append(append([]string(nil), task.ReadOnly...), o.ReadOnly...)) {
+	for _, m := range mounts(runDir, task.CacheDir, append(append([]string(nil), task.ReadOnly...), o.ReadOnly...)) {
 		a = append(a, "--mount", m)
 	}
 	env, err := envArgs(task, o, gpuEnv)
@@ -130,6 +130,11 @@ func checkTask(task *driver.Task) error {
 	}
 	if err := checkMountPath(task.RunDir); err != nil {
 		return fmt.Errorf("run dir: %w", err)
+	}
+	if task.CacheDir != "" {
+		if err := checkMountPath(task.CacheDir); err != nil {
+			return fmt.Errorf("cache dir: %w", err)
+		}
 	}
 	for _, p := range task.ReadOnly {
 		if err := checkMountPath(p); err != nil {
@@ -196,12 +201,18 @@ func gpuArgs(engine Engine, request string, gpus []int) ([]string, map[string]st
 	return []string{"--gpus", `"device=` + strings.Join(ids, ",") + `"`}, env
 }
 
-// mounts bind-mounts the run dir read-write and every read-only path read-only, each at
-// its host path so every path in resolved.json means the same inside. Duplicates and
-// the run dir itself are dropped: the engines refuse two mounts on one target.
-func mounts(runDir string, readOnly []string) []string {
+// mounts bind-mounts the run dir and the shared cache dir (when there is one)
+// read-write and every read-only path read-only, each at its host path so every path in
+// resolved.json means the same inside. Duplicates and the run dir itself are dropped:
+// the engines refuse two mounts on one target.
+func mounts(runDir, cacheDir string, readOnly []string) []string {
 	out := []string{"type=bind,source=" + runDir + ",target=" + runDir}
 	seen := map[string]bool{runDir: true}
+	if cacheDir != "" {
+		cacheDir = filepath.Clean(cacheDir)
+		out = append(out, "type=bind,source="+cacheDir+",target="+cacheDir)
+		seen[cacheDir] = true
+	}
 	for _, p := range readOnly {
 		p = filepath.Clean(p)
 		if seen[p] {

@@ -114,6 +114,11 @@ func TestRunArgsCases(t *testing.T) {
 			notWant: []string{"CUDA_VISIBLE_DEVICES=6"},
 		},
 		{
+			name: "the shared cache dir is mounted read-write", engine: Docker,
+			edit: func(tk *driver.Task) { tk.CacheDir = "/srv/runs/.cache/base-eval/" },
+			want: [][]string{{"--mount", "type=bind,source=/srv/runs/.cache/base-eval,target=/srv/runs/.cache/base-eval"}},
+		},
+		{
 			name: "rootless podman keeps the user's id", engine: Podman, who: invoker{1000, 1000},
 			want: [][]string{{"--userns", "keep-id", "--user", "1000:1000"}},
 		},

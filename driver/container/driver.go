@@ -100,6 +100,13 @@ func (d *Driver) Start(ctx context.Context, task *driver.Task) (*driver.Handle, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to start task: %w", err)
 	}
+	// The cache is the controller's to create (shared by runs, it may not exist yet); as
+	// this user, so the trainer (run as this user too) can write it.
+	if task.CacheDir != "" {
+		if err := os.MkdirAll(task.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("failed to start task: cache dir: %w", err)
+		}
+	}
 	// The engines would create a missing bind source as a root-owned directory (docker -v)
 	// or fail with a terse message (--mount): say which path is missing instead.
 	for _, p := range append(append([]string{task.RunDir}, task.ReadOnly...), o.ReadOnly...) {

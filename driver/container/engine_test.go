@@ -301,6 +301,24 @@ func TestEngineUserOwnsRunDirFiles(t *testing.T) {
 	})
 }
 
+// The base model's evaluation cache is shared by runs: the driver creates it when
+// missing and the trainer writes it from inside the container, as the invoking user.
+func TestEngineCacheDirWritable(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *testEngine) {
+		cache := filepath.Join(t.TempDir(), "runs", ".cache", "base-eval")
+		task := shellTask(t, e, `echo entry > "$1/before.json"`, nil, cache)
+		task.CacheDir = cache
+		h := start(t, e, task)
+		res, err := e.d.Wait(testCtx(t), h)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("Wait = %+v, %v\n%s", res, err, readFile(t, task.LogPath))
+		}
+		if got := readFile(t, filepath.Join(cache, "before.json")); got != "entry\n" {
+			t.Errorf("the cache entry written inside reads %q on the host", got)
+		}
+	})
+}
+
 func TestEngineReadOnlyMounts(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e *testEngine) {
 		data := t.TempDir()

@@ -77,6 +77,14 @@ func (p *Progress) Event(e *run.Event) {
 		if e.EvalLoss != nil {
 			p.line(fmt.Sprintf("eval (%s) at step %d: eval_loss %.4f", e.Phase, e.Step, *e.EvalLoss))
 		}
+	case run.EventBaseEvalCache:
+		what := "evaluation"
+		if e.Phase == "generate" {
+			what = "replies"
+		}
+		if e.Status == "reused" {
+			p.line(fmt.Sprintf("base model's %s reused from run %s (cached; --no-cache computes it again)", what, e.StoredBy))
+		}
 	case run.EventCheckpoint:
 		p.line(fmt.Sprintf("checkpoint saved at step %d: %s", e.Step, e.Path))
 	case run.EventWarning:

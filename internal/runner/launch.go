@@ -43,6 +43,9 @@ type LaunchOptions struct {
 	NprocPerNode int
 	// TrainerArgs are appended to the trainer's command line (tests use it).
 	TrainerArgs []string
+	// NoCache computes the base model's evaluation afresh instead of reusing the one
+	// another run with the same base model and eval set stored (--no-cache, reproduce).
+	NoCache bool
 }
 
 // Errors Launch returns for runs that exist already.
@@ -326,6 +329,11 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 	for k, v := range o.Env {
 		env[k] = v
 	}
+	var cacheDir string
+	if !o.NoCache {
+		cacheDir = run.BaseEvalCacheDir(filepath.Dir(dir))
+		env[run.BaseEvalCacheEnv] = cacheDir
+	}
 	readOnly := []string{p.Config.Resolved.Data.Train}
 	if p.Config.Resolved.Data.Eval != "" {
 		readOnly = append(readOnly, p.Config.Resolved.Data.Eval)
@@ -345,6 +353,7 @@ func TaskFor(dir string, p *Prepared, o LaunchOptions, resumeFrom string) *drive
 		GPUs:     o.GPUs,
 		LogPath:  filepath.Join(dir, run.LogFile),
 		Options:  p.Config.DriverOptions,
+		CacheDir: cacheDir,
 	}
 	distributedTask(task, p.Config.Resolved.Distributed, p.Config.DriverName, o.GPUs, o.NprocPerNode)
 	return task

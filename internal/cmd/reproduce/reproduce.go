@@ -98,8 +98,9 @@ func reproduceRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
+	// NoCache: a reproduction computes everything again, the base model's evaluation too.
 	lo := runner.LaunchOptions{Driver: d, Python: py, Env: p.Config.Spec.Env.Set, PassEnv: p.Config.Spec.Env.Pass,
-		DataCheck: orig.DataCheck, GPU: orig.GPU}
+		DataCheck: orig.DataCheck, GPU: orig.GPU, NoCache: true}
 	if orig.GPU != nil {
 		lo.GPUs = []int{orig.GPU.Index}
 	}

@@ -37,6 +37,7 @@ type Options struct {
 	Detach        bool
 	RetryFailed   bool
 	SkipDataCheck bool
+	NoCache       bool
 	// SweepsDir is where sweeps/<id>/ live (--sweeps-dir; default beside the runs dir).
 	SweepsDir string
 	// Manager builds the GPU manager (NVML in the binary, fakes in tests).
@@ -80,6 +81,7 @@ sweep's state lives in sweeps/<sweep-id>/ (sweep file, points.json, results.csv)
 	fl.BoolVar(&opts.Detach, "detach", false, "return once a job array is submitted (follow it with: loractl sweep status ID)")
 	fl.BoolVar(&opts.RetryFailed, "retry-failed", false, "give points that used up their retries in an earlier run a new set")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
+	fl.BoolVar(&opts.NoCache, "no-cache", false, "evaluate the base model in every point instead of once for the points that share it")
 	cmd.PersistentFlags().StringVar(&opts.SweepsDir, "sweeps-dir", "", "where sweeps are kept (default $LORACTL_SWEEPS_DIR, else sweeps/ beside the runs dir)")
 	cmd.AddCommand(NewCmdStatus(f, opts, nil), NewCmdResults(f, opts, nil))
 	return cmd
@@ -199,7 +201,7 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 			return cmdutil.Invalid(fmt.Errorf("point %d: %w (see `loractl doctor`)", p.Index, err))
 		}
 	}
-	lo := runner.LaunchOptions{Python: py}
+	lo := runner.LaunchOptions{Python: py, NoCache: o.NoCache}
 	// lo keeps the last group's report: the fallback for a point launched later
 	// that was not queued now (a watched Slurm point that failed and is retried).
 	if x.DataChecks, err = o.checkData(ctx, queued, &lo, x.Pythons); err != nil {

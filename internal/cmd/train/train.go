@@ -33,6 +33,7 @@ type Options struct {
 	Detach        bool
 	JSON          bool
 	SkipDataCheck bool
+	NoCache       bool
 	// GPU is --gpu (-1: the config's gpu:, else the GPU with most free memory).
 	GPU int
 	// WaitGPU is --wait-gpu: how long to wait for enough free GPU memory.
@@ -116,6 +117,7 @@ Ctrl-C asks the trainer to save a checkpoint and stop (exit 130); continue with
 	fl.BoolVar(&opts.Detach, "detach", false, "return once the trainer is launched; it trains on after loractl exits (follow with: loractl logs -f RUN, stop with: loractl stop RUN)")
 	fl.BoolVar(&opts.JSON, "json", false, "print events as JSON lines, then a result object")
 	fl.BoolVar(&opts.SkipDataCheck, "skip-data-check", false, "launch without checking the data first (emergencies only)")
+	fl.BoolVar(&opts.NoCache, "no-cache", false, "evaluate the base model afresh instead of reusing an earlier run's evaluation of the same base model and eval set")
 	return cmd
 }
 
@@ -201,7 +203,7 @@ func trainRun(ctx context.Context, o *Options) error {
 		return cmdutil.Invalid(err)
 	}
 
-	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass}
+	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass, NoCache: o.NoCache}
 	if o.Resume != "" {
 		lo.Resume = runner.ResumeAuto
 	}
