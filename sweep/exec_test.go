@@ -14,9 +14,9 @@ import (
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/driver"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/run/runtest"
+	"github.com/loractl/loractl/runner"
 )
 
 // fakeDriver stands in for a driver and its trainer: each task "trains" for a while,

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/loractl/loractl/config"
-	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/runner"
 )
 
 func labels(points []*Point) []string {

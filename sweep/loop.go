@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // outcome is how one launched point ended.

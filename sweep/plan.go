@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/loractl/loractl/config"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // maxReported caps how many distinct problems a failed build lists.

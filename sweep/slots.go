@@ -4,7 +4,6 @@ import (
 	"strconv"
 
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmdutil"
 )
 
 // Slot is a place one locally running point occupies: a GPU (or MIG device), or
@@ -60,7 +59,7 @@ func LocalSlots(cands []preflight.Candidate, need uint64, maxParallel int) ([]Sl
 	}
 	if total == 0 {
 		best, _ := preflight.Pick(cands, preflight.AnyGPU)
-		return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit, Err: &preflight.NoFitError{Need: need, Best: best}}
+		return nil, &preflight.NoFitError{Need: need, Best: best}
 	}
 	// Round robin over the GPUs, so two points on two GPUs do not share one.
 	var slots []Slot

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/loractl/loractl/driver/slurm"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/sweep"
 )
 

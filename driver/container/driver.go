@@ -37,6 +37,13 @@ const (
 // Driver runs trainers in containers of one engine. It keeps no state in memory: the
 // handle holds everything needed to reach the container, so any controller process
 // can wait for, signal, stop or inspect it.
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver   = (*Driver)(nil)
+	_ driver.Renderer = (*Driver)(nil)
+)
+
 type Driver struct {
 	engine Engine
 	// binary is the default engine executable; a task's Options.Binary overrides it.

@@ -22,6 +22,13 @@ import (
 const Name = "local"
 
 // Driver is the local driver. The zero value is ready to use.
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver   = (*Driver)(nil)
+	_ driver.Detacher = (*Driver)(nil)
+)
+
 type Driver struct {
 	tasks taskTable
 }

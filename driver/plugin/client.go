@@ -20,6 +20,10 @@ const renderTimeout = 30 * time.Second
 // client is the controller's view of a remote driver. Its optional operations are
 // unexported; the wrapper types below export them only when the remote has them, so
 // `d.(driver.Renderer)` answers truthfully.
+
+// A plugin looks like any built-in driver to the controller.
+var _ driver.Driver = (*client)(nil)
+
 type client struct {
 	rpc  pb.DriverClient
 	name string

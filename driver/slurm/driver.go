@@ -31,6 +31,15 @@ import (
 const Name = "slurm"
 
 // Driver submits and controls Slurm jobs. The zero value is not usable: call New.
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver         = (*Driver)(nil)
+	_ driver.Renderer       = (*Driver)(nil)
+	_ driver.ArraySubmitter = (*Driver)(nil)
+	_ driver.HistoryReader  = (*Driver)(nil)
+)
+
 type Driver struct {
 	// PollInterval is how often Wait and Stop ask the controller for the job's state.
 	PollInterval time.Duration

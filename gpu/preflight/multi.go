@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/loractl/loractl/internal/cmdutil"
 )
 
 // PickMany chooses the GPUs of a run of several processes (one per GPU): the listed
@@ -21,7 +19,7 @@ func PickMany(cands []Candidate, want []int, n int, need uint64, force bool) ([]
 		for _, idx := range want {
 			c, ok := Pick(cands, idx)
 			if !ok {
-				return nil, cmdutil.Invalidf("gpu lists GPU %d but this machine has GPUs 0-%d", idx, cands[len(cands)-1].Index)
+				return nil, requestErrorf("gpu lists GPU %d but this machine has GPUs 0-%d", idx, cands[len(cands)-1].Index)
 			}
 			chosen = append(chosen, c)
 		}
@@ -40,7 +38,7 @@ func PickMany(cands []Candidate, want []int, n int, need uint64, force bool) ([]
 			n = len(sorted)
 		}
 		if n > len(sorted) {
-			return nil, cmdutil.Invalidf("distributed.nproc_per_node is %d but this machine has %d usable GPU(s): lower it or use auto", n, len(sorted))
+			return nil, requestErrorf("distributed.nproc_per_node is %d but this machine has %d usable GPU(s): lower it or use auto", n, len(sorted))
 		}
 		chosen = sorted[:n]
 	}
@@ -49,7 +47,7 @@ func PickMany(cands []Candidate, want []int, n int, need uint64, force bool) ([]
 	}
 	for _, c := range chosen {
 		if need > c.Free {
-			return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit, Err: &NoFitError{Need: need, Best: c, TooBig: need > c.Total}}
+			return nil, &NoFitError{Need: need, Best: c, TooBig: need > c.Total}
 		}
 	}
 	return chosen, nil

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"slices"
 	"testing"
-
-	"github.com/loractl/loractl/internal/cmdutil"
 )
 
 func TestPickMany(t *testing.T) {
@@ -28,24 +26,23 @@ func TestPickMany(t *testing.T) {
 		need  uint64
 		force bool
 		got   []int
-		code  int
+		kind  string // the refusal's type: "" for a choice
 	}{
-		{"most free first", nil, 2, 30, false, []int{1, 2}, 0},
-		{"auto takes all that fit", nil, 0, 5, false, []int{1, 2, 0}, 0},
-		{"listed", []int{2, 0}, 0, 5, false, []int{2, 0}, 0},
-		{"one does not fit", nil, 0, 30, false, nil, cmdutil.ExitNoFit},
-		{"forced", nil, 0, 30, true, []int{1, 2, 0}, 0},
-		{"too many", nil, 4, 1, false, nil, cmdutil.ExitInvalid},
-		{"no such GPU", []int{7}, 0, 1, false, nil, cmdutil.ExitInvalid},
+		{"most free first", nil, 2, 30, false, []int{1, 2}, ""},
+		{"auto takes all that fit", nil, 0, 5, false, []int{1, 2, 0}, ""},
+		{"listed", []int{2, 0}, 0, 5, false, []int{2, 0}, ""},
+		{"one does not fit", nil, 0, 30, false, nil, "nofit"},
+		{"forced", nil, 0, 30, true, []int{1, 2, 0}, ""},
+		{"too many", nil, 4, 1, false, nil, "request"},
+		{"no such GPU", []int{7}, 0, 1, false, nil, "request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PickMany(cands, tc.want, tc.n, tc.need, tc.force)
-			var ee *cmdutil.ExitError
 			switch {
-			case tc.code != 0 && (!errors.As(err, &ee) || ee.Code != tc.code):
-				t.Fatalf("err = %v, want exit %d", err, tc.code)
-			case tc.code == 0 && (err != nil || !slices.Equal(indices(got), tc.got)):
+			case tc.kind != "" && errKind(err) != tc.kind:
+				t.Fatalf("err = %v (%s), want a %s refusal", err, errKind(err), tc.kind)
+			case tc.kind == "" && (err != nil || !slices.Equal(indices(got), tc.got)):
 				t.Fatalf("PickMany = %v, %v; want %v", indices(got), err, tc.got)
 			}
 		})
@@ -53,4 +50,24 @@ func TestPickMany(t *testing.T) {
 	if v := VisibleDevices(cands[1:]); v != "1,2" {
 		t.Errorf("VisibleDevices = %q", v)
 	}
+}
+
+// errKind names a pre-flight error's type, which the CLI maps to an exit code.
+func errKind(err error) string {
+	var (
+		noFit    *NoFitError
+		request  *RequestError
+		unusable *UnusableError
+	)
+	switch {
+	case errors.As(err, &noFit):
+		return "nofit"
+	case errors.As(err, &request):
+		return "request"
+	case errors.As(err, &unusable):
+		return "unusable"
+	case err != nil:
+		return "other"
+	}
+	return ""
 }

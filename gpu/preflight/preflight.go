@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/loractl/loractl/gpu"
-	"github.com/loractl/loractl/internal/cmdutil"
 )
 
 // AnyGPU lets the pre-flight pick the GPU with the most free memory.
@@ -71,8 +70,27 @@ func (d *Decision) Env() map[string]string {
 	return map[string]string{"CUDA_VISIBLE_DEVICES": d.Visible}
 }
 
-// NoFitError says why a run was refused. Run returns it wrapped in a
-// cmdutil.ExitError with code 3, so commands can return it as is.
+// The pre-flight's refusals are typed; the CLI turns them into exit codes (NoFitError
+// and UnusableError: 3, RequestError: 2), so this package decides no exit code itself.
+
+// RequestError is a GPU request this machine cannot meet as written: a GPU index it
+// does not have, more processes than it has GPUs. The user's input is wrong.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
+
+func requestErrorf(format string, a ...any) error {
+	return &RequestError{Msg: fmt.Sprintf(format, a...)}
+}
+
+// UnusableError is a GPU the machine has but cannot use (driver or NVML trouble): the
+// run cannot be placed, as with NoFitError, but waiting will not help.
+type UnusableError struct{ Err error }
+
+func (e *UnusableError) Error() string { return e.Err.Error() }
+func (e *UnusableError) Unwrap() error { return e.Err }
+
+// NoFitError says why a run was refused: it would not fit.
 type NoFitError struct {
 	Need   uint64
 	Best   Candidate
@@ -202,24 +220,22 @@ func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decisi
 		for _, u := range unusable {
 			if opts.GPU == u.Index || (opts.GPU == AnyGPU && len(cands) == 0) {
 				// Not a CPU decision: the machine has a GPU, it is only not set up.
-				return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
-					Err: fmt.Errorf("%s; nothing was launched", u)}
+				return nil, &UnusableError{Err: fmt.Errorf("%s; nothing was launched", u)}
 			}
 		}
 		if len(cands) == 0 {
 			if opts.GPU != AnyGPU {
-				return nil, cmdutil.Invalidf("GPU %d was requested but this machine has no usable NVIDIA GPU", opts.GPU)
+				return nil, requestErrorf("GPU %d was requested but this machine has no usable NVIDIA GPU", opts.GPU)
 			}
 			return &Decision{CPU: true, Need: need, Fits: true}, nil
 		}
 		best, ok := Pick(cands, opts.GPU)
 		if !ok {
-			return nil, cmdutil.Invalidf("GPU %d was requested but this machine has GPUs 0-%d", opts.GPU, cands[len(cands)-1].Index)
+			return nil, requestErrorf("GPU %d was requested but this machine has GPUs 0-%d", opts.GPU, cands[len(cands)-1].Index)
 		}
 		if largest, _ := Largest(cands, opts.GPU); need > largest.Total && !opts.Force {
 			// More than any candidate holds when empty: waiting cannot help.
-			return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
-				Err: &NoFitError{Need: need, Best: largest, TooBig: true}}
+			return nil, &NoFitError{Need: need, Best: largest, TooBig: true}
 		}
 		waited := time.Since(start)
 		if need <= best.Free {
@@ -229,8 +245,7 @@ func Run(ctx context.Context, m gpu.Manager, need uint64, opts Options) (*Decisi
 			return &Decision{Candidate: best, Need: need, Forced: true}, nil
 		}
 		if deadline.IsZero() || !time.Now().Before(deadline) {
-			return nil, &cmdutil.ExitError{Code: cmdutil.ExitNoFit,
-				Err: &NoFitError{Need: need, Best: best, Waited: waitedOrZero(opts, waited)}}
+			return nil, &NoFitError{Need: need, Best: best, Waited: waitedOrZero(opts, waited)}
 		}
 		status.show(fmt.Sprintf("waiting for GPU memory: need %s, GPU %d (%s) has %s free; %s of %s",
 			gpu.FormatBytes(need), best.Index, best.Name, gpu.FormatBytes(best.Free),

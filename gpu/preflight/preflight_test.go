@@ -11,7 +11,6 @@ import (
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmdutil"
 )
 
 const gib = uint64(1 << 30)
@@ -31,22 +30,22 @@ func TestRunPicks(t *testing.T) {
 		opts        preflight.Options
 		wantVisible string
 		wantForced  bool
-		wantCode    int // 0: a decision
+		wantErr     string // the refusal's type; "": a decision
 	}{
-		{"most free when unspecified", 10 * gib, preflight.Options{GPU: preflight.AnyGPU}, "1", false, 0},
-		{"requested gpu that fits", 10 * gib, preflight.Options{GPU: 2}, "2", false, 0},
-		{"requested busy gpu refused", 10 * gib, preflight.Options{GPU: 0}, "", false, cmdutil.ExitNoFit},
-		{"requested busy gpu forced", 10 * gib, preflight.Options{GPU: 0, Force: true}, "0", true, 0},
-		{"too big for any", 23 * gib, preflight.Options{GPU: preflight.AnyGPU}, "", false, cmdutil.ExitNoFit},
-		{"exactly the free memory fits", 22 * gib, preflight.Options{GPU: preflight.AnyGPU}, "1", false, 0},
-		{"no such gpu", gib, preflight.Options{GPU: 7}, "", false, cmdutil.ExitInvalid},
+		{"most free when unspecified", 10 * gib, preflight.Options{GPU: preflight.AnyGPU}, "1", false, ""},
+		{"requested gpu that fits", 10 * gib, preflight.Options{GPU: 2}, "2", false, ""},
+		{"requested busy gpu refused", 10 * gib, preflight.Options{GPU: 0}, "", false, "nofit"},
+		{"requested busy gpu forced", 10 * gib, preflight.Options{GPU: 0, Force: true}, "0", true, ""},
+		{"too big for any", 23 * gib, preflight.Options{GPU: preflight.AnyGPU}, "", false, "nofit"},
+		{"exactly the free memory fits", 22 * gib, preflight.Options{GPU: preflight.AnyGPU}, "1", false, ""},
+		{"no such gpu", gib, preflight.Options{GPU: 7}, "", false, "request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := preflight.Run(context.Background(), workstation(), tt.need, tt.opts)
-			if tt.wantCode != 0 {
-				if code := cmdutil.ExitCode(err); code != tt.wantCode {
-					t.Fatalf("exit code = %d (%v), want %d", code, err, tt.wantCode)
+			if tt.wantErr != "" {
+				if kind := errKind(err); kind != tt.wantErr {
+					t.Fatalf("err = %v (%s), want a %s refusal", err, kind, tt.wantErr)
 				}
 				return
 			}
@@ -88,7 +87,7 @@ func TestNoGPUMeansCPU(t *testing.T) {
 		t.Errorf("CPU env = %v", d.Env())
 	}
 	_, err = preflight.Run(context.Background(), gpu.None{}, 8*gib, preflight.Options{GPU: 0})
-	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
+	if errKind(err) != "request" {
 		t.Errorf("asking for a GPU on a machine without one: %v", err)
 	}
 }
@@ -159,7 +158,7 @@ func TestWaitTimesOut(t *testing.T) {
 	_, err := preflight.Run(context.Background(), workstation(), 23*gib, preflight.Options{
 		GPU: preflight.AnyGPU, Wait: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
 	var nf *preflight.NoFitError
-	if cmdutil.ExitCode(err) != cmdutil.ExitNoFit || !errors.As(err, &nf) || nf.Waited < 40*time.Millisecond || nf.TooBig {
+	if !errors.As(err, &nf) || nf.Waited < 40*time.Millisecond || nf.TooBig {
 		t.Fatalf("err = %v (%+v)", err, nf)
 	}
 	if el := time.Since(start); el > 2*time.Second {
@@ -185,8 +184,8 @@ func TestTooBigForEveryGPURefusedWithoutWaiting(t *testing.T) {
 			defer cancel()
 			_, err := preflight.Run(ctx, workstation(), 40*gib, tt.opts)
 			var nf *preflight.NoFitError
-			if cmdutil.ExitCode(err) != cmdutil.ExitNoFit || !errors.As(err, &nf) {
-				t.Fatalf("err = %v, want an exit-3 NoFitError at once", err)
+			if !errors.As(err, &nf) {
+				t.Fatalf("err = %v, want a NoFitError at once", err)
 			}
 			if !nf.TooBig || nf.Waited != 0 || nf.Best.Index != tt.want || nf.Best.Total != 24*gib {
 				t.Errorf("no-fit = %+v", nf)
@@ -211,23 +210,23 @@ func TestMIGWithoutInstancesIsNotTheCPU(t *testing.T) {
 	mig := gputest.GPU("H100", 80*gib, 80*gib)
 	mig.MIGEnabled = true
 	tests := []struct {
-		name     string
-		mgr      *gputest.Manager
-		gpu      int
-		wantCode int
-		wantVis  string
+		name    string
+		mgr     *gputest.Manager
+		gpu     int
+		wantErr string
+		wantVis string
 	}{
-		{"only gpu", gputest.New(mig), preflight.AnyGPU, cmdutil.ExitNoFit, ""},
-		{"requested", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), 1, cmdutil.ExitNoFit, ""},
-		{"another gpu is usable", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), preflight.AnyGPU, 0, "0"},
+		{"only gpu", gputest.New(mig), preflight.AnyGPU, "unusable", ""},
+		{"requested", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), 1, "unusable", ""},
+		{"another gpu is usable", gputest.New(gputest.GPU("L4", 24*gib, 20*gib), mig), preflight.AnyGPU, "", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := preflight.Run(context.Background(), tt.mgr, gib, preflight.Options{GPU: tt.gpu})
-			if code := cmdutil.ExitCode(err); code != tt.wantCode {
-				t.Fatalf("exit %d (%v), decision %+v; want %d", code, err, d, tt.wantCode)
+			if kind := errKind(err); kind != tt.wantErr {
+				t.Fatalf("err %v (%s), decision %+v; want %q", err, kind, d, tt.wantErr)
 			}
-			if tt.wantCode != 0 {
+			if tt.wantErr != "" {
 				if !strings.Contains(err.Error(), "MIG enabled but no MIG instance") {
 					t.Errorf("message %q does not say why", err)
 				}
@@ -248,4 +247,24 @@ func TestWaitHonoursCancel(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// errKind names a pre-flight error's type, which the CLI maps to an exit code.
+func errKind(err error) string {
+	var (
+		noFit    *preflight.NoFitError
+		request  *preflight.RequestError
+		unusable *preflight.UnusableError
+	)
+	switch {
+	case errors.As(err, &noFit):
+		return "nofit"
+	case errors.As(err, &request):
+		return "request"
+	case errors.As(err, &unusable):
+		return "unusable"
+	case err != nil:
+		return "other"
+	}
+	return ""
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/loractl/loractl/internal/cmd/root"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
-	"github.com/loractl/loractl/internal/runner"
 	runreport "github.com/loractl/loractl/report"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // Main runs loractl with args and returns the process exit code.

@@ -5,6 +5,8 @@ package cmdutil
 import (
 	"errors"
 	"fmt"
+
+	"github.com/loractl/loractl/gpu/preflight"
 )
 
 // Documented exit codes (see `loractl help exit-codes`).
@@ -53,6 +55,18 @@ func ExitCode(err error) int {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
+	}
+	// The typed errors of the packages below the commands, decided here at the edge.
+	var (
+		noFit    *preflight.NoFitError
+		unusable *preflight.UnusableError
+		request  *preflight.RequestError
+	)
+	switch {
+	case errors.As(err, &noFit), errors.As(err, &unusable):
+		return ExitNoFit
+	case errors.As(err, &request):
+		return ExitInvalid
 	}
 	return ExitFailed
 }

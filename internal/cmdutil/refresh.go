@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // RefreshRun brings an unfinished run's manifest up to date through its driver; on

@@ -43,6 +43,12 @@ const pollEvery = 50 * time.Millisecond
 const startTimeout = 10 * time.Second
 
 // Driver is the exec driver.
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver = (*Driver)(nil)
+)
+
 type Driver struct {
 	self   string
 	logger hclog.Logger

@@ -20,8 +20,8 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/taskeval"
 )
 

@@ -15,6 +15,7 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
+	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/plan"
@@ -163,7 +164,7 @@ func planRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	run, err := RunFromResolved(resolved)
+	run, err := prelaunch.RunFromResolved(resolved)
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
@@ -172,14 +173,14 @@ func planRun(o *Options) error {
 		run.WorstCase = true
 	} else {
 		py, _, _ := pyenv.Find(o.python) // no interpreter: approximate lengths
-		if run.Data, err = DataLengths(context.Background(), resolved, py); err != nil {
+		if run.Data, err = prelaunch.DataLengths(context.Background(), resolved, py); err != nil {
 			rep.DataNote = fmt.Sprintf("no data lengths (%v): every row taken at max_length", err)
 		}
 	}
 	if err := o.available(rep, cfgGPU); err != nil {
 		return err
 	}
-	run, choice, err := ChooseBatch(run, resolved.Train, rep.AvailableBytes, max(o.processes, 1))
+	run, choice, err := prelaunch.ChooseBatch(run, resolved.Train, rep.AvailableBytes, max(o.processes, 1))
 	if err != nil {
 		choice = err.Error()
 	}
@@ -216,7 +217,7 @@ func planRun(o *Options) error {
 		_, changes, fe, ferr := plan.AutoFit(run, rep.AvailableBytes)
 		if fe != nil {
 			adj := *resolved
-			if err := ApplyChanges(&adj, changes); err != nil {
+			if err := prelaunch.ApplyChanges(&adj, changes); err != nil {
 				return cmdutil.Failed(err)
 			}
 			rep.AutoFit = &autoFitJSON{Changes: changes, Estimate: wrap(fe), Verdict: plan.Judge(fe.PeakBytes, rep.AvailableBytes), Resolved: &adj}

@@ -10,7 +10,7 @@ import (
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
-	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/runner"
 )
 
 // Options are render's flags and dependencies.

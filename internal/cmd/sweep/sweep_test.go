@@ -19,7 +19,7 @@ import (
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
-	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/sweep"
 )
 

@@ -7,9 +7,9 @@ import (
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
 	"github.com/loractl/loractl/internal/cmdutil"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // preflightMany is the GPU pre-flight of a distributed run on this machine: the GPUs

@@ -1,7 +1,7 @@
 package train
 
 import (
-	"github.com/loractl/loractl/internal/runner"
+	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/taskeval"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
@@ -12,12 +11,11 @@ import (
 	"github.com/loractl/loractl/driver/local"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
-	plancmd "github.com/loractl/loractl/internal/cmd/plan"
+	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
 	"github.com/loractl/loractl/internal/cmdutil"
-	"github.com/loractl/loractl/internal/pyenv"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // preLaunch runs the checks that must pass before anything is launched: the data
@@ -78,7 +76,7 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 	if cfg.Resolved.Distributed != nil {
 		return o.preflightMany(ctx, cfg, lo, est)
 	}
-	dec, err := plancmd.Preflight(ctx, est, o.GPUManager(), preflight.Options{
+	dec, err := prelaunch.Preflight(ctx, est, o.GPUManager(), preflight.Options{
 		GPU: index, Force: o.Force, Wait: o.WaitGPU, Poll: o.WaitPoll,
 		Status: o.Factory.IO.ErrOut, StatusTTY: o.Factory.IO.IsStderrTTY(),
 	})
@@ -144,10 +142,10 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 			Stats *dataset.Stats `json:"stats"`
 		}
 		if json.Unmarshal(lo.DataCheck, &rec) == nil {
-			lengths = plancmd.LengthsFromStats(rec.Stats)
+			lengths = prelaunch.LengthsFromStats(rec.Stats)
 		}
 	}
-	run, err := plancmd.TrainRun(&cfg.Resolved, lengths)
+	run, err := prelaunch.TrainRun(&cfg.Resolved, lengths)
 	if err != nil {
 		return nil, err
 	}
@@ -161,9 +159,9 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 		} else {
 			var free uint64
 			if runsHere(cfg.DriverName) {
-				free = plancmd.FreeMemory(o.GPUManager(), index)
+				free = prelaunch.FreeMemory(o.GPUManager(), index)
 			}
-			run, choice, err = plancmd.ChooseBatch(run, t, free, cfg.Processes())
+			run, choice, err = prelaunch.ChooseBatch(run, t, free, cfg.Processes())
 			if err != nil {
 				// Nothing fits: the smallest micro-batch goes on to the pre-flight,
 				// which refuses it (exit 3) unless --force.
@@ -212,79 +210,5 @@ func (o *Options) resumedBatch() int {
 }
 
 func (o *Options) checkData(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions) error {
-	return CheckData(ctx, o.Factory, cfg, lo, o.SkipDataCheck)
-}
-
-// CheckData lints the run's data with the real tokenizer when the model is a local
-// directory. Errors stop the run (exit 2); warnings are printed and recorded in
-// lo.DataCheck. Sweeps call it once per distinct DataCheckKey of their points.
-func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *runner.LaunchOptions, skip bool) error {
-	log := f.Log
-	if skip {
-		log.Warn().Msg("data check skipped (--skip-data-check)")
-		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
-		return nil
-	}
-	r := cfg.Resolved
-	opts := dataset.Options{
-		Train:        r.Data.Train,
-		Eval:         r.Data.Eval,
-		EvalSplit:    r.Data.EvalSplit,
-		SystemPrompt: cfg.SystemPrompt,
-		MaxLength:    r.Train.MaxLength,
-		Epochs:       r.Train.Epochs,
-	}
-	if filepath.IsAbs(r.Model.NameOrPath) {
-		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: pyenv.TokenCacheDir()}
-	}
-	rep, err := dataset.Check(ctx, opts)
-	if err != nil {
-		return cmdutil.Invalid(fmt.Errorf("data check: %w", err))
-	}
-	if rep.HasErrors() {
-		w := f.IO.ErrOut
-		fmt.Fprintf(w, "data check found %d error(s); nothing was launched:\n", rep.ErrorsTotal)
-		for _, e := range rep.Errors {
-			file := e.File
-			if file == "" {
-				file = rep.File
-			}
-			where := file // an error about the whole file has no line: never "file:0"
-			if e.Line > 0 {
-				where = fmt.Sprintf("%s:%d", file, e.Line)
-			}
-			if e.Path != "" {
-				where += ": " + e.Path
-			}
-			fmt.Fprintf(w, "  %s: %s (%s)\n", where, e.Message, e.Code)
-		}
-		if more := rep.ErrorsTotal - len(rep.Errors); more > 0 {
-			fmt.Fprintf(w, "  ... and %d more (loractl data check %s)\n", more, rep.File)
-		}
-		return cmdutil.SilentExit(cmdutil.ExitInvalid)
-	}
-	for _, wn := range rep.Warnings {
-		ev := log.Warn().Str("code", wn.Code).Int("count", wn.Count)
-		if len(wn.Lines) > 0 {
-			ev = ev.Ints("lines", wn.Lines)
-		}
-		ev.Msg(wn.Message)
-	}
-	rec := struct {
-		Warnings []dataset.Warning `json:"warnings"`
-		Stats    dataset.Stats     `json:"stats"`
-	}{rep.Warnings, rep.Stats}
-	lo.DataCheck, err = json.Marshal(rec)
-	return err
-}
-
-// DataCheckKey is what CheckData's verdict depends on: two configs with the same key
-// get the same report. Sweeps check the data once per key, so a point that sweeps
-// max_length or data.train is checked with its own values. Keep it in step with the
-// options CheckData builds.
-func DataCheckKey(cfg *config.Config) string {
-	r := cfg.Resolved
-	b, _ := json.Marshal([]any{r.Data.Train, r.Data.Eval, r.Data.EvalSplit, cfg.SystemPrompt,
-		r.Train.MaxLength, r.Train.Epochs, r.Model.NameOrPath, cfg.Spec.Python})
-	return string(b)
+	return prelaunch.CheckData(ctx, o.Factory, cfg, lo, o.SkipDataCheck)
 }

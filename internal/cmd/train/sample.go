@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/loractl/loractl/gpu"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // sampleGPU records the run's GPU (memory used, utilisation, power, temperature)

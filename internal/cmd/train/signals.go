@@ -8,8 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // forwardSignals passes the controller's SIGINT/SIGTERM to the trainer. The first asks

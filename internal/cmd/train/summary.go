@@ -11,8 +11,8 @@ import (
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/termsafe"
 )
 

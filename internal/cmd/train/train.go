@@ -18,9 +18,9 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
-	"github.com/loractl/loractl/internal/runner"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // Options are train's flags and dependencies.
