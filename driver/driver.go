@@ -144,6 +144,39 @@ type Driver interface {
 	Stop(ctx context.Context, h *Handle, grace time.Duration) error
 	// Inspect reports the task's current state without blocking.
 	Inspect(ctx context.Context, h *Handle) (*Status, error)
+	// Capabilities says what the driver can do, so the controller asks rather than
+	// knowing drivers by name (as Nomad's task drivers report theirs).
+	Capabilities() Capabilities
+}
+
+// Capabilities are what a driver can do beyond the contract's methods.
+type Capabilities struct {
+	// Local: the trainer runs on this machine, so this machine's GPUs are the ones it
+	// uses and the pre-flight picks and checks them here. Otherwise (a scheduler, a
+	// remote host) the fit is judged where the job runs and only the estimate is kept.
+	Local bool `json:"local"`
+	// Image: the trainer runs in a container image, and the driver implements
+	// ImageReporter so the manifest records the image and its digest.
+	Image bool `json:"image"`
+	// Arrays: the driver implements ArraySubmitter (sweeps submit one array).
+	Arrays bool `json:"arrays"`
+	// MultiProcess: the driver runs a Task with Distributed set (several processes,
+	// torchrun), on one node or, for a scheduler, on several.
+	MultiProcess bool `json:"multi_process"`
+}
+
+// OptionsValidator is implemented by drivers that check their own config section
+// (driver.<name> in the run config: raw JSON, nil when absent) before anything runs,
+// so a bad option is a config error (exit 2) naming the key, not a failed launch.
+type OptionsValidator interface {
+	ValidateOptions(raw json.RawMessage) error
+}
+
+// ImageReporter is implemented by drivers that run the trainer in a container image:
+// the image a task runs in and its digest, recorded in the manifest so that a run can
+// be repeated in the same image.
+type ImageReporter interface {
+	TaskImage(ctx context.Context, task *Task) (image, digest string, err error)
 }
 
 // Renderer is implemented by drivers whose launch can be shown before it happens: the

@@ -412,15 +412,11 @@ func (a *Active) supersede(store *run.Store, id string) error {
 	return nil
 }
 
-// imageReporter is implemented by container drivers: the image a task runs in and its
-// digest, which the manifest records so the run can be repeated in the same image.
-type imageReporter interface {
-	TaskImage(ctx context.Context, task *driver.Task) (image, digest string, err error)
-}
-
+// recordImage writes the image a container driver runs the task in, and its digest,
+// into the manifest, so the run can be repeated in the same image.
 func recordImage(ctx context.Context, d driver.Driver, task *driver.Task, m *run.Manifest) {
-	ir, ok := d.(imageReporter)
-	if !ok {
+	ir, ok := d.(driver.ImageReporter)
+	if !ok || !d.Capabilities().Image {
 		return
 	}
 	image, digest, err := ir.TaskImage(ctx, task)

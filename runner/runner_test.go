@@ -61,6 +61,8 @@ func (d *fakeDriver) Signal(context.Context, *driver.Handle, string) error { ret
 func (d *fakeDriver) Stop(context.Context, *driver.Handle, time.Duration) error {
 	return nil
 }
+func (d *fakeDriver) Capabilities() driver.Capabilities { return driver.Capabilities{} }
+
 func (d *fakeDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
 	if d.state != "" {
 		return &driver.Status{State: d.state}, nil
@@ -303,6 +305,8 @@ func TestDamagedManifest(t *testing.T) {
 // vanishingDriver reports its task gone with no exit status, as the local driver does
 // for a detached trainer (not its child) that was killed.
 type vanishingDriver struct{ fakeDriver }
+
+func (d *vanishingDriver) Capabilities() driver.Capabilities { return driver.Capabilities{} }
 
 func (d *vanishingDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
 	return &driver.Status{State: driver.StateExited}, nil

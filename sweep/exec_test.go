@@ -153,6 +153,8 @@ func (d *fakeDriver) Stop(ctx context.Context, h *driver.Handle, _ time.Duration
 	return d.Signal(ctx, h, "TERM")
 }
 
+func (d *fakeDriver) Capabilities() driver.Capabilities { return driver.Capabilities{} }
+
 func (d *fakeDriver) Inspect(_ context.Context, h *driver.Handle) (*driver.Status, error) {
 	p := d.proc(h)
 	if p == nil {

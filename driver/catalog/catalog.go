@@ -8,6 +8,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -97,6 +98,26 @@ func (c *Catalog) Pin(name, sha256 string) error {
 		return fmt.Errorf("driver %q is already running; pin its checksum before first use", name)
 	}
 	c.pins[name] = sha256
+	return nil
+}
+
+// ValidateOptions checks a built-in driver's config section with the driver's own
+// rules (driver.OptionsValidator). External drivers check theirs when a task starts:
+// asking them here would launch a plugin for every config read (render, plan, data).
+func (c *Catalog) ValidateOptions(name string, raw json.RawMessage) error {
+	c.mu.Lock()
+	_, builtin := c.builtins[name]
+	c.mu.Unlock()
+	if !builtin {
+		return nil
+	}
+	d, err := c.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if v, ok := d.(driver.OptionsValidator); ok {
+		return v.ValidateOptions(raw)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -92,5 +93,29 @@ func TestRegisterAndPin(t *testing.T) {
 	}
 	if _, err := c.Lookup("broken"); !errors.Is(err, boom) || !strings.Contains(err.Error(), "broken") {
 		t.Errorf("Lookup of a failing built-in = %v, want its error naming the driver", err)
+	}
+}
+
+// Each built-in checks its own config section; an external driver's is its own to
+// check when it starts (no plugin is launched to validate a config).
+func TestValidateOptions(t *testing.T) {
+	c := isolated(t)
+	tests := []struct {
+		name, raw string
+		wantErr   string
+	}{
+		{"local", ``, ""},
+		{"local", `{"gpus": 1}`, "gpus"},
+		{"slurm", `{"partition": "gpu"}`, ""},
+		{"slurm", `{"partiton": "gpu"}`, "partiton"},
+		{"docker", `{"image": "trainer:1"}`, ""},
+		{"podman", `{"imag": "trainer:1"}`, "imag"},
+		{"no-such-plugin", `{"anything": true}`, ""},
+	}
+	for _, tt := range tests {
+		err := c.ValidateOptions(tt.name, json.RawMessage(tt.raw))
+		if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("ValidateOptions(%s, %s) = %v, want an error naming %q", tt.name, tt.raw, err, tt.wantErr)
+		}
 	}
 }

@@ -37,13 +37,6 @@ const (
 // Driver runs trainers in containers of one engine. It keeps no state in memory: the
 // handle holds everything needed to reach the container, so any controller process
 // can wait for, signal, stop or inspect it.
-
-// The driver contracts this driver meets, checked at compile time.
-var (
-	_ driver.Driver   = (*Driver)(nil)
-	_ driver.Renderer = (*Driver)(nil)
-)
-
 type Driver struct {
 	engine Engine
 	// binary is the default engine executable; a task's Options.Binary overrides it.
@@ -67,6 +60,18 @@ func NewPodman() *Driver { d, _ := New(Podman); return d }
 
 // Name implements driver.Driver: the engine's name.
 func (d *Driver) Name() string { return string(d.engine) }
+
+// ValidateOptions implements driver.OptionsValidator: the options as this engine reads them.
+func (d *Driver) ValidateOptions(raw json.RawMessage) error {
+	_, err := DecodeOptionsFor(d.engine, raw)
+	return err
+}
+
+// Capabilities: a container on this machine (its GPUs are passed in), from an image
+// whose digest the manifest records; torchrun inside for several processes.
+func (d *Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Local: true, Image: true, MultiProcess: true}
+}
 
 // Render implements driver.Renderer: the exact engine command Start runs, shell-quoted.
 // Secrets appear by name only, as they do in the real argv.
@@ -412,3 +417,11 @@ func exitFromCode(code int, oom bool, errMsg string) *driver.ExitResult {
 	}
 	return r
 }
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver           = (*Driver)(nil)
+	_ driver.ImageReporter    = (*Driver)(nil)
+	_ driver.OptionsValidator = (*Driver)(nil)
+	_ driver.Renderer         = (*Driver)(nil)
+)

@@ -42,6 +42,7 @@ func Run(t *testing.T, factory Factory, opts ...Option) {
 		run  func(*testing.T, *harness)
 	}{
 		{"Name", testName},
+		{"Capabilities", testCapabilities},
 		{"ExitCodes", testExitCodes},
 		{"EnvironmentAndLog", testEnvironmentAndLog},
 		{"InspectRunning", testInspectRunning},
@@ -477,6 +478,21 @@ func testRender(t *testing.T, h *harness) {
 	}
 	if evs := events(t, task.RunDir); len(evs) != 0 {
 		t.Errorf("Render launched the trainer: %d events written", len(evs))
+	}
+}
+
+// testCapabilities checks that what a driver says it can do matches the optional
+// interfaces it implements: the controller trusts the flags.
+func testCapabilities(t *testing.T, h *harness) {
+	d := h.factory(t)
+	c := d.Capabilities()
+	_, isArray := d.(driver.ArraySubmitter)
+	if c.Arrays != isArray {
+		t.Errorf("Capabilities().Arrays = %v but the driver is an ArraySubmitter: %v", c.Arrays, isArray)
+	}
+	_, reportsImage := d.(driver.ImageReporter)
+	if c.Image != reportsImage {
+		t.Errorf("Capabilities().Image = %v but the driver is an ImageReporter: %v", c.Image, reportsImage)
 	}
 }
 

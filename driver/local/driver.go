@@ -22,13 +22,6 @@ import (
 const Name = "local"
 
 // Driver is the local driver. The zero value is ready to use.
-
-// The driver contracts this driver meets, checked at compile time.
-var (
-	_ driver.Driver   = (*Driver)(nil)
-	_ driver.Detacher = (*Driver)(nil)
-)
-
 type Driver struct {
 	tasks taskTable
 }
@@ -38,6 +31,14 @@ func New() *Driver { return &Driver{} }
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return Name }
+
+// ValidateOptions implements driver.OptionsValidator.
+func (d *Driver) ValidateOptions(raw json.RawMessage) error { _, err := DecodeOptions(raw); return err }
+
+// Capabilities: a child process on this machine, torchrun for several processes.
+func (d *Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Local: true, MultiProcess: true}
+}
 
 // Options are the local driver's options; it has none yet, and refuses unknown ones
 // so a typo does not pass silently.
@@ -66,8 +67,9 @@ func DecodeOptions(raw json.RawMessage) (*Options, error) {
 }
 
 var (
-	_ driver.Driver   = (*Driver)(nil)
-	_ driver.Detacher = (*Driver)(nil)
+	_ driver.Driver           = (*Driver)(nil)
+	_ driver.OptionsValidator = (*Driver)(nil)
+	_ driver.Detacher         = (*Driver)(nil)
 )
 
 // Start implements driver.Driver.

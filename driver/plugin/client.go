@@ -25,8 +25,9 @@ const renderTimeout = 30 * time.Second
 var _ driver.Driver = (*client)(nil)
 
 type client struct {
-	rpc  pb.DriverClient
-	name string
+	rpc    pb.DriverClient
+	name   string
+	arrays bool
 }
 
 type renderClient struct{ *client }
@@ -64,7 +65,7 @@ func NewClient(ctx context.Context, rpc pb.DriverClient) (driver.Driver, error) 
 	if info.GetName() == "" {
 		return nil, errors.New("driver plugin reported an empty name")
 	}
-	c := &client{rpc: rpc, name: info.GetName()}
+	c := &client{rpc: rpc, name: info.GetName(), arrays: info.GetStartArray()}
 	switch {
 	case info.GetRender() && info.GetStartArray():
 		return renderArrayClient{c}, nil
@@ -78,6 +79,11 @@ func NewClient(ctx context.Context, rpc pb.DriverClient) (driver.Driver, error) 
 
 // Name implements driver.Driver; the name was fetched once when the plugin started.
 func (c *client) Name() string { return c.name }
+
+// Capabilities implements driver.Driver from what the plugin's Info reported. The
+// protocol says nothing of where the trainer runs, so an external driver is taken to
+// run it elsewhere (no pre-flight on this machine's GPUs), as it always was.
+func (c *client) Capabilities() driver.Capabilities { return driver.Capabilities{Arrays: c.arrays} }
 
 // Start implements driver.Driver.
 func (c *client) Start(ctx context.Context, task *driver.Task) (*driver.Handle, error) {

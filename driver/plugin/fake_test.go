@@ -40,6 +40,8 @@ func (f *fakeDriver) Stop(ctx context.Context, h *driver.Handle, g time.Duration
 	return f.stop(ctx, h, g)
 }
 
+func (f *fakeDriver) Capabilities() driver.Capabilities { return driver.Capabilities{} }
+
 func (f *fakeDriver) Inspect(ctx context.Context, h *driver.Handle) (*driver.Status, error) {
 	return f.inspect(ctx, h)
 }

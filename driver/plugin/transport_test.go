@@ -216,6 +216,11 @@ func TestOptionalInterfacesFollowTheRemote(t *testing.T) {
 			if isRenderer != tc.render || isArray != tc.array {
 				t.Fatalf("client is Renderer=%v ArraySubmitter=%v, want %v %v", isRenderer, isArray, tc.render, tc.array)
 			}
+			// What the controller asks: arrays as Info reported, and an external
+			// driver never counts as running the trainer on this machine.
+			if c := d.Capabilities(); c != (driver.Capabilities{Arrays: tc.array}) {
+				t.Errorf("Capabilities = %+v", c)
+			}
 			if isRenderer {
 				out, err := r.Render(&driver.Task{RunID: "r1"})
 				if err != nil || string(out) != "docker run r1" {

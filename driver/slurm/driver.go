@@ -15,6 +15,7 @@ package slurm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,15 +32,6 @@ import (
 const Name = "slurm"
 
 // Driver submits and controls Slurm jobs. The zero value is not usable: call New.
-
-// The driver contracts this driver meets, checked at compile time.
-var (
-	_ driver.Driver         = (*Driver)(nil)
-	_ driver.Renderer       = (*Driver)(nil)
-	_ driver.ArraySubmitter = (*Driver)(nil)
-	_ driver.HistoryReader  = (*Driver)(nil)
-)
-
 type Driver struct {
 	// PollInterval is how often Wait and Stop ask the controller for the job's state.
 	PollInterval time.Duration
@@ -54,13 +46,24 @@ type Driver struct {
 func New() *Driver { return &Driver{PollInterval: 5 * time.Second} }
 
 var (
-	_ driver.Driver         = (*Driver)(nil)
-	_ driver.Renderer       = (*Driver)(nil)
-	_ driver.ArraySubmitter = (*Driver)(nil)
+	_ driver.Driver           = (*Driver)(nil)
+	_ driver.HistoryReader    = (*Driver)(nil)
+	_ driver.OptionsValidator = (*Driver)(nil)
+	_ driver.Renderer         = (*Driver)(nil)
+	_ driver.ArraySubmitter   = (*Driver)(nil)
 )
 
 // Name returns "slurm".
 func (d *Driver) Name() string { return Name }
+
+// ValidateOptions implements driver.OptionsValidator.
+func (d *Driver) ValidateOptions(raw json.RawMessage) error { _, err := DecodeOptions(raw); return err }
+
+// Capabilities: jobs run on the cluster's nodes (their GPUs are Slurm's to allocate),
+// sweeps submit job arrays, and srun starts torchrun on each node of a job.
+func (d *Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Arrays: true, MultiProcess: true}
+}
 
 // slurmError is a failed Slurm command with what it printed.
 type slurmError struct {

@@ -35,6 +35,8 @@ type Driver struct {
 	mu      sync.Mutex
 	State   driver.TaskState
 	Stopped int
+	// Caps is what Capabilities reports (nothing, unless a test sets it).
+	Caps driver.Capabilities
 }
 
 // Name implements driver.Driver.
@@ -61,6 +63,9 @@ func (d *Driver) Stop(context.Context, *driver.Handle, time.Duration) error {
 	d.State = driver.StateExited
 	return nil
 }
+
+// Capabilities implements driver.Driver: Caps, as the test set it.
+func (d *Driver) Capabilities() driver.Capabilities { return d.Caps }
 
 // Inspect implements driver.Driver.
 func (d *Driver) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {

@@ -43,12 +43,6 @@ const pollEvery = 50 * time.Millisecond
 const startTimeout = 10 * time.Second
 
 // Driver is the exec driver.
-
-// The driver contracts this driver meets, checked at compile time.
-var (
-	_ driver.Driver = (*Driver)(nil)
-)
-
 type Driver struct {
 	self   string
 	logger hclog.Logger
@@ -65,6 +59,10 @@ func New(self string, logger hclog.Logger) *Driver {
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return Name }
+
+// Capabilities: nothing beyond the contract. (Over go-plugin the controller learns
+// only what the Info call reports: Render and StartArray.)
+func (d *Driver) Capabilities() driver.Capabilities { return driver.Capabilities{} }
 
 // handleState is what a stored handle needs to find the task again.
 type handleState struct {
@@ -347,3 +345,8 @@ func statField(pid, i int) string {
 	}
 	return f[i]
 }
+
+// The driver contracts this driver meets, checked at compile time.
+var (
+	_ driver.Driver = (*Driver)(nil)
+)

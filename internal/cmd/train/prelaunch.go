@@ -7,8 +7,6 @@ import (
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
-	"github.com/loractl/loractl/driver/container"
-	"github.com/loractl/loractl/driver/local"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
 	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
@@ -31,15 +29,11 @@ func (o *Options) preLaunch(ctx context.Context, cfg *config.Config, p *runner.P
 	return o.preflight(ctx, cfg, lo)
 }
 
-// runsHere reports whether a driver starts the trainer on this machine, so that this
-// machine's GPUs are the ones it will use. Slurm and external drivers run it
+// runsHere reports whether the run's driver starts the trainer on this machine, so
+// that this machine's GPUs are the ones it will use. Slurm and external drivers run it
 // elsewhere: a GPU on the login node says nothing about the job's.
-func runsHere(driverName string) bool {
-	switch driverName {
-	case local.Name, string(container.Docker), string(container.Podman):
-		return true
-	}
-	return false
+func runsHere(lo *runner.LaunchOptions) bool {
+	return lo.Driver != nil && lo.Driver.Capabilities().Local
 }
 
 // preflight estimates the run's peak GPU memory and, for a driver that runs the
@@ -62,7 +56,7 @@ func (o *Options) preflight(ctx context.Context, cfg *config.Config, lo *runner.
 		est = nil
 		log.Warn().Str("reason", why.Error()).Msg("no memory estimate: the GPU fit is not checked before launch")
 	}
-	if !runsHere(cfg.DriverName) {
+	if !runsHere(lo) {
 		ev := log.Info().Str("driver", cfg.DriverName)
 		if est != nil {
 			ev = ev.Str("estimated_peak", gpu.FormatBytes(est.PeakBytes))
@@ -158,7 +152,7 @@ func (o *Options) trainEstimate(cfg *config.Config, lo *runner.LaunchOptions, in
 			choice = fmt.Sprintf("auto, kept from the run being resumed: micro-batch %d × grad_accum %d", b, run.GradAccum)
 		} else {
 			var free uint64
-			if runsHere(cfg.DriverName) {
+			if runsHere(lo) {
 				free = prelaunch.FreeMemory(o.GPUManager(), index)
 			}
 			run, choice, err = prelaunch.ChooseBatch(run, t, free, cfg.Processes())

@@ -14,18 +14,23 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/driver/container"
+	"github.com/loractl/loractl/driver/local"
+	"github.com/loractl/loractl/driver/slurm"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // fakeTrainer completes instantly: it writes a start and an end event.
 type fakeTrainer struct {
 	started int
 	task    *driver.Task // the last task started
+	caps    driver.Capabilities
 }
 
 func (d *fakeTrainer) Name() string { return "fake" }
@@ -53,6 +58,7 @@ func (d *fakeTrainer) Stop(context.Context, *driver.Handle, time.Duration) error
 func (d *fakeTrainer) Inspect(context.Context, *driver.Handle) (*driver.Status, error) {
 	return &driver.Status{State: driver.StateExited}, nil
 }
+func (d *fakeTrainer) Capabilities() driver.Capabilities { return d.caps }
 
 // setup writes a config for a model the built-in architecture table knows, and a
 // factory whose driver is the fake trainer. The config names the local driver, one
@@ -78,7 +84,8 @@ func setupWith(t *testing.T, driverName, extra string) (*Options, *fakeTrainer, 
 	io, _, _, _ := iostreams.Test()
 	l := zerolog.Nop()
 	runs := filepath.Join(dir, "runs")
-	fake := &fakeTrainer{}
+	// The fake stands in for the named driver: one on this machine gets the pre-flight.
+	fake := &fakeTrainer{caps: driver.Capabilities{Local: driverName == "local" || driverName == "docker" || driverName == "podman"}}
 	f := &cmdutil.Factory{IO: io, Log: &l, RunsDir: func() string { return runs },
 		Driver: func(string) (driver.Driver, error) { return fake, nil }}
 	o := &Options{Factory: f, Config: cfg, GPU: -1, gpuIndex: -1, Signals: make(chan os.Signal)}
@@ -290,10 +297,16 @@ func TestResumeTakesNoConfig(t *testing.T) {
 	}
 }
 
+// The pre-flight applies where the built-in driver says the trainer runs here.
 func TestRunsHere(t *testing.T) {
-	for name, want := range map[string]bool{"local": true, "docker": true, "podman": true, "slurm": false, "my-plugin": false} {
-		if got := runsHere(name); got != want {
-			t.Errorf("runsHere(%q) = %v", name, got)
+	docker, _ := container.New(container.Docker)
+	podman, _ := container.New(container.Podman)
+	for _, tc := range []struct {
+		d    driver.Driver
+		want bool
+	}{{local.New(), true}, {docker, true}, {podman, true}, {slurm.New(), false}, {nil, false}} {
+		if got := runsHere(&runner.LaunchOptions{Driver: tc.d}); got != tc.want {
+			t.Errorf("runsHere(%v) = %v", tc.d, got)
 		}
 	}
 }
