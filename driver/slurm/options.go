@@ -190,7 +190,7 @@ func (o *Options) Validate() error {
 	}
 	if o.SignalGrace < 0 {
 		bad("signal_grace", "must be positive seconds, got %d", o.SignalGrace)
-	} else if lim := timeSeconds(o.Time); lim > 0 && timeRE.MatchString(o.Time) {
+	} else if lim := timeSeconds(o.Time); timeRE.MatchString(o.Time) && lim > 0 {
 		grace := o.SignalGrace
 		if grace == 0 {
 			grace = DefaultSignalGrace

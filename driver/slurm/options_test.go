@@ -175,6 +175,8 @@ func TestTimeSeconds(t *testing.T) {
 	tests := map[string]int{
 		"": 0, "UNLIMITED": 0, "30": 1800, "10:30": 630, "2:00:00": 7200,
 		"1-0": 86400, "1-2": 93600, "1-2:30": 95400, "1-2:30:15": 95415,
+		// Not Slurm times (Validate refuses them): no panic, no limit.
+		"0-00:00::": 0, "1:2:3:4": 0,
 	}
 	for in, want := range tests {
 		if got := timeSeconds(in); got != want {

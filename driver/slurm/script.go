@@ -160,6 +160,9 @@ func timeSeconds(s string) int {
 		parts := strings.Split(rest, ":")
 		secs := days * 86400
 		mult := []int{3600, 60, 1}
+		if len(parts) > len(mult) {
+			return 0 // not a Slurm time ("0-00:00::"); Validate reports it
+		}
 		for i, p := range parts {
 			n, _ := strconv.Atoi(p)
 			secs += n * mult[i]
@@ -176,9 +179,10 @@ func timeSeconds(s string) int {
 		return n[0] * 60
 	case 2: // MM:SS
 		return n[0]*60 + n[1]
-	default: // HH:MM:SS
+	case 3: // HH:MM:SS
 		return n[0]*3600 + n[1]*60 + n[2]
 	}
+	return 0 // not a Slurm time; Validate reports it
 }
 
 // directives are the #SBATCH options from the options, in a fixed order.
