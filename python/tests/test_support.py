@@ -475,3 +475,20 @@ def test_distributed_section_optional_and_validated():
     cfg["distributed"] = {"nproc_per_node": 2}
     with pytest.raises(s.ConfigError, match="distributed.nodes: missing"):
         s.validate_config(cfg)
+
+
+def test_resolved_keys_match_the_go_schema():
+    """resolved.json's keys, as the Go types that write it define them (the generated
+    schema, config/testdata/resolved.schema.json, kept current by a Go test), are the
+    keys this trainer validates: a key added on one side only fails here."""
+    import task_metrics
+    from conftest import REPO
+    with open(os.path.join(REPO, "config", "testdata", "resolved.schema.json")) as f:
+        props = json.load(f)["properties"]
+    for section, rules in sup._SCHEMA.items():
+        go_keys = set(props[section]["properties"])
+        py_keys = set(rules) | set(sup._OPTIONAL.get(section, {}))
+        assert go_keys == py_keys, f"{section}: only in Go {sorted(go_keys - py_keys)}, only here {sorted(py_keys - go_keys)}"
+    assert set(props["eval"]["properties"]) == set(task_metrics.EVAL_DEFAULTS)
+    sections = {s for s, v in props.items() if "properties" in v}
+    assert sections - {"eval"} == set(sup._SCHEMA), sections ^ set(sup._SCHEMA)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/internal/cmdutil"
 )
 
@@ -68,5 +70,36 @@ func initRun(o *Options) error {
 		return err
 	}
 	fmt.Fprintf(o.Factory.IO.Out, "wrote %s: edit model and data, then `loractl render %s`\n", o.Path, o.Path)
+	return o.writeSchema()
+}
+
+// SchemaFile is the schema the starter's modeline names, beside the config.
+const SchemaFile = "loractl.schema.json"
+
+// writeSchema writes the config's JSON Schema beside it, for the editor the modeline
+// points at. An existing schema file is kept unless --force (`loractl schema -o` also
+// refreshes it).
+func (o *Options) writeSchema() error {
+	path := filepath.Join(filepath.Dir(o.Path), SchemaFile)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if o.Force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	fh, err := os.OpenFile(path, flags, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		fmt.Fprintf(o.Factory.IO.Out, "kept %s (refresh it with `loractl schema -o %s`)\n", path, path)
+		return nil
+	}
+	if err != nil {
+		return cmdutil.Invalid(err)
+	}
+	if _, err := fh.Write(config.SchemaJSON(false)); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Factory.IO.Out, "wrote %s: editors with the YAML language server complete and check the config with it\n", path)
 	return nil
 }

@@ -30,6 +30,13 @@ func TestInitWritesAValidStarter(t *testing.T) {
 	if c.Resolved.LoRA.R != config.DefaultR || c.Resolved.Train.LearningRate != config.DefaultLearningRate {
 		t.Errorf("starter disagrees with the defaults: %+v", c.Resolved)
 	}
+	// The modeline names the schema written beside the config.
+	if b, _ := os.ReadFile(p); !strings.HasPrefix(string(b), "# yaml-language-server: $schema="+SchemaFile+"\n") {
+		t.Errorf("no modeline: %.80q", b)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, SchemaFile)); err != nil || string(b) != string(config.SchemaJSON(false)) {
+		t.Errorf("schema beside the config: %v", err)
+	}
 	if err := initRun(&Options{Factory: f, Path: p}); cmdutil.ExitCode(err) != cmdutil.ExitInvalid {
 		t.Fatalf("overwrite without --force: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	reportcmd "github.com/loractl/loractl/internal/cmd/report"
 	"github.com/loractl/loractl/internal/cmd/reproduce"
 	"github.com/loractl/loractl/internal/cmd/runs"
+	schemacmd "github.com/loractl/loractl/internal/cmd/schema"
 	"github.com/loractl/loractl/internal/cmd/stop"
 	sweepcmd "github.com/loractl/loractl/internal/cmd/sweep"
 	"github.com/loractl/loractl/internal/cmd/train"
@@ -47,4 +48,5 @@ var commands = []func(*cmdutil.Factory) *cobra.Command{
 	func(f *cmdutil.Factory) *cobra.Command { return stop.NewCmdStop(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return gpucmd.NewCmdGPU(f, nil) },
 	func(f *cmdutil.Factory) *cobra.Command { return doctor.NewCmdDoctor(f, nil) },
+	func(f *cmdutil.Factory) *cobra.Command { return schemacmd.NewCmdSchema(f, nil) },
 }
