@@ -26,9 +26,10 @@ training template for it where TRL ships one (`training_template` true: Llama 3,
 Gemma, Phi-3, ...), which SFTTrainer swaps in for assistant-only loss. The assistant tokens
 are then those inside the markers. Otherwise (or when trl cannot be imported) the tokenizer's
 own template renders and an assistant turn's tokens are those its rendering adds to the
-conversation before it. Lines that are not chat rows (including a weight other than 0 or 1,
-a `tools` that is not a list of objects and a string with a lone surrogate escape) are
-skipped silently: the Go check reports them.
+conversation before it. Lines are read with the trainer's own reader
+(train_lora_support.iter_chat_rows); a line it would refuse (not a chat row, a weight other
+than 0 or 1, a `tools` that is not a list of objects, a lone surrogate escape, every
+assistant turn at weight 0) is skipped silently: the Go check reports it.
 Exit status 2 on bad arguments or a tokenizer that cannot be loaded.
 """
 
@@ -40,9 +41,8 @@ import sys
 
 # The trainer's own module, written beside this script: what is rendered and what carries
 # loss are decided by the same code the trainer runs.
-from train_lora_support import TEMPLATE_KEYS, message_weight, zero_weight0_spans
+from train_lora_support import TEMPLATE_KEYS, iter_chat_rows, message_weight, zero_weight0_spans
 
-BOM = b"\xef\xbb\xbf"
 BATCH = 64
 PROBE_ANSWER = "loractl probe answer"
 MARKER_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -71,42 +71,14 @@ def load_tokenizer(path):
 
 
 def records(path, max_line_bytes):
-    """Yield (line number, messages, tools or None) for every chat row, reading at most
-    max_line_bytes of any line, numbering lines exactly as the Go check does."""
-    with open(path, "rb") as f:
-        lineno = 0
-        while True:
-            line = f.readline(max_line_bytes + 2)
-            if not line:
-                return
-            lineno += 1
-            if not line.endswith(b"\n") and len(line) == max_line_bytes + 2:
-                while True:  # too long: skip the rest of the line without keeping it
-                    rest = f.readline(1 << 20)
-                    if not rest or rest.endswith(b"\n"):
-                        break
-                continue
-            if lineno == 1 and line.startswith(BOM):
-                line = line[len(BOM):]
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                messages = obj["messages"]
-                if not isinstance(messages, list) or not all(
-                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                    and weight(m) is not None
-                    for m in messages
-                ):
-                    continue
-                tools = obj.get("tools")
-                if "tools" in obj and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-                    continue
-                if b"\\u" in line:  # only an escape can make a lone surrogate, which has no UTF-8 form
-                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
-            except (ValueError, KeyError, TypeError):  # UnicodeEncodeError is a ValueError
-                continue
-            yield lineno, messages, tools
+    """Yield (line number, messages, tools or None) for every chat row, through the
+    trainer's own reader (iter_chat_rows): lines it would refuse are skipped (the Go check
+    reports them), lines longer than max_line_bytes are skipped unread. Each message carries
+    its weight again (as written: 0 or 1), for the masks below."""
+    for lineno, row, problem in iter_chat_rows(path, max_line_bytes):
+        if problem:
+            continue
+        yield lineno, [dict(m, weight=w) for m, w in zip(row["messages"], row["weights"])], row["tools"]
 
 
 def weight(message):

@@ -838,7 +838,24 @@ ASCII_SPACE = b" \t\r\n\x0b\x0c"
 
 def read_chat_jsonl(path):
     """Rows as {"messages": [...], "tools": [...] or None, "weights": [0|1 per message],
-    "where": "FILE:LINE"}, naming file:line on bad input.
+    "where": "FILE:LINE"}, naming file:line on bad input (ConfigError). The rules are
+    iter_chat_rows'; a file with no rows is an error."""
+    rows = []
+    for _lineno, row, problem in iter_chat_rows(path):
+        if problem:
+            raise ConfigError(problem)
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path}: no examples")
+    return rows
+
+
+def iter_chat_rows(path, max_line_bytes=None):
+    """Yield (line number, row, problem) for every line of a chat JSONL file that is not
+    blank: the row as read_chat_jsonl returns them, or None and what is wrong with the line
+    ("FILE:LINE: ..."). The trainer refuses a file with a problem; the token counter
+    (token_stats.py) skips such lines, which the Go check reports. One reader for both, so
+    that what is counted is what is trained.
 
     Lines end at a newline byte only and are numbered as `loractl data check` numbers them: a UTF-8
     byte order mark at the start of the file is skipped, a CR before the newline (CRLF) or
@@ -850,60 +867,78 @@ def read_chat_jsonl(path):
     optional top-level list of function schemas for apply_chat_template(tools=...), must be a
     list of objects. An example whose assistant turns all have weight 0 is refused, as the
     data check does. The rows are tokenized from these dicts as they are (never through an
-    Arrow table, which would merge the shapes of tool calls across rows)."""
-    rows = []
+    Arrow table, which would merge the shapes of tool calls across rows). With
+    max_line_bytes, a longer line is a problem and is skipped without being read whole."""
+    limit = -1 if max_line_bytes is None else max_line_bytes + 2
     with open(path, "rb") as f:  # binary lines end at b"\n" only
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        while True:
+            raw = f.readline(limit)
+            if not raw:
+                return
+            lineno += 1
             where = f"{path}:{lineno}"
+            if max_line_bytes is not None and not raw.endswith(b"\n") and len(raw) == limit:
+                while True:  # too long: skip the rest of the line without keeping it
+                    rest = f.readline(1 << 20)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                yield lineno, None, f"{where}: longer than {max_line_bytes} bytes"
+                continue
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip(ASCII_SPACE):  # not str.strip(): an NBSP-only line is not blank
                 continue
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ConfigError(f"{where}: not valid UTF-8 (byte {e.start})")
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise ConfigError(f"{where}: not valid JSON: {e}")
-            msgs = obj.get("messages") if isinstance(obj, dict) else None
-            if not isinstance(msgs, list) or not msgs:
-                raise ConfigError(f'{where}: want an object with a non-empty "messages" list')
-            tools = obj.get("tools")
-            if "tools" in obj and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-                raise ConfigError(f"{where}: tools: must be a list of objects (function schemas), "
-                                  f"got {json.dumps(tools)[:80]}")
-            escapes = "\\u" in line  # only an escape can make a lone surrogate
-            clean, weights = [], []
-            for i, m in enumerate(msgs):
-                if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                    raise ConfigError(f"{where}: messages[{i}] needs string role and content")
-                kept = {k: m[k] for k in TEMPLATE_KEYS if k in m}
-                if escapes:
-                    for key, value in kept.items():
-                        bad = _bad_string_path(value, f"messages[{i}].{key}")
-                        if bad:
-                            raise ConfigError(f"{where}: {bad}: not valid UTF-8 "
-                                              "(a lone surrogate escape such as \\ud800)")
-                weight = message_weight(m.get("weight", 1))
-                if weight is None:
-                    raise ConfigError(f"{where}: messages[{i}].weight: must be the number 0 or 1, "
-                                      f"got {json.dumps(m['weight'])}")
-                clean.append(kept)
-                weights.append(weight)
-            if escapes and tools:
-                bad = _bad_string_path(tools, "tools")
+                yield lineno, _chat_row(raw, where), None
+            except ConfigError as e:
+                yield lineno, None, str(e)
+
+
+def _chat_row(raw, where):
+    """One non-blank line as a row; ConfigError naming where and what."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not valid UTF-8 (byte {e.start})")
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        raise ConfigError(f"{where}: not valid JSON: {e}")
+    msgs = obj.get("messages") if isinstance(obj, dict) else None
+    if not isinstance(msgs, list) or not msgs:
+        raise ConfigError(f'{where}: want an object with a non-empty "messages" list')
+    tools = obj.get("tools")
+    if "tools" in obj and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise ConfigError(f"{where}: tools: must be a list of objects (function schemas), "
+                          f"got {json.dumps(tools)[:80]}")
+    escapes = "\\u" in line  # only an escape can make a lone surrogate
+    clean, weights = [], []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ConfigError(f"{where}: messages[{i}] needs string role and content")
+        kept = {k: m[k] for k in TEMPLATE_KEYS if k in m}
+        if escapes:
+            for key, value in kept.items():
+                bad = _bad_string_path(value, f"messages[{i}].{key}")
                 if bad:
-                    raise ConfigError(f"{where}: {bad}: not valid UTF-8 (a lone surrogate escape such as \\ud800)")
-            targets = [w for m, w in zip(clean, weights) if m["role"] == "assistant"]
-            if targets and not any(targets):
-                raise ConfigError(f"{where}: every assistant message has weight 0: "
-                                  "the example has nothing to learn from")
-            rows.append({"messages": clean, "tools": tools, "weights": weights, "where": where})
-    if not rows:
-        raise ConfigError(f"{path}: no examples")
-    return rows
+                    raise ConfigError(f"{where}: {bad}: not valid UTF-8 "
+                                      "(a lone surrogate escape such as \\ud800)")
+        weight = message_weight(m.get("weight", 1))
+        if weight is None:
+            raise ConfigError(f"{where}: messages[{i}].weight: must be the number 0 or 1, "
+                              f"got {json.dumps(m['weight'])}")
+        clean.append(kept)
+        weights.append(weight)
+    if escapes and tools:
+        bad = _bad_string_path(tools, "tools")
+        if bad:
+            raise ConfigError(f"{where}: {bad}: not valid UTF-8 (a lone surrogate escape such as \\ud800)")
+    targets = [w for m, w in zip(clean, weights) if m["role"] == "assistant"]
+    if targets and not any(targets):
+        raise ConfigError(f"{where}: every assistant message has weight 0: "
+                          "the example has nothing to learn from")
+    return {"messages": clean, "tools": tools, "weights": weights, "where": where}
 
 
 def weight0_turns(rows):

@@ -24,6 +24,10 @@ import (
 // name and the same rules (verify_checkpoint); run/contract_test.go checks they agree.
 const CompleteMarker = "loractl-complete.json"
 
+// CheckpointPrefix starts every checkpoint directory's name: checkpoint-<step>
+// (the trainer's CHECKPOINT_PREFIX, checked by TestConstantsAgreeWithTrainer).
+const CheckpointPrefix = "checkpoint-"
+
 // MarkerVersion is the marker format that lists every file of the checkpoint.
 // Markers without a version (or without "files") are legacy: see VerifyCheckpoint.
 const MarkerVersion = 2
@@ -452,7 +456,7 @@ func MarkerStep(cpDir string) (int, error) {
 }
 
 func checkpointStep(name string) (int, bool) {
-	s, ok := strings.CutPrefix(name, "checkpoint-")
+	s, ok := strings.CutPrefix(name, CheckpointPrefix)
 	if !ok {
 		return 0, false
 	}

@@ -62,8 +62,9 @@ func TestConstantsAgreeWithTrainer(t *testing.T) {
 		Version  int      `json:"version"`
 		Exits    []int    `json:"exits"`
 		Required []string `json:"required"`
+		Prefix   string   `json:"prefix"`
 	}
-	runSupport(t, `json.dump({"marker": sup.MARKER, "version": sup.MARKER_VERSION,
+	runSupport(t, `json.dump({"marker": sup.MARKER, "version": sup.MARKER_VERSION, "prefix": sup.CHECKPOINT_PREFIX,
   "exits": [sup.EXIT_OK, sup.EXIT_FAILED, sup.EXIT_INVALID, sup.EXIT_INTERRUPTED],
   "required": list(sup.REQUIRED_CHECKPOINT_FILES)}, sys.stdout)`, nil, &py)
 	if py.Marker != CompleteMarker || py.Version != MarkerVersion {
@@ -71,6 +72,9 @@ func TestConstantsAgreeWithTrainer(t *testing.T) {
 	}
 	if want := []int{driver.TrainerExitOK, driver.TrainerExitFailed, driver.TrainerExitInvalid, driver.TrainerExitInterrupted}; !equalInts(py.Exits, want) {
 		t.Errorf("exit codes: python %v, go %v", py.Exits, want)
+	}
+	if py.Prefix != CheckpointPrefix {
+		t.Errorf("checkpoint prefix: python %q, go %q", py.Prefix, CheckpointPrefix)
 	}
 	if strings.Join(py.Required, ",") != strings.Join(RequiredCheckpointFiles, ",") {
 		t.Errorf("required files: python %v, go %v", py.Required, RequiredCheckpointFiles)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/run"
 )
 
 //go:embed fake_trainer.sh
@@ -176,6 +177,6 @@ func lastEvent(evs []map[string]any, typ string) map[string]any {
 // checkpointComplete reports whether the run dir holds a checkpoint with its
 // completion marker, as the trainer contract defines "complete".
 func checkpointComplete(runDir string) bool {
-	m, _ := filepath.Glob(filepath.Join(runDir, "checkpoints", "checkpoint-*", "loractl-complete.json"))
+	m, _ := filepath.Glob(filepath.Join(runDir, run.CheckpointsDir, run.CheckpointPrefix+"*", run.CompleteMarker))
 	return len(m) > 0
 }
