@@ -6,7 +6,7 @@
 GO ?= go
 PYTHON ?= $(shell scripts/setup-python.sh 2>/dev/null | tail -n 1)
 
-.PHONY: check fmt vet test-go test-python build test
+.PHONY: check fmt vet lint test-go test-python build test
 
 check: fmt vet test-go
 
@@ -18,6 +18,10 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+# Python lint (ruff.toml); the linter comes with LORACTL_DEV_EXTRAS=1 scripts/setup-python.sh.
+lint:
+	$(dir $(PYTHON))ruff check python bench
 
 # Unit tests: the end-to-end package is left out (it trains real models).
 test-go:

@@ -169,7 +169,7 @@ def convert(out, tokenizer, stops, rows, quant, system_prompt):
             return a.astype(np.float16)
         return gguf.quants.quantize(a, t)
 
-    for fname, key, new, shape, t in plan:
+    for _fname, _key, new, shape, t in plan:
         if t == gguf.GGMLQuantizationType.Q8_0:  # described by its byte shape, as quantize() returns it
             byte_shape = gguf.quant_shape_to_byte_shape(shape, t)
             w.add_tensor_info(new, byte_shape, np.uint8, int(np.prod(byte_shape)), raw_dtype=t)
@@ -179,7 +179,7 @@ def convert(out, tokenizer, stops, rows, quant, system_prompt):
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for fname, key, new, shape, t in plan:
+    for fname, key, _new, shape, t in plan:
         w.write_tensor_data(load(fname, key, shape, t))
     w.close()
 

@@ -238,7 +238,6 @@ def release_memory():
 def merge(cfg, adapter_dir, out, id_lists, tolerance):
     """Merge the adapter into the base in the base's dtype, save it to out, reload it alone and
     compare its logits with base + adapter's. Returns the verification record."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
     m = cfg["model"]

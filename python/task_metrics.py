@@ -233,6 +233,19 @@ def _python(where, path, function):
     return call
 
 
+# How each kind's scorer is built from its spec (where: the key errors name).
+_BUILDERS = {
+    "exact": lambda where, m: _exact,
+    "contains": lambda where, m: _contains,
+    "json_valid": lambda where, m: _json_valid,
+    "regex": lambda where, m: _regex(where, m["pattern"]),
+    "json_schema": lambda where, m: _json_schema(where, m["path"]),
+    "chrf": lambda where, m: _chrf(),
+    "rouge_l": lambda where, m: _rouge_l(),
+    "python": lambda where, m: _python(where, m["path"], m["function"]),
+}
+
+
 def build_metrics(specs):
     """Metric objects for the validated eval.metrics, judge metrics left out. Raises
     ConfigError naming the key when a regex does not compile, a schema file is not JSON
@@ -242,16 +255,7 @@ def build_metrics(specs):
         where, kind = f"eval.metrics[{i}]", m["kind"]
         if kind == "judge":
             continue
-        fn = {
-            "exact": lambda: _exact,
-            "contains": lambda: _contains,
-            "json_valid": lambda: _json_valid,
-            "regex": lambda: _regex(where, m["pattern"]),
-            "json_schema": lambda: _json_schema(where, m["path"]),
-            "chrf": _chrf,
-            "rouge_l": _rouge_l,
-            "python": lambda: _python(where, m["path"], m["function"]),
-        }[kind]()
+        fn = _BUILDERS[kind](where, m)
         out.append(Metric(m["name"], kind, fn))
     return out
 

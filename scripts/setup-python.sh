@@ -5,6 +5,7 @@
 #   LORACTL_GPU_EXTRAS=1 scripts/...   # also bitsandbytes (QLoRA)
 #   LORACTL_TRACKING_EXTRAS=1 ...      # also tensorboard, mlflow-skinny, wandb (train.report_to)
 #   LORACTL_EXPORT_EXTRAS=1 scripts/... # also gguf (loractl export --format gguf)
+#   LORACTL_DEV_EXTRAS=1 scripts/...    # also ruff, the Python linter
 #   LORACTL_EXPORT_EXTRAS=llama ...     # and llama-cpp-python (compiles llama.cpp; GGUF tests run it)
 # The cache root is $LORACTL_CACHE (default ~/.cache/loractl). loractl finds the venv by the
 # same rule (see `loractl doctor`).
@@ -30,6 +31,9 @@ fi
 if [ "${LORACTL_TRACKING_EXTRAS:-0}" = 1 ]; then
   # Quiet and quick once installed: pip only checks the pins.
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-tracking.txt" >&2
+fi
+if [ "${LORACTL_DEV_EXTRAS:-0}" = 1 ]; then
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-dev.txt" >&2
 fi
 case "${LORACTL_EXPORT_EXTRAS:-0}" in
   1) "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/python/requirements-export.txt" >&2 ;;

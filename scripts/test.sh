@@ -18,7 +18,7 @@ scripts/install-deps.sh
 echo "== python environment" >&2
 # With the extras sets the tests exercise for real: the experiment trackers (their files
 # are read back) and the GGUF export (read back against the merged model).
-LORACTL_PYTHON=$(LORACTL_TRACKING_EXTRAS=1 LORACTL_EXPORT_EXTRAS=1 scripts/setup-python.sh | tail -n 1)
+LORACTL_PYTHON=$(LORACTL_TRACKING_EXTRAS=1 LORACTL_EXPORT_EXTRAS=1 LORACTL_DEV_EXTRAS=1 scripts/setup-python.sh | tail -n 1)
 export LORACTL_PYTHON
 # A missing trainer environment must fail the end-to-end tests here, not skip them.
 export LORACTL_REQUIRE_E2E=1
@@ -65,6 +65,8 @@ fi
 
 # Both suites run even when the first fails, so one CI run reports every failure.
 status=0
+echo "== ruff" >&2
+"$(dirname "$LORACTL_PYTHON")/ruff" check python bench || status=1
 echo "== pytest" >&2
 "$LORACTL_PYTHON" -m pytest -q python/tests || status=1
 

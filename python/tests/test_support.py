@@ -180,7 +180,7 @@ def test_bad_tools_name_file_line_and_key(tmp_path, tools):
     p = tmp_path / "d.jsonl"
     good = '{"messages": [{"role": "user", "content": "hi"}]}\n'
     p.write_text(good + '{"messages": [{"role": "user", "content": "hi"}], "tools": %s}\n' % tools)
-    with pytest.raises(sup.ConfigError, match=rf"d.jsonl:2: tools: must be a list of objects"):
+    with pytest.raises(sup.ConfigError, match=r"d.jsonl:2: tools: must be a list of objects"):
         sup.read_chat_jsonl(str(p))
 
 
