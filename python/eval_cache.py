@@ -82,6 +82,20 @@ def fingerprint(path):
     return h.hexdigest()
 
 
+def model_identity(name_or_path, revision=None, cache_dir=None):
+    """A local model directory's fingerprint; for a hub id, that of the snapshot in the
+    local Hugging Face cache (its path names the commit), so a model updated in the cache
+    is a new key. A hub id that is not cached (or no huggingface_hub) is its name alone."""
+    if os.path.exists(name_or_path):
+        return fingerprint(name_or_path)
+    try:
+        from huggingface_hub import snapshot_download
+        return fingerprint(snapshot_download(name_or_path, revision=revision, local_files_only=True,
+                                             cache_dir=cache_dir))
+    except Exception:  # noqa: BLE001 - not cached, offline, not a repo id: the name stands
+        return fingerprint(name_or_path)
+
+
 def cache_key(cfg, versions, device_kind, precision):
     """The entry key for a run: a hex digest."""
     settings = keyed_settings(cfg)
@@ -91,7 +105,7 @@ def cache_key(cfg, versions, device_kind, precision):
     d["train"] = fingerprint(d["train"]) if d.get("eval_split") else ""
     d["eval"] = fingerprint(d["eval"]) if d.get("eval") else ""
     model = dict(settings["model"])
-    model["name_or_path"] = fingerprint(model["name_or_path"])
+    model["name_or_path"] = model_identity(model["name_or_path"], model.get("revision") or None)
     settings.update(data=d, model=model)
     inputs = {
         "settings": settings,

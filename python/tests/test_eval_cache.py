@@ -68,6 +68,25 @@ def test_key_follows_files_versions_and_device(tiny_model, tmp_path):
     assert key(other) != k2
 
 
+def test_a_hub_model_is_keyed_by_its_cached_snapshot(tmp_path):
+    """A hub id names files in the local Hugging Face cache: the snapshot's contents key
+    the entry, so a model updated in the cache under the same name is a new key."""
+    repo = tmp_path / "models--acme--tiny"
+    for commit, text in (("aaaa", "{}"), ("bbbb", '{"hidden_size": 8}')):
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text(text)
+    (repo / "refs").mkdir()
+    ids = {}
+    for commit in ("aaaa", "bbbb"):
+        (repo / "refs" / "main").write_text(commit)
+        ids[commit] = eval_cache.model_identity("acme/tiny", cache_dir=str(tmp_path))
+    assert ids["aaaa"] != ids["bbbb"]
+    assert eval_cache.model_identity("acme/tiny", cache_dir=str(tmp_path)) == ids["bbbb"]
+    # Not cached: the name alone (no download is attempted).
+    assert eval_cache.model_identity("acme/absent", cache_dir=str(tmp_path)) == eval_cache.fingerprint("acme/absent")
+
+
 def events_of(t, type_):
     return [e for e in t.events() if e["type"] == type_]
 
