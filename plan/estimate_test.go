@@ -30,7 +30,7 @@ func estimate(t *testing.T, r Run) *Estimate {
 	return e
 }
 
-// Published measurements (../shared/reference/memory.md) come from other stacks:
+// Published measurements (the table in docs/memory.md) come from other stacks:
 // torchtune compiles the model, keeps adapters and optimizer states in bf16 and, for
 // the 3B rows, offloads activations. The estimate of what PyTorch allocates must land
 // within the stated tolerance of them; docs/memory.md discusses each row.

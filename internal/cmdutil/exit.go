@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/loractl/loractl/gpu/preflight"
+	"github.com/loractl/loractl/launch"
 )
 
 // Documented exit codes (see `loractl help exit-codes`).
@@ -61,11 +62,13 @@ func ExitCode(err error) int {
 		noFit    *preflight.NoFitError
 		unusable *preflight.UnusableError
 		request  *preflight.RequestError
+		input    *launch.InputError
+		data     *launch.DataCheckError
 	)
 	switch {
 	case errors.As(err, &noFit), errors.As(err, &unusable):
 		return ExitNoFit
-	case errors.As(err, &request):
+	case errors.As(err, &request), errors.As(err, &input), errors.As(err, &data):
 		return ExitInvalid
 	}
 	return ExitFailed

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/loractl/loractl/dataset"
 	"github.com/loractl/loractl/gpu/preflight"
+	"github.com/loractl/loractl/launch"
 )
 
 // Exit codes are decided here, at the CLI edge, from what the packages below return.
@@ -24,6 +26,8 @@ func TestExitCode(t *testing.T) {
 		{"no fit wrapped", fmt.Errorf("pre-flight: %w", noFit), ExitNoFit},
 		{"unusable GPU", &preflight.UnusableError{Err: errors.New("MIG enabled but no MIG instance")}, ExitNoFit},
 		{"a GPU this machine lacks", &preflight.RequestError{Msg: "GPU 7 was requested"}, ExitInvalid},
+		{"QLoRA without CUDA", &launch.InputError{Err: errors.New("quantization: 4bit needs an NVIDIA GPU")}, ExitInvalid},
+		{"data errors", &launch.DataCheckError{Report: &dataset.Report{ErrorsTotal: 2}}, ExitInvalid},
 		// An explicit decision wins over the type it wraps.
 		{"decided", Failed(noFit), ExitFailed},
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/plan"
 )
 
@@ -164,7 +164,7 @@ func planRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	run, err := prelaunch.RunFromResolved(resolved)
+	run, err := launch.RunFromResolved(resolved)
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
@@ -173,14 +173,14 @@ func planRun(o *Options) error {
 		run.WorstCase = true
 	} else {
 		py, _, _ := pyenv.Find(o.python) // no interpreter: approximate lengths
-		if run.Data, err = prelaunch.DataLengths(context.Background(), resolved, py); err != nil {
+		if run.Data, err = launch.DataLengths(context.Background(), resolved, py, pyenv.TokenCacheDir()); err != nil {
 			rep.DataNote = fmt.Sprintf("no data lengths (%v): every row taken at max_length", err)
 		}
 	}
 	if err := o.available(rep, cfgGPU); err != nil {
 		return err
 	}
-	run, choice, err := prelaunch.ChooseBatch(run, resolved.Train, rep.AvailableBytes, max(o.processes, 1))
+	run, choice, err := launch.ChooseBatch(run, resolved.Train, rep.AvailableBytes, max(o.processes, 1))
 	if err != nil {
 		choice = err.Error()
 	}
@@ -217,7 +217,7 @@ func planRun(o *Options) error {
 		_, changes, fe, ferr := plan.AutoFit(run, rep.AvailableBytes)
 		if fe != nil {
 			adj := *resolved
-			if err := prelaunch.ApplyChanges(&adj, changes); err != nil {
+			if err := launch.ApplyChanges(&adj, changes); err != nil {
 				return cmdutil.Failed(err)
 			}
 			rep.AutoFit = &autoFitJSON{Changes: changes, Estimate: wrap(fe), Verdict: plan.Judge(fe.PeakBytes, rep.AvailableBytes), Resolved: &adj}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/sweep"
 )
@@ -140,7 +140,7 @@ func (o *Options) localSlots(pl *sweep.Plan) ([]sweep.Slot, error) {
 func largestEstimate(pl *sweep.Plan, o *Options) uint64 {
 	var need uint64
 	for _, p := range pl.Points {
-		r, err := prelaunch.RunFromResolved(&p.Prepared.Config.Resolved)
+		r, err := launch.RunFromResolved(&p.Prepared.Config.Resolved)
 		if err != nil {
 			o.Factory.Log.Warn().Err(err).Msg("no memory estimate: running one point per GPU")
 			return 0

@@ -20,9 +20,9 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/gpu"
-	"github.com/loractl/loractl/internal/cmd/shared/prelaunch"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/pyenv"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/sweep"
@@ -224,7 +224,7 @@ func (o *Options) beforeLaunch(ctx context.Context, pl *sweep.Plan, queued []*sw
 	return nil
 }
 
-// checkData checks the data once per distinct data check (prelaunch.DataCheckKey) of
+// checkData checks the data once per distinct data check (launch.DataCheckKey) of
 // the queued points: points that share data, max_length and tokenizer share one
 // check, and a point that sweeps any of them is checked with its own values. It
 // returns each point's report for its manifest; any error stops the whole sweep
@@ -238,7 +238,7 @@ func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *ru
 	byKey := map[string]*group{}
 	for _, p := range queued {
 		cfg := p.Prepared.Config
-		key := prelaunch.DataCheckKey(cfg)
+		key := launch.DataCheckKey(cfg)
 		g := byKey[key]
 		if g == nil {
 			g = &group{cfg: cfg}
@@ -257,7 +257,13 @@ func (o *Options) checkData(ctx context.Context, queued []*sweep.Planned, lo *ru
 		if py, ok := pythons[g.indices[0]]; ok {
 			glo.Python = py
 		}
-		if err := prelaunch.CheckData(ctx, o.Factory, g.cfg, &glo, o.SkipDataCheck); err != nil {
+		err := launch.CheckData(ctx, o.Factory.Log, g.cfg, &glo, o.SkipDataCheck, pyenv.TokenCacheDir())
+		var dce *launch.DataCheckError
+		if errors.As(err, &dce) {
+			dce.Write(o.Factory.IO.ErrOut)
+			return nil, cmdutil.SilentExit(cmdutil.ExitInvalid)
+		}
+		if err != nil {
 			return nil, err
 		}
 		for _, i := range g.indices {

@@ -14,16 +14,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/loractl/loractl/driver"
-	"github.com/loractl/loractl/driver/container"
-	"github.com/loractl/loractl/driver/local"
-	"github.com/loractl/loractl/driver/slurm"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
-	"github.com/loractl/loractl/runner"
 )
 
 // fakeTrainer completes instantly: it writes a start and an end event.
@@ -294,20 +290,6 @@ func TestResumeTakesNoConfig(t *testing.T) {
 	}
 	if _, err := parseTrain(t, []string{"--resume", "demo-0123456789"}); err != nil {
 		t.Fatalf("--resume alone: %v", err)
-	}
-}
-
-// The pre-flight applies where the built-in driver says the trainer runs here.
-func TestRunsHere(t *testing.T) {
-	docker, _ := container.New(container.Docker)
-	podman, _ := container.New(container.Podman)
-	for _, tc := range []struct {
-		d    driver.Driver
-		want bool
-	}{{local.New(), true}, {docker, true}, {podman, true}, {slurm.New(), false}, {nil, false}} {
-		if got := runsHere(&runner.LaunchOptions{Driver: tc.d}); got != tc.want {
-			t.Errorf("runsHere(%v) = %v", tc.d, got)
-		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package prelaunch
+package launch
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
-	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/plan"
 )
 
@@ -28,7 +27,7 @@ func LengthsFromStats(st *dataset.Stats) *plan.Lengths {
 // with the model's tokenizer and chat template when the model is a local directory and
 // python (the trainer's interpreter) is given, cached; else estimated from bytes and
 // words (Lengths.Approximate). A tokenizer that fails falls back to the estimate.
-func DataLengths(ctx context.Context, r *config.Resolved, python string) (*plan.Lengths, error) {
+func DataLengths(ctx context.Context, r *config.Resolved, python, tokenCacheDir string) (*plan.Lengths, error) {
 	opts := dataset.Options{Train: r.Data.Train, Eval: r.Data.Eval, EvalSplit: r.Data.EvalSplit,
 		MaxLength: r.Train.MaxLength, Epochs: r.Train.Epochs}
 	if opts.Train == "" {
@@ -36,7 +35,7 @@ func DataLengths(ctx context.Context, r *config.Resolved, python string) (*plan.
 	}
 	if python != "" && filepath.IsAbs(r.Model.NameOrPath) && hasTokenizer(r.Model.NameOrPath) {
 		withTok := opts
-		withTok.Tokenizer = &dataset.PythonTokenCounter{Python: python, Dir: r.Model.NameOrPath, CacheDir: pyenv.TokenCacheDir()}
+		withTok.Tokenizer = &dataset.PythonTokenCounter{Python: python, Dir: r.Model.NameOrPath, CacheDir: tokenCacheDir}
 		if rep, err := dataset.Check(ctx, withTok); err == nil {
 			return LengthsFromStats(&rep.Stats), nil
 		}

@@ -1,4 +1,4 @@
-package prelaunch
+package launch
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/plan"
 )
 
@@ -35,15 +34,15 @@ func TestPreflight(t *testing.T) {
 		name        string
 		mgr         *gputest.Manager
 		opts        preflight.Options
-		wantCode    int
+		refused     bool
 		wantVisible string
 	}{
 		{"fits on the most free GPU", gputest.New(gputest.GPU("A", 24*gib, 3*gib), gputest.GPU("B", 24*gib, 23*gib)),
-			preflight.Options{GPU: preflight.AnyGPU}, 0, "1"},
+			preflight.Options{GPU: preflight.AnyGPU}, false, "1"},
 		{"refused on a busy card", gputest.New(gputest.GPU("A", 24*gib, 3*gib)),
-			preflight.Options{GPU: preflight.AnyGPU}, cmdutil.ExitNoFit, ""},
+			preflight.Options{GPU: preflight.AnyGPU}, true, ""},
 		{"forced on a busy card", gputest.New(gputest.GPU("A", 24*gib, 3*gib)),
-			preflight.Options{GPU: preflight.AnyGPU, Force: true}, 0, "0"},
+			preflight.Options{GPU: preflight.AnyGPU, Force: true}, false, "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,14 +50,14 @@ func TestPreflight(t *testing.T) {
 			if tt.mgr.Open() {
 				t.Error("manager left open")
 			}
-			if code := cmdutil.ExitCode(err); code != tt.wantCode {
-				t.Fatalf("exit %d (%v), want %d", code, err, tt.wantCode)
+			var nf *preflight.NoFitError
+			if refused := errors.As(err, &nf); refused != tt.refused || (!refused && err != nil) {
+				t.Fatalf("err %v, want refused=%v", err, tt.refused)
 			}
-			if tt.wantCode == 0 && d.Visible != tt.wantVisible {
+			if !tt.refused && d.Visible != tt.wantVisible {
 				t.Errorf("decision %+v", d)
 			}
-			var nf *preflight.NoFitError
-			if tt.wantCode == cmdutil.ExitNoFit && (!errors.As(err, &nf) || nf.Need != plan.Need(est) || nf.Need <= est.PeakBytes) {
+			if tt.refused && (nf.Need != plan.Need(est) || nf.Need <= est.PeakBytes) {
 				t.Errorf("refusal %v does not carry the estimate plus the margin", err)
 			}
 		})

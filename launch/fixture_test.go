@@ -1,4 +1,4 @@
-package prelaunch
+package launch
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package prelaunch
+package launch
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/gpu/preflight"
-	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/plan"
 )
 
@@ -61,7 +60,7 @@ func FreeMemory(m gpu.Manager, index int) uint64 {
 func Preflight(ctx context.Context, est *plan.Estimate, m gpu.Manager, opts preflight.Options) (*preflight.Decision, error) {
 	mgr, err := gpu.Open(m)
 	if err != nil {
-		return nil, cmdutil.Failed(err)
+		return nil, err
 	}
 	defer func() { _ = mgr.Shutdown() }()
 	var need uint64

@@ -1,4 +1,4 @@
-package prelaunch
+package launch
 
 import (
 	"context"
@@ -6,18 +6,19 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
+
 	"github.com/loractl/loractl/config"
 	"github.com/loractl/loractl/dataset"
-	"github.com/loractl/loractl/internal/cmdutil"
-	"github.com/loractl/loractl/internal/pyenv"
 	"github.com/loractl/loractl/runner"
 )
 
-// CheckData lints the run's data with the real tokenizer when the model is a local
-// directory. Errors stop the run (exit 2); warnings are printed and recorded in
-// lo.DataCheck. Sweeps call it once per distinct DataCheckKey of their points.
-func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *runner.LaunchOptions, skip bool) error {
-	log := f.Log
+// CheckData lints the run's data, with the real tokenizer when the model is a local
+// directory (token counts cached in tokenCacheDir). Errors are a *DataCheckError and
+// nothing may be launched; warnings are logged and, with the data's statistics,
+// recorded in lo.DataCheck for the manifest and the estimate. Sweeps call it once per
+// distinct DataCheckKey of their points.
+func CheckData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo *runner.LaunchOptions, skip bool, tokenCacheDir string) error {
 	if skip {
 		log.Warn().Msg("data check skipped (--skip-data-check)")
 		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
@@ -33,33 +34,14 @@ func CheckData(ctx context.Context, f *cmdutil.Factory, cfg *config.Config, lo *
 		Epochs:       r.Train.Epochs,
 	}
 	if filepath.IsAbs(r.Model.NameOrPath) {
-		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: pyenv.TokenCacheDir()}
+		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: tokenCacheDir}
 	}
 	rep, err := dataset.Check(ctx, opts)
 	if err != nil {
-		return cmdutil.Invalid(fmt.Errorf("data check: %w", err))
+		return &InputError{Err: fmt.Errorf("data check: %w", err)}
 	}
 	if rep.HasErrors() {
-		w := f.IO.ErrOut
-		fmt.Fprintf(w, "data check found %d error(s); nothing was launched:\n", rep.ErrorsTotal)
-		for _, e := range rep.Errors {
-			file := e.File
-			if file == "" {
-				file = rep.File
-			}
-			where := file // an error about the whole file has no line: never "file:0"
-			if e.Line > 0 {
-				where = fmt.Sprintf("%s:%d", file, e.Line)
-			}
-			if e.Path != "" {
-				where += ": " + e.Path
-			}
-			fmt.Fprintf(w, "  %s: %s (%s)\n", where, e.Message, e.Code)
-		}
-		if more := rep.ErrorsTotal - len(rep.Errors); more > 0 {
-			fmt.Fprintf(w, "  ... and %d more (loractl data check %s)\n", more, rep.File)
-		}
-		return cmdutil.SilentExit(cmdutil.ExitInvalid)
+		return &DataCheckError{Report: rep}
 	}
 	for _, wn := range rep.Warnings {
 		ev := log.Warn().Str("code", wn.Code).Int("count", wn.Count)
