@@ -913,8 +913,16 @@ def make_trainer_class(base, run):
             if dist.is_main() and os.path.exists(path):
                 remove_checkpoint(path)  # debris or a stale copy from an abandoned attempt
             dist.barrier()  # no rank writes into it before the removal
-            with run.timed("save_checkpoints"):  # within "train"; the marker is written on_save
-                super()._save_checkpoint(model, trial)
+            try:
+                with run.timed("save_checkpoints"):  # within "train"; the marker is written on_save
+                    super()._save_checkpoint(model, trial)
+            except BaseException:
+                # A save that failed (a full disk, a signal) leaves files no resume would
+                # take (there is no marker); removing them gives back the space, so the
+                # controller can still record what happened.
+                if dist.is_main() and os.path.exists(path) and read_marker(path) is None:
+                    remove_checkpoint(path)
+                raise
 
         def evaluate(self, *args, **kwargs):
             run.loss_rows = []  # filled by the forward hook Setup.build registers

@@ -361,6 +361,14 @@ func TestFaults(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "is full (") {
 			t.Fatalf("resume on a full disk: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
+		// The save that failed left nothing behind: its space is free again, and the
+		// controller could record the failure.
+		if _, err := os.Stat(filepath.Join(g.runs, runID, run.CheckpointsDir, "checkpoint-24")); err == nil {
+			t.Error("the failed save left checkpoint-24 behind")
+		}
+		if m, err := run.ReadManifest(filepath.Join(g.runs, runID)); err != nil || m.State != run.StateFailed {
+			t.Errorf("the failure was not recorded: %v", err)
+		}
 		must(t, os.Remove(filler))
 		r = g.loractl(t, "train", "--resume", runID)
 		if r.code != 0 {

@@ -255,7 +255,7 @@ func trainRun(ctx context.Context, o *Options) error {
 	}
 	prog.Done()
 	if err != nil {
-		return cmdutil.Failed(err)
+		return cmdutil.Failed(waitError(out, err))
 	}
 	if watch.failed != "" {
 		return cmdutil.Failed(errors.New(watch.failed))
@@ -311,4 +311,14 @@ func launchError(err error) error {
 		}
 	}
 	return cmdutil.Failed(err)
+}
+
+// waitError is the error of a wait whose outcome could not be recorded (a full disk,
+// say): when the trainer said what went wrong, that comes first, since it is what the
+// user must act on, with the recording failure after it.
+func waitError(out *runner.Outcome, err error) error {
+	if out == nil || out.Err == nil {
+		return err
+	}
+	return fmt.Errorf("%s: %s; the outcome could not be recorded in the manifest: %w", out.Err.ErrorType, out.Err.Message, err)
 }

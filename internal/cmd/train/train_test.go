@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/loractl/loractl/internal/iostreams"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
+	"github.com/loractl/loractl/runner"
 )
 
 // fakeTrainer completes instantly: it writes a start and an end event.
@@ -444,5 +446,25 @@ func TestWholeFileDataErrorHasNoLineZero(t *testing.T) {
 	}
 	if !strings.Contains(errOut, small+": ") || strings.Contains(errOut, small+":0") {
 		t.Errorf("whole-file error location:\n%s", errOut)
+	}
+}
+
+func TestWaitErrorPutsTheTrainersAccountFirst(t *testing.T) {
+	noSpace := errors.New("write runs/x/.manifest.json.123: no space left on device")
+	tests := []struct {
+		name string
+		out  *runner.Outcome
+		want string
+	}{
+		{"no outcome", nil, noSpace.Error()},
+		{"no trainer error", &runner.Outcome{State: run.StateFailed}, noSpace.Error()},
+		{"trainer error", &runner.Outcome{State: run.StateFailed, Err: &run.Event{ErrorType: "DiskFull", Message: "the disk holding runs/x is full (0 B free)"}},
+			"DiskFull: the disk holding runs/x is full (0 B free); the outcome could not be recorded in the manifest: " + noSpace.Error()},
+	}
+	for _, tt := range tests {
+		err := waitError(tt.out, noSpace)
+		if err.Error() != tt.want || !errors.Is(err, noSpace) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
 	}
 }
