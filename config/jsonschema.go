@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ func ConfigSchema() map[string]any {
 // ResolvedSchema is the JSON Schema of resolved.json, the trainer's input, generated
 // from Resolved.
 func ResolvedSchema() map[string]any {
-	s := schemaGen{overrides: resolvedOverrides, required: true}.of(reflect.TypeOf(Resolved{}), "")
+	s := schemaGen{overrides: resolvedOverrides, bounds: resolvedBounds, required: true}.of(reflect.TypeOf(Resolved{}), "")
 	s["$schema"] = SchemaDraft
 	s["title"] = "loractl resolved.json"
 	s["description"] = "The validated, defaulted config the trainer reads (docs/trainer-contract.md)."
@@ -87,11 +88,67 @@ var configOverrides = map[string]map[string]any{
 	}, "additionalProperties": map[string]any{"type": "object"}},
 }
 
+// resolvedOverrides are the resolved.json keys whose Go type says less than the trainer
+// must check. The trainer validates resolved.json against this schema
+// (python/resolved_schema.py), so what resolve.go enforces on a value is written here
+// too; TestResolvedBoundsAgreeWithLoad holds the two together.
 var resolvedOverrides = map[string]map[string]any{
-	"lora.target_modules":       {"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}},
+	"version":            {"const": 1},
+	"model.name_or_path": {"type": "string", "pattern": `\S`, "description": "a model directory or hub id"},
+	"data.train":         {"type": "string", "minLength": 1, "description": "a file path"},
+	"lora.target_modules": {"oneOf": []any{
+		map[string]any{"const": AllLinear},
+		map[string]any{"type": "array", "items": map[string]any{"type": "string", "minLength": 1}, "minItems": 1},
+	}, "description": `a non-empty list of module names or "all-linear"`},
 	"train.assistant_only_loss": autoOrBool,
 	"train.padding_free":        autoOrBool,
 	"train.liger":               autoOrBool,
+	// chunked_nll is TRL's deprecated name for nll; a trainer reads it as nll.
+	"train.loss_type":           {"type": "string", "enum": []any{"nll", "dft", "chunked_nll"}},
+	"train.select":              {"type": "string", "enum": []any{"last", "best"}},
+	"train.attn_implementation": {"type": "string", "enum": anys(attnImplementations)},
+	"train.report_to":           {"type": "array", "items": map[string]any{"enum": anys(Trackers)}, "uniqueItems": true},
+	// -1: not set (epochs decide); a value the config set is at least 1.
+	"train.max_steps":      {"type": "integer", "minimum": -1, "maximum": maxCount, "not": map[string]any{"const": 0}, "description": "-1 (not set) or a step count from 1"},
+	"distributed.strategy": {"type": "string", "enum": anys(Strategies)},
+}
+
+// resolvedBounds are the numeric ranges resolve.go enforces, by key, added to the
+// resolved schema's integer and number keys.
+var resolvedBounds = map[string]map[string]any{
+	"data.eval_split":               {"minimum": 0, "exclusiveMaximum": 1}, // 0: no split
+	"lora.r":                        {"minimum": 1, "maximum": maxRank},
+	"lora.alpha":                    {"exclusiveMinimum": 0},
+	"lora.dropout":                  {"minimum": 0, "exclusiveMaximum": 1},
+	"train.epochs":                  {"exclusiveMinimum": 0},
+	"train.learning_rate":           {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+	"train.batch_size":              {"minimum": 1, "maximum": maxCount},
+	"train.eval_batch_size":         {"minimum": 1, "maximum": maxCount},
+	"train.grad_accum":              {"minimum": 1, "maximum": maxCount},
+	"train.effective_batch_size":    {"minimum": 1, "maximum": maxCount},
+	"train.max_length":              {"minimum": 1, "maximum": maxCount},
+	"train.logging_steps":           {"minimum": 1, "maximum": maxCount},
+	"train.warmup":                  {"minimum": 0},
+	"train.seed":                    {"minimum": 0, "maximum": math.MaxUint32},
+	"train.eval_steps":              {"minimum": 0},
+	"train.save_steps":              {"minimum": 0},
+	"train.save_total_limit":        {"minimum": 0},
+	"train.weight_decay":            {"minimum": 0},
+	"train.max_grad_norm":           {"minimum": 0},
+	"train.early_stopping_patience": {"minimum": 0, "maximum": maxCount},
+	"distributed.nproc_per_node":    {"minimum": 0, "maximum": maxProcs}, // 0: auto, resolved at launch
+	"distributed.nodes":             {"minimum": 1, "maximum": maxProcs},
+	"distributed.port":              {"minimum": 1024, "maximum": 65535},
+	"eval.max_examples":             {"minimum": 1, "maximum": maxCount},
+	"eval.max_new_tokens":           {"minimum": 1, "maximum": maxNewTokensLimit},
+}
+
+// bounded adds the range bounds gives path to a number's schema.
+func (g schemaGen) bounded(s map[string]any, path string) map[string]any {
+	for k, v := range g.bounds[path] {
+		s[k] = v
+	}
+	return s
 }
 
 func anys(ss []string) []any {
@@ -111,6 +168,7 @@ var (
 // every key without omitempty is required (resolved.json has them all; a config none).
 type schemaGen struct {
 	overrides map[string]map[string]any
+	bounds    map[string]map[string]any
 	required  bool
 }
 
@@ -180,9 +238,9 @@ func (g schemaGen) typed(t reflect.Type, path string) map[string]any {
 		s = map[string]any{"type": "boolean"}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		s = map[string]any{"type": "integer"}
+		s = g.bounded(map[string]any{"type": "integer"}, path)
 	case reflect.Float32, reflect.Float64:
-		s = map[string]any{"type": "number"}
+		s = g.bounded(map[string]any{"type": "number"}, path)
 	default: // an interface{} without an override: anything
 		s = map[string]any{}
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -127,8 +129,8 @@ func TestSchemaAgreesWithLoad(t *testing.T) {
 }
 
 // resolved.json as the controller writes it is valid against its schema; every key
-// is required and no other is allowed. testdata/resolved.schema.json is the schema as
-// the trainer's tests read it (python/tests/test_support.py compares _SCHEMA with it).
+// is required and no other is allowed. python/resolved_schema.py is the schema as the
+// trainer validates with it.
 func TestResolvedSchema(t *testing.T) {
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "model"), 0o755)
@@ -157,14 +159,114 @@ func TestResolvedSchema(t *testing.T) {
 		t.Error("a resolved.json without train.seed validates")
 	}
 
-	golden := filepath.Join("testdata", "resolved.schema.json")
+	golden := filepath.Join("..", "python", "resolved_schema.py")
 	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(golden, SchemaJSON(true), 0o644); err != nil {
+		if err := os.WriteFile(golden, pythonSchemaModule(t), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if b, err := os.ReadFile(golden); err != nil || !bytes.Equal(b, SchemaJSON(true)) {
+	if b, err := os.ReadFile(golden); err != nil || !bytes.Equal(b, pythonSchemaModule(t)) {
 		t.Errorf("%s is not the generated schema (go test ./config -run TestResolvedSchema -update): %v", golden, err)
 	}
+}
+
+// pythonSchemaModule is python/resolved_schema.py: the resolved schema as a module the
+// trainer imports, so it travels with the trainer's other files into run dirs, images
+// and Slurm nodes without a data file to forget.
+func pythonSchemaModule(t *testing.T) []byte {
+	t.Helper()
+	js := SchemaJSON(true)
+	if bytes.Contains(js, []byte(`"""`)) {
+		t.Fatal(`the schema holds """, which the module's raw string cannot`)
+	}
+	var b bytes.Buffer
+	b.WriteString("# Generated from config.Resolved by `go test ./config -run TestResolvedSchema -update`; do not edit.\n")
+	b.WriteString("# The JSON Schema of resolved.json, the trainer's input (`loractl schema --resolved` prints it).\n")
+	b.WriteString("import json\n\nSCHEMA = json.loads(r\"\"\"\n")
+	b.Write(js)
+	b.WriteString("\"\"\")\n")
+	return b.Bytes()
+}
+
+// TestResolvedBoundsAgreeWithLoad: each range the resolved schema states is one Load
+// enforces. A value just outside it is refused by both Load (as --set KEY=VALUE) and
+// the schema; the bound itself, where it is allowed, passes the schema.
+func TestResolvedBoundsAgreeWithLoad(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "model"), 0o755)
+	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	p := filepath.Join(dir, "c.yaml")
+	// One process and a micro-batch of 1, so any batch count divides; an eval set, which
+	// early stopping needs.
+	os.WriteFile(p, []byte("model: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ntrain:\n  batch_size: 1\ndistributed: {nproc_per_node: 1}\n"), 0o644)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := compiled(t, true)
+	set := func(key string, v float64) []string { return []string{key + "=" + strconv.FormatFloat(v, 'f', -1, 64)} }
+	resolvedWith := func(key string, v float64) any {
+		b, _ := json.Marshal(cfg.Resolved)
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		section, name, _ := strings.Cut(key, ".")
+		m[section].(map[string]any)[name] = v
+		b, _ = json.Marshal(m)
+		out, _ := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		return out
+	}
+	for key, bounds := range resolvedBounds {
+		var outside, inside []float64
+		for kw, v := range bounds {
+			f := toFloat(v)
+			switch kw {
+			case "minimum":
+				outside, inside = append(outside, f-1), append(inside, f)
+			case "maximum":
+				outside, inside = append(outside, f+1), append(inside, f)
+			case "exclusiveMinimum", "exclusiveMaximum":
+				outside = append(outside, f)
+			default:
+				t.Fatalf("%s: unexpected keyword %s", key, kw)
+			}
+		}
+		for _, v := range outside {
+			if s.Validate(resolvedWith(key, v)) == nil {
+				t.Errorf("%s=%v: the schema accepts it", key, v)
+			}
+			if _, err := Load(p, set(key, v)); err == nil {
+				t.Errorf("%s=%v: the schema refuses it but Load accepts it", key, v)
+			}
+		}
+		for _, v := range inside {
+			if err := s.Validate(resolvedWith(key, v)); err != nil {
+				t.Errorf("%s=%v: on the bound, refused: %v", key, v, err)
+			}
+			if only, ok := resolvedOnly[key]; ok && only == v {
+				continue
+			}
+			if _, err := Load(p, set(key, v)); err != nil {
+				t.Errorf("%s=%v: the schema allows it but Load refuses it: %v", key, v, err)
+			}
+		}
+	}
+}
+
+// resolvedOnly are bounds only resolved.json reaches: the value a key resolves to when
+// the config leaves it out.
+var resolvedOnly = map[string]float64{
+	"data.eval_split":            0, // no split
+	"distributed.nproc_per_node": 0, // auto
+}
+
+func toFloat(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case float64:
+		return n
+	}
+	panic(fmt.Sprintf("bound %v (%T) is not a number", v, v))
 }

@@ -42,7 +42,7 @@ func RequirementsHash() string {
 // imports (generation.py also serves chat; eval_task.py, which imports them all, is
 // installed beside them for on-demand evaluation). The controller copies them into
 // every run dir.
-var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "train_lora_dist.py", "generation.py", "task_metrics.py", "task_eval.py", "eval_cache.py"}
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "train_lora_dist.py", "generation.py", "task_metrics.py", "task_eval.py", "eval_cache.py", "resolved_schema.py"}
 
 // TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
 // the manifest so a run names the exact trainer code it ran.

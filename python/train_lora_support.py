@@ -143,84 +143,13 @@ class Events:
 
 # ---------------------------------------------------------------- resolved.json
 
-_JSON_TYPE = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+# resolved.json is checked against its JSON Schema, generated from the Go type that writes
+# it (resolved_schema.py, `loractl schema --resolved`): one source for its keys, types,
+# enums and ranges. What the schema cannot say (relations between keys, files that must
+# exist, the eval metrics' meaning) is checked here after it.
 
-# section -> key -> (kind, check or None, what the check requires)
 # Experiment trackers train.report_to may name (config/resolve.go's Trackers).
 TRACKERS = ("tensorboard", "mlflow", "wandb")
-
-_SCHEMA = {
-    "model": {
-        "name_or_path": (str, lambda v: v.strip() != "", "a model directory or hub id"),
-        "revision": (str, None, ""),
-        "trust_remote_code": (bool, None, ""),
-    },
-    "data": {
-        "train": (str, lambda v: v != "", "a file path"),
-        "eval": (str, None, ""),
-        "eval_split": (float, lambda v: 0 <= v < 1, "0 (none) or a fraction in (0, 1)"),
-    },
-    "lora": {
-        "r": (int, lambda v: v >= 1, ">= 1"),
-        "alpha": (float, lambda v: v > 0, "> 0"),
-        "dropout": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
-        "target_modules": ((list, str), None, ""),
-        "bias": (str, lambda v: v in ("none", "all", "lora_only"), "none, all or lora_only"),
-        "use_rslora": (bool, None, ""),
-        "use_dora": (bool, None, ""),
-    },
-    "quantization": {
-        "mode": (str, lambda v: v in ("none", "4bit", "8bit"), "none, 4bit or 8bit"),
-        "quant_type": (str, lambda v: v in ("nf4", "fp4"), "nf4 or fp4"),
-        "double_quant": (bool, None, ""),
-    },
-    "train": {
-        "epochs": (float, lambda v: v > 0, "> 0"),
-        "max_steps": (int, None, ""),
-        "learning_rate": (float, lambda v: v > 0, "> 0"),
-        "batch_size": (int, lambda v: v >= 1, ">= 1"),
-        "eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
-        "grad_accum": (int, lambda v: v >= 1, ">= 1"),
-        "max_length": (int, lambda v: v >= 1, ">= 1"),
-        "warmup": (float, lambda v: v >= 0, ">= 0 (< 1 is a ratio of the steps, >= 1 a step count)"),
-        "scheduler": (str, lambda v: v != "", "a scheduler name"),
-        "seed": (int, lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
-        "gradient_checkpointing": (bool, None, ""),
-        "packing": (bool, None, ""),
-        "assistant_only_loss": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
-        "logging_steps": (int, lambda v: v >= 1, ">= 1"),
-        "eval_steps": (int, lambda v: v >= 0, ">= 0 (0: every epoch)"),
-        "save_steps": (int, lambda v: v >= 0, ">= 0 (0: every epoch)"),
-        "save_total_limit": (int, lambda v: v >= 0, ">= 0 (0: keep all)"),
-        "precision": (str, lambda v: v in ("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16 or fp32"),
-        "weight_decay": (float, lambda v: v >= 0, ">= 0"),
-        "max_grad_norm": (float, lambda v: v >= 0, ">= 0"),
-        "optim": (str, lambda v: v != "", "an optimizer name"),
-        "loss_type": (str, lambda v: v in ("nll", "dft", "chunked_nll"), "nll or dft"),
-        "report_to": (list, lambda v: all(x in TRACKERS for x in v) and len(set(v)) == len(v),
-                      "a list of distinct names among " + ", ".join(TRACKERS)),
-        # Checkpoint selection (docs/trainer-contract.md); optional, see _OPTIONAL.
-        "select": (str, lambda v: v in ("last", "best"), "last or best"),
-        "early_stopping_patience": (int, lambda v: v >= 0, ">= 0 (0: off)"),
-        # Throughput (docs/performance.md); optional, see _OPTIONAL.
-        "batch_size_auto": (bool, None, ""),
-        "effective_batch_size": (int, lambda v: v >= 1, ">= 1"),
-        # True when the config set effective_batch_size: with a process count known only at
-        # launch (nproc_per_node auto) grad_accum is then re-derived from it.
-        "effective_batch_size_set": (bool, None, ""),
-        "attn_implementation": (str, lambda v: v in ATTN_IMPLEMENTATIONS, "auto, sdpa, flash_attention_2 or eager"),
-        "padding_free": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
-        "liger": ((bool, str), lambda v: v in (True, False, "auto"), '"auto", true or false'),
-    },
-    # Absent for a single-process run (docs/distributed.md).
-    "distributed": {
-        "nproc_per_node": (int, lambda v: v >= 0, ">= 0 (0: auto)"),
-        "nodes": (int, lambda v: v >= 1, ">= 1"),
-        "strategy": (str, lambda v: v in ("ddp", "fsdp"), "ddp or fsdp"),
-        "port": (int, lambda v: 1024 <= v <= 65535, "a TCP port from 1024 to 65535"),
-    },
-}
-
 ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 
 # Keys a resolved.json written before they existed may lack: section -> key -> default
@@ -263,69 +192,131 @@ def with_defaults(cfg):
 
 # The micro-batch the GPU pre-flight chose for train.batch_size auto (docs/performance.md).
 MICRO_BATCH_ENV = "LORACTL_MICRO_BATCH"
-# Sections resolved.json leaves out entirely when unused.
-_OPTIONAL_SECTIONS = {"distributed"}
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_kind(value, kind):
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    for k in kinds:
-        if k is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if k is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if k not in (int, float) and isinstance(value, k):
-            return True
-    return False
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean",
+               "array": "a list", "object": "an object"}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _schema_validator():
+    import jsonschema
+    from resolved_schema import SCHEMA
+    base = jsonschema.Draft202012Validator
+    # JSON Schema counts 1.0 as an integer; a batch size of 1.0 would reach the trainer's
+    # libraries as a float, so an integer here is an int, and never a bool.
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _checker, v: _is_int(v))
+    return jsonschema.validators.extend(base, type_checker=checker)(SCHEMA), SCHEMA
+
+
+def _dotted(path):
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _words(values):
+    words = [v if isinstance(v, str) else json.dumps(v) for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _range_words(s):
+    lo = ("[", s["minimum"]) if "minimum" in s else ("(", s["exclusiveMinimum"]) if "exclusiveMinimum" in s else None
+    hi = (s["maximum"], "]") if "maximum" in s else (s["exclusiveMaximum"], ")") if "exclusiveMaximum" in s else None
+    if lo and hi:
+        return f"in {lo[0]}{lo[1]}, {hi[0]}{hi[1]}"
+    if lo:
+        return (">= " if lo[0] == "[" else "> ") + str(lo[1])
+    return ("<= " if hi[1] == "]" else "< ") + str(hi[0])
+
+
+def _want(err):
+    """What the failing (sub)schema asks for, in the words of the error messages."""
+    s, kw = err.schema, err.validator
+    if kw == "type":
+        types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+        return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+    if kw in _BOUNDS:
+        return _range_words(s)
+    if "description" in s:
+        return s["description"]
+    if kw == "const":
+        return _words([s["const"]])
+    if kw == "enum":
+        return _words(s["enum"])
+    if kw == "uniqueItems":
+        return "a list without repeats"
+    if kw == "minItems":
+        return "a non-empty list"
+    if kw == "minLength":
+        return "a non-empty string"
+    return f"valid ({err.message})"
+
+
+def _drop_unknown(doc, schema, path, warnings):
+    """Keys the schema does not know are dropped with a warning rather than refused: a
+    resolved.json from a newer controller still trains with this trainer."""
+    if not isinstance(doc, dict) or "properties" not in schema:
+        if isinstance(doc, list) and isinstance(schema.get("items"), dict):
+            for i, item in enumerate(doc):
+                _drop_unknown(item, schema["items"], f"{path}[{i}]", warnings)
+        return
+    props = schema["properties"]
+    for key in list(doc):
+        where = f"{path}.{key}" if path else key
+        if key not in props:
+            warnings.append(f"{where}: unknown key, ignored")
+            del doc[key]
+        elif isinstance(props[key], dict):
+            _drop_unknown(doc[key], props[key], where, warnings)
+
+
+def _schema_errors(validator, doc):
+    errors = []
+    for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = _dotted(err.absolute_path)
+        if err.validator == "required":
+            errors.extend(f"{where + '.' if where else ''}{k}: missing"
+                          for k in err.validator_value if k not in err.instance)
+        else:
+            errors.append(f"{where or '(top level)'}: must be {_want(err)}, got {json.dumps(err.instance)}")
+    return errors
 
 
 def validate_config(raw):
-    """Check a parsed resolved.json. Returns (config, warnings); raises ConfigError listing
-    every problem, each named by its key (`train.learning_rate: must be > 0, got -1`)."""
-    errors, warnings = [], []
-    given_effective = True
+    """Check a parsed resolved.json against its schema, then the relations between its keys.
+    Returns (config, warnings); raises ConfigError listing every problem, each named by its
+    key (`train.learning_rate: must be > 0, got -1`)."""
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a JSON object")
-    if raw.get("version") != 1:
-        errors.append(f"version: must be 1, got {raw.get('version')!r}")
-    if not isinstance(raw.get("name", ""), str):
-        errors.append("name: must be a string")
-    for key in sorted(set(raw) - set(_SCHEMA) - {"version", "name", "eval"}):
-        warnings.append(f"{key}: unknown key, ignored")
-    for section, fields in _SCHEMA.items():
-        block = raw.get(section)
-        if block is None and section in _OPTIONAL_SECTIONS:
-            continue
-        if not isinstance(block, dict):
-            errors.append(f"{section}: missing or not an object")
-            continue
-        if section == "train":
-            # A default filled in below says nothing about the processes: only a value the
-            # controller wrote is checked against them.
-            given_effective = "effective_batch_size" in block
-        _fill_optional_block(block, _OPTIONAL.get(section, {}))
-        for key in sorted(set(block) - set(fields)):
-            warnings.append(f"{section}.{key}: unknown key, ignored")
-        for key, (kind, check, want) in fields.items():
-            where = f"{section}.{key}"
-            if key not in block:
-                errors.append(f"{where}: missing")
-                continue
-            value = block[key]
-            if not _is_kind(value, kind):
-                names = " or ".join(_JSON_TYPE[k] for k in (kind if isinstance(kind, tuple) else (kind,)))
-                errors.append(f"{where}: must be {names}, got {json.dumps(value)}")
-            elif check is not None and not check(value):
-                errors.append(f"{where}: must be {want}, got {json.dumps(value)}")
+    warnings = []
+    validator, schema = _schema_validator()
+    _drop_unknown(raw, schema, "", warnings)
+    warnings.sort()
+    train = raw.get("train")
+    # A default filled in below says nothing about the processes: only a value the
+    # controller wrote is checked against them.
+    given_effective = isinstance(train, dict) and "effective_batch_size" in train
+    for section, fields in _OPTIONAL.items():
+        if isinstance(raw.get(section), dict):
+            _fill_optional_block(raw[section], fields)
+    from task_metrics import EVAL_DEFAULTS, validate_eval  # task_metrics imports this module
+    # The eval section and its keys may be left out (an older controller): defaults.
+    if raw.get("eval") is None:
+        raw["eval"] = {}
+    if isinstance(raw["eval"], dict):
+        _fill_optional_block(raw["eval"], EVAL_DEFAULTS)
+    errors = _schema_errors(validator, raw)
     if not errors:
         errors.extend(_cross_checks(raw, check_effective=given_effective))
-    try:
-        # The eval section is optional (absent: generate with the defaults); task_metrics
-        # holds its rules and is imported here, not at the top, because it imports this module.
-        from task_metrics import validate_eval
-        raw["eval"] = validate_eval(raw.get("eval"))
-    except ConfigError as e:
-        errors.append(str(e))
+    if not errors:
+        try:
+            raw["eval"] = validate_eval(raw["eval"])
+        except ConfigError as e:
+            errors.append(str(e))
     if errors:
         raise ConfigError("; ".join(errors))
     return raw, warnings
@@ -333,11 +324,6 @@ def validate_config(raw):
 
 def _cross_checks(cfg, check_effective=True):
     errors = []
-    tm = cfg["lora"]["target_modules"]
-    if isinstance(tm, str) and tm != "all-linear":
-        errors.append(f'lora.target_modules: must be a list of module names or "all-linear", got {json.dumps(tm)}')
-    if isinstance(tm, list) and (not tm or not all(isinstance(m, str) and m for m in tm)):
-        errors.append("lora.target_modules: must be a non-empty list of module names")
     data = cfg["data"]
     if data["eval"] and data["eval_split"] > 0:
         errors.append("data.eval and data.eval_split: set only one (an eval file, or a split of train)")
@@ -453,7 +439,7 @@ def _read_regular(path, limit):
 
 
 def _non_negative_int(value):
-    return _is_kind(value, int) and 0 <= value <= _MAX_INT64
+    return _is_int(value) and 0 <= value <= _MAX_INT64
 
 
 def _valid_marker_path(p):

@@ -1,3 +1,8 @@
+# Generated from config.Resolved by `go test ./config -run TestResolvedSchema -update`; do not edit.
+# The JSON Schema of resolved.json, the trainer's input (`loractl schema --resolved` prints it).
+import json
+
+SCHEMA = json.loads(r"""
 {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "additionalProperties": false,
@@ -10,9 +15,13 @@
           "type": "string"
         },
         "eval_split": {
+          "exclusiveMaximum": 1,
+          "minimum": 0,
           "type": "number"
         },
         "train": {
+          "description": "a file path",
+          "minLength": 1,
           "type": "string"
         }
       },
@@ -27,15 +36,25 @@
       "additionalProperties": false,
       "properties": {
         "nodes": {
+          "maximum": 4096,
+          "minimum": 1,
           "type": "integer"
         },
         "nproc_per_node": {
+          "maximum": 4096,
+          "minimum": 0,
           "type": "integer"
         },
         "port": {
+          "maximum": 65535,
+          "minimum": 1024,
           "type": "integer"
         },
         "strategy": {
+          "enum": [
+            "ddp",
+            "fsdp"
+          ],
           "type": "string"
         }
       },
@@ -57,9 +76,13 @@
           "type": "boolean"
         },
         "max_examples": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "max_new_tokens": {
+          "maximum": 32768,
+          "minimum": 1,
           "type": "integer"
         },
         "metrics": {
@@ -124,6 +147,7 @@
       "additionalProperties": false,
       "properties": {
         "alpha": {
+          "exclusiveMinimum": 0,
           "type": "number"
         },
         "bias": {
@@ -135,20 +159,27 @@
           "type": "string"
         },
         "dropout": {
+          "exclusiveMaximum": 1,
+          "minimum": 0,
           "type": "number"
         },
         "r": {
+          "maximum": 4096,
+          "minimum": 1,
           "type": "integer"
         },
         "target_modules": {
+          "description": "a non-empty list of module names or \"all-linear\"",
           "oneOf": [
             {
-              "type": "string"
+              "const": "all-linear"
             },
             {
               "items": {
+                "minLength": 1,
                 "type": "string"
               },
+              "minItems": 1,
               "type": "array"
             }
           ]
@@ -175,6 +206,8 @@
       "additionalProperties": false,
       "properties": {
         "name_or_path": {
+          "description": "a model directory or hub id",
+          "pattern": "\\S",
           "type": "string"
         },
         "revision": {
@@ -234,39 +267,59 @@
           ]
         },
         "attn_implementation": {
+          "enum": [
+            "auto",
+            "sdpa",
+            "flash_attention_2",
+            "eager"
+          ],
           "type": "string"
         },
         "batch_size": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "batch_size_auto": {
           "type": "boolean"
         },
         "early_stopping_patience": {
+          "maximum": 1048576,
+          "minimum": 0,
           "type": "integer"
         },
         "effective_batch_size": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "effective_batch_size_set": {
           "type": "boolean"
         },
         "epochs": {
+          "exclusiveMinimum": 0,
           "type": "number"
         },
         "eval_batch_size": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "eval_steps": {
+          "minimum": 0,
           "type": "integer"
         },
         "grad_accum": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "gradient_checkpointing": {
           "type": "boolean"
         },
         "learning_rate": {
+          "exclusiveMaximum": 1,
+          "exclusiveMinimum": 0,
           "type": "number"
         },
         "liger": {
@@ -277,22 +330,34 @@
           ]
         },
         "logging_steps": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "loss_type": {
           "enum": [
             "nll",
-            "dft"
+            "dft",
+            "chunked_nll"
           ],
           "type": "string"
         },
         "max_grad_norm": {
+          "minimum": 0,
           "type": "number"
         },
         "max_length": {
+          "maximum": 1048576,
+          "minimum": 1,
           "type": "integer"
         },
         "max_steps": {
+          "description": "-1 (not set) or a step count from 1",
+          "maximum": 1048576,
+          "minimum": -1,
+          "not": {
+            "const": 0
+          },
           "type": "integer"
         },
         "optim": {
@@ -328,14 +393,21 @@
         },
         "report_to": {
           "items": {
-            "type": "string"
+            "enum": [
+              "tensorboard",
+              "mlflow",
+              "wandb"
+            ]
           },
-          "type": "array"
+          "type": "array",
+          "uniqueItems": true
         },
         "save_steps": {
+          "minimum": 0,
           "type": "integer"
         },
         "save_total_limit": {
+          "minimum": 0,
           "type": "integer"
         },
         "scheduler": {
@@ -351,15 +423,23 @@
           "type": "string"
         },
         "seed": {
+          "maximum": 4294967295,
+          "minimum": 0,
           "type": "integer"
         },
         "select": {
+          "enum": [
+            "last",
+            "best"
+          ],
           "type": "string"
         },
         "warmup": {
+          "minimum": 0,
           "type": "number"
         },
         "weight_decay": {
+          "minimum": 0,
           "type": "number"
         }
       },
@@ -397,7 +477,7 @@
       "type": "object"
     },
     "version": {
-      "type": "integer"
+      "const": 1
     }
   },
   "required": [
@@ -413,3 +493,4 @@
   "title": "loractl resolved.json",
   "type": "object"
 }
+""")
