@@ -1,7 +1,9 @@
-// Package launch holds what happens before a run is launched, for every command that
-// launches or plans runs (train, sweep, plan): the data check with the real tokenizer,
-// the memory estimate on the data's own lengths, the batch choice and the GPU
-// pre-flight (Check), and the estimator's input from a resolved config. It returns
-// typed errors (DataCheckError, InputError, the pre-flight's); the CLI decides exit
-// codes. runner/ then prepares, starts, waits for and records the run.
+// Package launch owns one training run's life, for every command that launches or
+// plans runs: Train prepares the run, checks it before launch (the data check with the
+// real tokenizer, the memory estimate on the data's own lengths, the batch choice, the
+// GPU pre-flight), starts it through its driver and follows it to its end (signals
+// forwarded, a resumed trainer held to its checkpoint's step, the GPU sampled). Check,
+// CheckData and Start are the pieces sweep, plan and reproduce use on their own. It
+// returns typed errors (InputError, DataCheckError, the pre-flight's); the CLI decides
+// exit codes. runner/ holds the mechanics below it: run dirs, manifests, the wait.
 package launch

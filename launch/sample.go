@@ -1,4 +1,4 @@
-package train
+package launch
 
 import (
 	"context"
@@ -7,26 +7,35 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/runner"
 )
 
-// sampleGPU records the run's GPU (memory used, utilisation, power, temperature)
-// into events.jsonl every few seconds while the trainer runs, so the progress line,
-// `logs` and the manifest's reader see what the GPU did. It returns the stop function.
-func (o *Options) sampleGPU(ctx context.Context, a *runner.Active) func() {
-	if o.gpuIndex < 0 {
+// sampling names the GPU a run was placed on and how to open NVML.
+type sampling struct {
+	gpu     int // -1: none (the CPU, or a trainer on another machine)
+	manager func() gpu.Manager
+}
+
+// start records the run's GPU (memory used, utilisation, power, temperature) into
+// events.jsonl every few seconds while the trainer runs, so the progress line, `logs`
+// and the summary see what the GPU did; peak gets the most memory seen in use. It
+// returns the stop function, after which peak is final.
+func (s *sampling) start(ctx context.Context, a *runner.Active, log *zerolog.Logger, peak *uint64) func() {
+	if s == nil || s.gpu < 0 || s.manager == nil {
 		return func() {}
 	}
-	mgr, err := gpu.Open(o.GPUManager())
+	mgr, err := gpu.Open(s.manager())
 	if err != nil || gpu.IsNone(mgr) {
 		return func() {}
 	}
 	devs, err := mgr.Devices()
 	var dev gpu.Device
 	for _, d := range devs {
-		if d.Index() == o.gpuIndex {
+		if d.Index() == s.gpu {
 			dev = d
 		}
 	}
@@ -44,14 +53,14 @@ func (o *Options) sampleGPU(ctx context.Context, a *runner.Active) func() {
 	wg.Add(1)
 	write := gpu.EventWriter(fh)
 	emit := func(at time.Time, smp gpu.Sample) {
-		o.nvmlPeak = max(o.nvmlPeak, smp.MemoryUsedBytes)
+		*peak = max(*peak, smp.MemoryUsedBytes)
 		write(at, smp)
 	}
-	s := &gpu.Sampler{Device: dev, Interval: gpu.DefaultSampleInterval, Emit: emit,
-		OnError: func(err error) { o.Factory.Log.Debug().Err(err).Msg("gpu sample") }}
+	sm := &gpu.Sampler{Device: dev, Interval: gpu.DefaultSampleInterval, Emit: emit,
+		OnError: func(err error) { log.Debug().Err(err).Msg("gpu sample") }}
 	go func() {
 		defer wg.Done()
-		s.Run(ctx)
+		sm.Run(ctx)
 	}()
 	return func() {
 		cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/runner"
 )
@@ -115,29 +116,22 @@ func reproduceRun(ctx context.Context, o *Options) error {
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
 	}
-	a, err := runner.Launch(ctx, store, p, lo)
-	if err != nil {
-		return cmdutil.Failed(err)
-	}
-	f.Log.Info().Str("run", p.RunID).Str("of", orig.RunID).Str("dir", a.Dir).Msg("reproducing")
-	waitCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-sigs:
-			_ = a.Signal(waitCtx, "INT")
-		case <-waitCtx.Done():
-		}
-	}()
 	prog := &progress.Progress{Out: f.IO.ErrOut, TTY: f.IO.IsStderrTTY() && !o.JSON}
 	if o.JSON {
 		prog.Out = discard{}
 	}
-	out, err := a.Wait(waitCtx, prog.Event)
+	r, err := launch.Start(ctx, store, p, lo, launch.Follow{Signals: sigs, Event: prog.Event, Log: f.Log,
+		Started: func(r *launch.Run) {
+			f.Log.Info().Str("run", p.RunID).Str("of", orig.RunID).Str("dir", r.Active.Dir).Msg("reproducing")
+		}})
+	if r == nil {
+		return err
+	}
 	prog.Done()
 	if err != nil {
-		return cmdutil.Failed(err)
+		return err
 	}
+	a, out := r.Active, r.Outcome
 	if out.State != run.StateCompleted {
 		if out.State == run.StateInterrupted {
 			return cmdutil.SilentExit(cmdutil.ExitInterrupted)

@@ -11,8 +11,9 @@ import (
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/gpu"
 	"github.com/loractl/loractl/internal/cmdutil"
+	"github.com/loractl/loractl/launch"
+	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
-	"github.com/loractl/loractl/runner"
 	"github.com/loractl/loractl/termsafe"
 )
 
@@ -36,7 +37,8 @@ type Result struct {
 }
 
 // summarise prints the outcome and returns the exit code as an error.
-func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
+func (o *Options) summarise(r *launch.Run) error {
+	a, out := r.Active, r.Outcome
 	m := a.Manifest
 	code := cmdutil.ExitOK
 	switch out.State {
@@ -47,7 +49,7 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 		if out.Exit != nil && out.Exit.ExitCode == driver.TrainerExitInvalid {
 			code = cmdutil.ExitInvalid // the trainer refused its config (e.g. 4-bit on a CPU)
 		}
-		if o.stops.Load() > 0 {
+		if r.Stops > 0 {
 			code = cmdutil.ExitInterrupted // the user stopped it (a third Ctrl-C kills the trainer)
 		}
 	}
@@ -56,9 +58,9 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	if s, ok := run.LastStep(a.Dir); ok && m.Result == nil {
 		res.Step = s // killed: no end event, but the events say how far it got
 	}
-	if r := m.Result; r != nil {
-		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = r.Step, r.EvalLossBefore, r.EvalLossAfter, r.Improved, r.AdapterPath
-		res.Verdict, res.VerdictReason = r.Verdict, r.VerdictReason
+	if mr := m.Result; mr != nil {
+		res.Step, res.EvalLossBefore, res.EvalLossAfter, res.Improved, res.AdapterPath = mr.Step, mr.EvalLossBefore, mr.EvalLossAfter, mr.Improved, mr.AdapterPath
+		res.Verdict, res.VerdictReason = mr.Verdict, mr.VerdictReason
 	}
 	o.evalWarnings(out)
 	w := o.Factory.IO.Out
@@ -89,8 +91,8 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 	for _, l := range evalLines(out.Eval) {
 		fmt.Fprintln(w, l)
 	}
-	if r := m.Result; r != nil {
-		for _, l := range o.memoryLines(r.PeakReservedBytes, r.PeakAllocatedBytes) {
+	if mr := m.Result; mr != nil {
+		for _, l := range memoryLines(r.Check, r.NVMLPeak, mr.PeakReservedBytes, mr.PeakAllocatedBytes) {
 			fmt.Fprintln(w, l)
 		}
 	}
@@ -128,12 +130,16 @@ func (o *Options) summarise(a *runner.Active, out *runner.Outcome) error {
 // reserved peak is what the caching allocator held: the estimate without the CUDA
 // context (which lives outside the allocator). NVML's peak is the whole process as
 // the driver sees it, sampled every few seconds, less what the GPU had in use before
-// the launch: the full estimate.
-func (o *Options) memoryLines(reserved, allocated uint64) []string {
+// the launch: the full estimate. check is the pre-flight's decision (nil: none).
+func memoryLines(check *launch.Result, nvmlPeak, reserved, allocated uint64) []string {
 	var lines []string
+	var e *plan.Estimate
+	if check != nil {
+		e = check.Estimate
+	}
 	if reserved > 0 {
 		line := fmt.Sprintf("  gpu memory peak %s reserved, %s allocated (torch)", gpu.FormatBytes(reserved), gpu.FormatBytes(allocated))
-		if e := o.estimate; e != nil {
+		if e != nil {
 			torchEst := e.PeakBytes - min(e.Breakdown()["cuda_context"], e.PeakBytes)
 			if torchEst > 0 {
 				line += fmt.Sprintf("; estimate without the CUDA context %s, measured/estimate %.2f",
@@ -142,10 +148,10 @@ func (o *Options) memoryLines(reserved, allocated uint64) []string {
 		}
 		lines = append(lines, line)
 	}
-	if o.nvmlComparable && o.nvmlPeak > o.baseUsed {
-		used := o.nvmlPeak - o.baseUsed
-		line := fmt.Sprintf("  gpu memory peak %s used (NVML, sampled, less the %s in use before launch)", gpu.FormatBytes(used), gpu.FormatBytes(o.baseUsed))
-		if e := o.estimate; e != nil && e.PeakBytes > 0 {
+	if check != nil && check.NVMLComparable && nvmlPeak > check.BaseUsed {
+		used := nvmlPeak - check.BaseUsed
+		line := fmt.Sprintf("  gpu memory peak %s used (NVML, sampled, less the %s in use before launch)", gpu.FormatBytes(used), gpu.FormatBytes(check.BaseUsed))
+		if e != nil && e.PeakBytes > 0 {
 			line += fmt.Sprintf("; full estimate %s, measured/estimate %.2f", gpu.FormatBytes(e.PeakBytes), float64(used)/float64(e.PeakBytes))
 		}
 		lines = append(lines, line)

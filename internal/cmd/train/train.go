@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/progress"
 	"github.com/loractl/loractl/internal/pyenv"
-	"github.com/loractl/loractl/plan"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/runner"
 )
@@ -45,22 +44,13 @@ type Options struct {
 	// Signals delivers the controller's own SIGINT/SIGTERM; tests inject it.
 	Signals chan os.Signal
 
-	estimate *plan.Estimate // the pre-flight's peak estimate (nil: none)
-	waitBare bool           // --wait-gpu was given without =TIMEOUT
-	waitArg  *string        // the positional argument taken as --wait-gpu's TIMEOUT
-	// baseUsed is the GPU's used memory at the pre-flight, before the trainer started;
-	// nvmlPeak the most the sampler saw in use while it ran. nvmlComparable is set when
-	// their difference is the run's own use (a whole GPU, not a MIG slice).
-	baseUsed, nvmlPeak uint64
-	nvmlComparable     bool
-	gpuIndex           int // the GPU the run was placed on (-1: CPU)
-	// stops counts the SIGINT/SIGTERMs the controller received while the trainer ran.
-	stops atomic.Int32
+	waitBare bool    // --wait-gpu was given without =TIMEOUT
+	waitArg  *string // the positional argument taken as --wait-gpu's TIMEOUT
 }
 
 // NewCmdTrain builds the train command.
 func NewCmdTrain(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{Factory: f, GPUManager: func() gpu.Manager { return gpu.NewNVML() }, gpuIndex: -1}
+	opts := &Options{Factory: f, GPUManager: func() gpu.Manager { return gpu.NewNVML() }}
 	cmd := &cobra.Command{
 		Use:   "train [CONFIG]",
 		Short: "Validate a config, launch the trainer, stream progress, summarise the result",
@@ -187,13 +177,6 @@ func trainRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	p, err := runner.Prepare(cfg)
-	if err != nil {
-		return cmdutil.Invalid(err)
-	}
-	if o.Resume != "" && p.RunID != o.Resume {
-		return cmdutil.Invalidf("cannot resume %s: %v (the config or data now give run id %s)", o.Resume, runner.ErrConfigDiff, p.RunID)
-	}
 	py, _, err := pyenv.Find(cfg.Spec.Python)
 	if err != nil {
 		return cmdutil.Invalid(fmt.Errorf("%w (see `loractl doctor`)", err))
@@ -202,65 +185,57 @@ func trainRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.Invalid(err)
 	}
-
-	lo := runner.LaunchOptions{Driver: d, Python: py, Force: o.Force, Detach: o.Detach, Env: cfg.Spec.Env.Set, PassEnv: cfg.Spec.Env.Pass, NoCache: o.NoCache}
-	if o.Resume != "" {
-		lo.Resume = runner.ResumeAuto
-	}
-	if err := o.preLaunch(ctx, cfg, p, &lo); err != nil {
-		return err
-	}
-
 	sigs := o.Signals
 	if sigs == nil {
 		sigs = make(chan os.Signal, 3)
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
 	}
-	a, err := runner.Launch(ctx, store, p, lo)
-	if err != nil {
-		return launchError(err)
-	}
-	log := f.Log.With().Str("run", p.RunID).Logger()
-	for _, w := range a.Warnings {
-		log.Warn().Msg(w)
-	}
-	log.Info().Str("driver", d.Name()).Str("handle", a.Handle.ID).Str("dir", a.Dir).Msg(startedMsg(a))
-	if o.Detach {
-		_ = a.Release()
-		fmt.Fprintf(f.IO.Out, "%s\n", p.RunID)
-		log.Info().Msgf("detached: follow with `loractl logs -f %s`, stop with `loractl stop %s`", p.RunID, p.RunID)
-		return nil
-	}
-
 	prog := &progress.Progress{Out: f.IO.Out, TTY: f.IO.IsStdoutTTY() && !o.JSON, JSON: o.JSON}
-	if f.LogOut != nil {
-		// Warnings during the run go above the live status line, not onto its end.
-		defer f.LogOut.Swap(prog.Above(f.IO.ErrOut))()
-	}
-	watch := &resumeWatch{want: a.ResumeStep}
-	a.Notify = func(msg string) { log.Info().Msg(msg) }
-	forwardSignals(ctx, a, sigs, &log, &o.stops)
-	stopSampling := o.sampleGPU(ctx, a)
-	out, err := a.Wait(ctx, func(e *run.Event) {
-		prog.Event(e)
-		if msg := watch.check(e); msg != "" {
-			log.Error().Msg(msg)
-			_ = a.Signal(ctx, "KILL")
-		}
+	restore := func() {}
+	defer func() { restore() }() // set once the trainer runs (started)
+	r, err := launch.Train(ctx, cfg, launch.TrainOptions{
+		Check: o.checkOptions(), Store: store, Driver: d, Python: py, Resume: o.Resume, Force: o.Force, NoCache: o.NoCache,
+		Follow: launch.Follow{Detach: o.Detach, Signals: sigs, Event: prog.Event, Log: f.Log,
+			Started: func(r *launch.Run) { restore = o.started(r, d.Name(), prog) }},
 	})
-	stopSampling()
-	if out != nil && out.State == run.StateInterrupted {
+	var dce *launch.DataCheckError
+	if errors.As(err, &dce) {
+		dce.Write(f.IO.ErrOut)
+		return cmdutil.SilentExit(cmdutil.ExitInvalid)
+	}
+	if r == nil || o.Detach && err == nil {
+		return err
+	}
+	if r.Outcome != nil && r.Outcome.State == run.StateInterrupted {
 		prog.Clear() // the interrupted step's status and ETA are not news
 	}
 	prog.Done()
 	if err != nil {
-		return cmdutil.Failed(waitError(out, err))
+		return err
 	}
-	if watch.failed != "" {
-		return cmdutil.Failed(errors.New(watch.failed))
+	return o.summarise(r)
+}
+
+// started says the trainer runs: for a detached run, its id on stdout; otherwise the
+// log moves above the live progress line until the returned restore is called.
+func (o *Options) started(r *launch.Run, driverName string, prog *progress.Progress) (restore func()) {
+	f, a := o.Factory, r.Active
+	log := f.Log.With().Str("run", r.Prepared.RunID).Logger()
+	for _, w := range a.Warnings {
+		log.Warn().Msg(w)
 	}
-	return o.summarise(a, out)
+	log.Info().Str("driver", driverName).Str("handle", a.Handle.ID).Str("dir", a.Dir).Msg(startedMsg(a))
+	if o.Detach {
+		fmt.Fprintf(f.IO.Out, "%s\n", r.Prepared.RunID)
+		log.Info().Msgf("detached: follow with `loractl logs -f %s`, stop with `loractl stop %s`", r.Prepared.RunID, r.Prepared.RunID)
+		return func() {}
+	}
+	if f.LogOut != nil {
+		// Warnings during the run go above the live status line, not onto its end.
+		return f.LogOut.Swap(prog.Above(f.IO.ErrOut))
+	}
+	return func() {}
 }
 
 // loadConfig loads the config to train: the one given, or for --resume the run's own
@@ -301,24 +276,4 @@ func startedMsg(a *runner.Active) string {
 		return fmt.Sprintf("resuming from %s (step %d)", a.ResumeFrom, a.ResumeStep)
 	}
 	return "trainer launched"
-}
-
-// launchError maps the run store's refusals to invalid input (exit 2).
-func launchError(err error) error {
-	for _, target := range []error{runner.ErrCompleted, runner.ErrExists, runner.ErrNoCheckpt, runner.ErrConfigDiff, runner.ErrActive, runner.ErrDamaged, run.ErrLocked, run.ErrNoRun} {
-		if errors.Is(err, target) {
-			return cmdutil.Invalid(err)
-		}
-	}
-	return cmdutil.Failed(err)
-}
-
-// waitError is the error of a wait whose outcome could not be recorded (a full disk,
-// say): when the trainer said what went wrong, that comes first, since it is what the
-// user must act on, with the recording failure after it.
-func waitError(out *runner.Outcome, err error) error {
-	if out == nil || out.Err == nil {
-		return err
-	}
-	return fmt.Errorf("%s: %s; the outcome could not be recorded in the manifest: %w", out.Err.ErrorType, out.Err.Message, err)
 }

@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +18,9 @@ import (
 	"github.com/loractl/loractl/gpu/gputest"
 	"github.com/loractl/loractl/internal/cmdutil"
 	"github.com/loractl/loractl/internal/iostreams"
+	"github.com/loractl/loractl/launch"
 	"github.com/loractl/loractl/plan"
 	"github.com/loractl/loractl/run"
-	"github.com/loractl/loractl/runner"
 )
 
 // fakeTrainer completes instantly: it writes a start and an end event.
@@ -86,7 +85,7 @@ func setupWith(t *testing.T, driverName, extra string) (*Options, *fakeTrainer, 
 	fake := &fakeTrainer{caps: driver.Capabilities{Local: driverName == "local" || driverName == "docker" || driverName == "podman"}}
 	f := &cmdutil.Factory{IO: io, Log: &l, RunsDir: func() string { return runs },
 		Driver: func(string) (driver.Driver, error) { return fake, nil }}
-	o := &Options{Factory: f, Config: cfg, GPU: -1, gpuIndex: -1, Signals: make(chan os.Signal)}
+	o := &Options{Factory: f, Config: cfg, GPU: -1, Signals: make(chan os.Signal)}
 	return o, fake, runs
 }
 
@@ -403,8 +402,8 @@ func TestNoEstimateIsAWarning(t *testing.T) {
 // context, and NVML's peak (less what was in use before) with the full estimate.
 func TestMemoryLinesCompareLikeWithLike(t *testing.T) {
 	est := &plan.Estimate{PeakBytes: 10 << 30, Terms: []plan.Term{{Name: "base_weights", Bytes: 10<<30 - 600<<20}, {Name: "cuda_context", Bytes: 600 << 20}}}
-	o := &Options{estimate: est, nvmlComparable: true, baseUsed: 1 << 30, nvmlPeak: 11 << 30}
-	lines := o.memoryLines(9<<30, 8<<30)
+	check := &launch.Result{Estimate: est, NVMLComparable: true, BaseUsed: 1 << 30}
+	lines := memoryLines(check, 11<<30, 9<<30, 8<<30)
 	if len(lines) != 2 {
 		t.Fatalf("lines = %q", lines)
 	}
@@ -419,8 +418,8 @@ func TestMemoryLinesCompareLikeWithLike(t *testing.T) {
 		}
 	}
 	// No NVML line on a MIG slice (the sampler reads the whole GPU) or without samples.
-	o.nvmlComparable = false
-	if lines := o.memoryLines(9<<30, 8<<30); len(lines) != 1 {
+	check.NVMLComparable = false
+	if lines := memoryLines(check, 11<<30, 9<<30, 8<<30); len(lines) != 1 {
 		t.Errorf("MIG: lines = %q", lines)
 	}
 }
@@ -446,25 +445,5 @@ func TestWholeFileDataErrorHasNoLineZero(t *testing.T) {
 	}
 	if !strings.Contains(errOut, small+": ") || strings.Contains(errOut, small+":0") {
 		t.Errorf("whole-file error location:\n%s", errOut)
-	}
-}
-
-func TestWaitErrorPutsTheTrainersAccountFirst(t *testing.T) {
-	noSpace := errors.New("write runs/x/.manifest.json.123: no space left on device")
-	tests := []struct {
-		name string
-		out  *runner.Outcome
-		want string
-	}{
-		{"no outcome", nil, noSpace.Error()},
-		{"no trainer error", &runner.Outcome{State: run.StateFailed}, noSpace.Error()},
-		{"trainer error", &runner.Outcome{State: run.StateFailed, Err: &run.Event{ErrorType: "DiskFull", Message: "the disk holding runs/x is full (0 B free)"}},
-			"DiskFull: the disk holding runs/x is full (0 B free); the outcome could not be recorded in the manifest: " + noSpace.Error()},
-	}
-	for _, tt := range tests {
-		err := waitError(tt.out, noSpace)
-		if err.Error() != tt.want || !errors.Is(err, noSpace) {
-			t.Errorf("%s: %v", tt.name, err)
-		}
 	}
 }
