@@ -65,7 +65,9 @@ func main() {
 			if err := f.Sync(); err != nil {
 				fail(err)
 			}
-			f.Close()
+			if err := f.Close(); err != nil {
+				fail(err)
+			}
 			total += int64(n)
 		}
 		write += time.Since(start)

@@ -187,7 +187,10 @@ func generate(path string, size int64) (int, error) {
 		written += int64(len(line))
 		n++
 	}
-	return n, w.Flush()
+	if err := w.Flush(); err != nil {
+		return n, err
+	}
+	return n, f.Close()
 }
 
 func example(b []byte, r *rand.Rand) []byte {

@@ -236,7 +236,10 @@ func writePrompts(path string, n int) error {
 	}
 	w := bufio.NewWriter(f)
 	for i := range n {
-		fmt.Fprintf(w, "Prompt number %d: summarise the order history of customer %d in two sentences.\n", i, i*31)
+		if _, err := fmt.Fprintf(w, "Prompt number %d: summarise the order history of customer %d in two sentences.\n", i, i*31); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

@@ -87,8 +87,12 @@ eval: {generate: false}
 	var phases []map[string]float64
 	for i := 0; i < reps; i++ {
 		dir := filepath.Join(tmp, fmt.Sprintf("direct-%d", i))
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "resolved.json"), resolved, 0o644)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "resolved.json"), resolved, 0o644); err != nil {
+			return err
+		}
 		d, err := timed(tmp, env, py, filepath.Join(root, "python", "train_lora.py"), "--config", filepath.Join(dir, "resolved.json"), "--run-dir", dir)
 		if err != nil {
 			return err
