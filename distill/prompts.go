@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"unicode/utf8"
@@ -37,10 +38,10 @@ type promptReader struct {
 	line   int
 	chat   bool
 	known  bool
-	sha    io.Writer
+	sha    hash.Hash
 }
 
-func openPrompts(path, system string, sha io.Writer) (*promptReader, error) {
+func openPrompts(path, system string, sha hash.Hash) (*promptReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: prompts file: %v", ErrInput, err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -214,7 +215,7 @@ func recordVerdict(dir string, s *taskeval.Summary) error {
 }
 
 // progress prints the script's generation progress as plain lines.
-func progress(w interface{ Write([]byte) (int, error) }) func(json.RawMessage) {
+func progress(w io.Writer) func(json.RawMessage) {
 	return func(raw json.RawMessage) {
 		var e struct {
 			Type, Phase, Message string
