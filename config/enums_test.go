@@ -11,10 +11,16 @@ import (
 // value outside the list is refused, key by key.
 func TestEnumsAgreeWithValidation(t *testing.T) {
 	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("model: ./model\ndata:\n  train: train.jsonl\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("model: ./model\ndata:\n  train: train.jsonl\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for key, values := range Enums {
 		for _, v := range values {
 			sets := []string{key + "=" + v}

@@ -80,8 +80,12 @@ func TestSchemaAcceptsTheShippedConfigs(t *testing.T) {
 // The schema agrees with Load on what a key may hold: each case is checked by both.
 func TestSchemaAgreesWithLoad(t *testing.T) {
 	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s := compiled(t, false)
 	base := "model: ./model\ndata:\n  train: train.jsonl\n"
 	tests := []struct {
@@ -120,7 +124,9 @@ func TestSchemaAgreesWithLoad(t *testing.T) {
 				t.Errorf("schema: %v, want ok=%v", schemaErr, tt.ok)
 			}
 			p := filepath.Join(dir, "c.yaml")
-			os.WriteFile(p, []byte(src), 0o644)
+			if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := Load(p, nil); (err == nil) != tt.ok {
 				t.Errorf("Load: %v, want ok=%v (the schema and the loader disagree)", err, tt.ok)
 			}
@@ -133,10 +139,16 @@ func TestSchemaAgreesWithLoad(t *testing.T) {
 // trainer validates with it.
 func TestResolvedSchema(t *testing.T) {
 	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(dir, "c.yaml")
-	os.WriteFile(p, []byte("model: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ndistributed: {nproc_per_node: 2}\n"), 0o644)
+	if err := os.WriteFile(p, []byte("model: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ndistributed: {nproc_per_node: 2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := Load(p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +160,9 @@ func TestResolvedSchema(t *testing.T) {
 		t.Fatalf("resolved.json does not validate: %v\n%s", err, b)
 	}
 	var m map[string]any
-	json.Unmarshal(b, &m)
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
 	m["train"].(map[string]any)["lr"] = 0.1
 	if s.Validate(m) == nil {
 		t.Error("an unknown key in resolved.json validates")

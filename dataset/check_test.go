@@ -364,8 +364,12 @@ func TestReportJSONShape(t *testing.T) {
 	}
 	var errs []map[string]json.RawMessage
 	var warns []map[string]json.RawMessage
-	json.Unmarshal(top["errors"], &errs)
-	json.Unmarshal(top["warnings"], &warns)
+	if err := json.Unmarshal(top["errors"], &errs); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(top["warnings"], &warns); err != nil {
+		t.Fatal(err)
+	}
 	if got := keys(errs[0]); !slices.Equal(got, []string{"code", "line", "message", "path"}) {
 		t.Errorf("error keys %v", got)
 	}
@@ -373,7 +377,9 @@ func TestReportJSONShape(t *testing.T) {
 		t.Errorf("warning keys %v", got)
 	}
 	var stats map[string]json.RawMessage
-	json.Unmarshal(top["stats"], &stats)
+	if err := json.Unmarshal(top["stats"], &stats); err != nil {
+		t.Fatal(err)
+	}
 	for _, k := range []string{"examples", "messages_per_example", "tokens", "roles", "system_prompts"} {
 		if _, ok := stats[k]; !ok {
 			t.Errorf("stats lacks %q", k)

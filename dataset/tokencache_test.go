@@ -136,8 +136,12 @@ func TestTokenCacheSeesTheStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := filepath.Join(dir, "tok")
-	os.MkdirAll(tok, 0o755)
-	os.WriteFile(filepath.Join(tok, "tokenizer.json"), []byte("{}"), 0o644)
+	if err := os.MkdirAll(tok, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tok, "tokenizer.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	train := writeLines(t, "train.jsonl", examples(0, 20, prod))
 	cache := filepath.Join(dir, "cache")
 	tc := &PythonTokenCounter{Python: python, Dir: tok, CacheDir: cache}

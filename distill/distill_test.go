@@ -147,7 +147,9 @@ func TestFiltersCountedByReason(t *testing.T) {
 	dir := t.TempDir()
 	lines := "good one\ncut short\nempty please\nrefuse me\n"
 	prompts := filepath.Join(dir, "p.txt")
-	os.WriteFile(prompts, []byte(lines), 0o644)
+	if err := os.WriteFile(prompts, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s := server(t, llmtest.Options{
 		Schedule: map[string][]llmtest.Fault{"cut short": {llmtest.Length}, "empty please": {llmtest.Empty}},
 		Answer: func(ms []llm.Message) string {
@@ -175,9 +177,11 @@ func TestFiltersCountedByReason(t *testing.T) {
 func TestRequireJSONAndDuplicateSamples(t *testing.T) {
 	dir := t.TempDir()
 	prompts := filepath.Join(dir, "p.jsonl")
-	os.WriteFile(prompts, []byte(`{"messages":[{"role":"user","content":"json"}]}
+	if err := os.WriteFile(prompts, []byte(`{"messages":[{"role":"user","content":"json"}]}
 {"messages":[{"role":"system","content":"old prompt"},{"role":"user","content":"prose"},{"role":"assistant","content":"to be replaced"}]}
-`), 0o644)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	calls := map[string]int{}
 	s := server(t, llmtest.Options{Answer: func(ms []llm.Message) string {
@@ -328,10 +332,20 @@ func TestResumeCutsRowWithoutStateLine(t *testing.T) {
 	// torn half row after it.
 	state, _ := os.ReadFile(distill.StatePath(out))
 	lines := strings.SplitAfter(string(state), "\n")
-	os.WriteFile(distill.StatePath(out), []byte(strings.Join(lines[:8], "")), 0o644) // header + 7 of 10 entries
-	f, _ := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"messages":[{"role":"us`)
-	f.Close()
+	// header + 7 of 10 entries
+	if err := os.WriteFile(distill.StatePath(out), []byte(strings.Join(lines[:8], "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"messages":[{"role":"us`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	before := s.Total()
 	if _, err := distill.Run(context.Background(), opts); err != nil {
 		t.Fatal(err)
@@ -365,7 +379,9 @@ func TestBadInput(t *testing.T) {
 	s := server(t, llmtest.Options{})
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(content), 0o644)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return p
 	}
 	good := write("good.txt", "hi\n")
@@ -463,7 +479,7 @@ func TestKeyInNoFile(t *testing.T) {
 		t.Errorf("auth headers %q", got)
 	}
 	files := 0
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+	err = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
@@ -474,6 +490,9 @@ func TestKeyInNoFile(t *testing.T) {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if files < 4 {
 		t.Errorf("only %d files written", files)
 	}
@@ -518,7 +537,9 @@ func TestKillDuringSplitIsRecovered(t *testing.T) {
 	sent := s.Total()
 
 	// Killed after both renames, before "complete": the split is in place.
-	os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644)
+	if err := os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := distill.Run(context.Background(), opts)
 	if err != nil || !res.AlreadyComplete || s.Total() != sent {
 		t.Fatalf("after renames: %v complete=%v sent=%d", err, res != nil && res.AlreadyComplete, s.Total()-sent)
@@ -526,9 +547,15 @@ func TestKillDuringSplitIsRecovered(t *testing.T) {
 
 	// Killed before the renames: OUT is still whole (the eval rows written back), the
 	// eval file half there. The split is made again, the same, without asking anything.
-	os.WriteFile(out, append(append([]byte{}, train...), eval...), 0o644)
-	os.WriteFile(evalOut, eval[:len(eval)/2], 0o644)
-	os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644)
+	if err := os.WriteFile(out, append(append([]byte{}, train...), eval...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(evalOut, eval[:len(eval)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(distill.StatePath(out), []byte(noComplete), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err = distill.Run(context.Background(), opts)
 	if err != nil || res.AlreadyComplete || res.Split == nil || s.Total() != sent {
 		t.Fatalf("before renames: %v split=%v sent=%d", err, res != nil && res.Split != nil, s.Total()-sent)

@@ -44,7 +44,9 @@ func fakeRun(t *testing.T, weightBytes int64) (string, *run.Manifest) {
 	if err := f.Truncate(weightBytes); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return runDir, &run.Manifest{RunID: "r-1", Name: "r", State: run.StateCompleted}
 }
 

@@ -18,7 +18,9 @@ func BenchmarkWriteLargeRun(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, f), data, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var ev strings.Builder
 	for s := 1; s <= 20000; s++ {
@@ -30,14 +32,20 @@ func BenchmarkWriteLargeRun(b *testing.B) {
 			fmt.Fprintf(&ev, `{"type":"checkpoint","time":"2026-01-01T00:00:00Z","step":%d,"path":"/x"}`+"\n", s)
 		}
 	}
-	os.WriteFile(filepath.Join(dir, "events.jsonl"), []byte(ev.String()), 0o644)
-	os.MkdirAll(filepath.Join(dir, "eval"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "events.jsonl"), []byte(ev.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "eval"), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	var gen strings.Builder
 	for i := range 200 {
 		fmt.Fprintf(&gen, `{"index":%d,"messages":[{"role":"user","content":"question %d %s"}],"reference":"%s","base":{"text":"%s","tokens":200,"stopped":"max_tokens","scores":{"chrf":%d}},"adapter":{"text":"%s","tokens":80,"stopped":"eos","scores":{"chrf":%d}}}`+"\n",
 			i, i, strings.Repeat("word ", 50), strings.Repeat("ref ", 60), strings.Repeat("base ", 150), i%50, strings.Repeat("adapter ", 60), (i*7)%60)
 	}
-	os.WriteFile(filepath.Join(dir, GenerationsFile), []byte(gen.String()), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, GenerationsFile), []byte(gen.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for range b.N {
 		if err := Write(dir, io.Discard); err != nil {

@@ -64,7 +64,9 @@ func TestReportInChromium(t *testing.T) {
 	}
 	if keep := os.Getenv("LORACTL_REPORT_SCREENSHOT"); keep != "" {
 		b, _ := os.ReadFile(shot)
-		os.WriteFile(keep, b, 0o644)
+		if err := os.WriteFile(keep, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	dom := string(chromium(t, page, "--dump-dom"))

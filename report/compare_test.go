@@ -32,7 +32,9 @@ func editGenerations(t *testing.T, dir string, fn func(g map[string]any)) {
 		line, _ := json.Marshal(g)
 		out.Write(append(line, '\n'))
 	}
-	os.WriteFile(p, out.Bytes(), 0o644)
+	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // editJSON rewrites a JSON file of a run copy through fn.
@@ -48,7 +50,9 @@ func editJSON(t *testing.T, path string, fn func(m map[string]any)) {
 	}
 	fn(m)
 	b, _ = json.Marshal(m)
-	os.WriteFile(path, b, 0o644)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // runB is a copy of the fixture as another run: a lower learning rate, and an adapter
@@ -199,9 +203,7 @@ func TestSettingsRunDirReplaced(t *testing.T) {
 	if diff := diffSettings(ra, rb); len(diff) != 0 {
 		t.Errorf("run dirs count as a difference: %+v", diff)
 	}
-	wd, _ := os.Getwd()
-	os.Chdir(a)
-	defer os.Chdir(wd)
+	t.Chdir(a)
 	rc, _ := Load(".")
 	if got := flatSettings(rc)["train.learning_rate"]; got != "0.02" {
 		t.Errorf("learning rate read as %q with the run dir \".\"", got)

@@ -30,16 +30,23 @@ func TestReadOpenAIResultsBase64(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(t.TempDir(), "step_metrics.csv")
-	os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644)
+	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := ReadOpenAIResults(p)
 	if err != nil || res.Steps != 80 || len(res.TrainLoss) != 80 {
 		t.Fatalf("%v %+v", err, res)
 	}
-	os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString([]byte("step,loss\n1,x\n"))), 0o644)
+	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString([]byte("step,loss\n1,x\n"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ReadOpenAIResults(p); err == nil || !strings.Contains(err.Error(), "(base64-decoded):1: not OpenAI's") {
 		t.Errorf("err = %v", err)
 	}
-	os.WriteFile(p, []byte("aGVsbG8="), 0o644) // base64 of "hello": not a CSV
+	// base64 of "hello": not a CSV
+	if err := os.WriteFile(p, []byte("aGVsbG8="), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ReadOpenAIResults(p); err == nil || !strings.Contains(err.Error(), "step_metrics.csv:1: not OpenAI's") {
 		t.Errorf("err = %v", err)
 	}

@@ -114,7 +114,9 @@ func TestWriteHostileRunID(t *testing.T) {
 	}
 	m["run_id"] = `x"><script>alert(1)</script>`
 	b, _ = json.Marshal(m)
-	os.WriteFile(p, b, 0o644)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if html := render(t, dir); strings.Contains(html, "<script>alert(1)") {
 		t.Error("run id reached the page unescaped")
 	}
@@ -173,9 +175,16 @@ func TestWriteNeedsManifest(t *testing.T) {
 
 func TestSelectEventMarksCheckpoint(t *testing.T) {
 	dir := copyRun(t)
-	f, _ := os.OpenFile(filepath.Join(dir, "events.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"type":"select","time":"2026-12-04T17:43:30Z","checkpoint":"checkpoint-50","by":"eval_loss","value":2.1}` + "\n")
-	f.Close()
+	f, err := os.OpenFile(filepath.Join(dir, "events.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"type":"select","time":"2026-12-04T17:43:30Z","checkpoint":"checkpoint-50","by":"eval_loss","value":2.1}` + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	r, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)

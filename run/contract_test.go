@@ -162,8 +162,12 @@ func TestCheckpointVerdictsAgreeWithTrainer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _ = f.WriteString(s)
-			f.Close()
+			if _, err := f.WriteString(s); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	flipByte := func(name string) func(t *testing.T, d string) {

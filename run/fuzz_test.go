@@ -35,8 +35,12 @@ func FuzzEvents(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = fh.Write(data[split:])
-		fh.Close()
+		if _, err := fh.Write(data[split:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := fh.Close(); err != nil {
+			t.Fatal(err)
+		}
 		more, err := fl.Poll()
 		if err != nil {
 			t.Fatal(err)

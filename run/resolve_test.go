@@ -21,8 +21,12 @@ func TestResolve(t *testing.T) {
 		}
 	}
 	// A directory without a manifest is not a run, and dot-dirs never are.
-	os.MkdirAll(s.Dir("demo-0199999999"), 0o755)
-	os.MkdirAll(s.Dir(".trainer"), 0o755)
+	if err := os.MkdirAll(s.Dir("demo-0199999999"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.Dir(".trainer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		ref, want string
 		ambiguous bool

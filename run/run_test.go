@@ -84,7 +84,9 @@ func TestFollowerRest(t *testing.T) {
 	q := filepath.Join(t.TempDir(), EventsFile)
 	appendTo(t, q, `{"type":"end","sta`)
 	g := NewFollower(q)
-	g.Poll()
+	if _, err := g.Poll(); err != nil {
+		t.Fatal(err)
+	}
 	if e := g.Rest(); e != nil {
 		t.Errorf("a torn line: %+v", e)
 	}
@@ -155,8 +157,11 @@ func appendTo(t *testing.T, p, s string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(s); err != nil {
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }

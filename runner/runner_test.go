@@ -72,10 +72,16 @@ func (d *fakeDriver) Inspect(context.Context, *driver.Handle) (*driver.Status, e
 
 func prepared(t *testing.T, dir, yaml string) *Prepared {
 	t.Helper()
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(dir, "c.yaml")
-	os.WriteFile(p, []byte(yaml), 0o644)
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Load(p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +214,9 @@ func TestResumeRules(t *testing.T) {
 	}
 	// A resolved.json lost in a crash (its write is not synced) is restored on resume.
 	resolved := filepath.Join(store.Dir(p.RunID), run.ResolvedFile)
-	os.WriteFile(resolved, nil, 0o644)
+	if err := os.WriteFile(resolved, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	d := &fakeDriver{events: completedEvents}
 	if _, err := launchAndWait(t, store, p, d, LaunchOptions{Resume: ResumeAuto}); err != nil {
 		t.Fatal(err)
@@ -237,7 +245,9 @@ func TestResumeRules(t *testing.T) {
 	}
 	// A changed config hash refuses to resume.
 	m.State, m.ConfigHash = run.StateInterrupted, "other"
-	run.WriteManifest(store.Dir(p.RunID), m)
+	if err := run.WriteManifest(store.Dir(p.RunID), m); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := launchAndWait(t, store, p, &fakeDriver{}, LaunchOptions{Resume: ResumeAuto}); !errors.Is(err, ErrConfigDiff) {
 		t.Fatalf("resume with changed config: %v", err)
 	}
@@ -265,7 +275,9 @@ func TestRestartInPlaceAndActiveRuns(t *testing.T) {
 
 	// A detached run still running: neither a fresh start nor a resume may launch.
 	m.State = run.StateRunning
-	run.WriteManifest(store.Dir(p.RunID), m)
+	if err := run.WriteManifest(store.Dir(p.RunID), m); err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []LaunchOptions{{}, {Force: true}, {Resume: ResumeAuto}} {
 		d := &fakeDriver{state: driver.StateRunning}
 		if _, err := launchAndWait(t, store, p, d, o); !errors.Is(err, ErrActive) || len(d.tasks) != 0 {

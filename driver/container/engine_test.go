@@ -155,8 +155,12 @@ func setupPodman() (map[string]any, error) {
 	if err := os.WriteFile(dir+"/containers.conf", []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	os.Setenv("CONTAINERS_STORAGE_CONF", dir+"/storage.conf")
-	os.Setenv("CONTAINERS_CONF", dir+"/containers.conf")
+	if err := os.Setenv("CONTAINERS_STORAGE_CONF", dir+"/storage.conf"); err != nil {
+		return nil, err
+	}
+	if err := os.Setenv("CONTAINERS_CONF", dir+"/containers.conf"); err != nil {
+		return nil, err
+	}
 	cleanups = append(cleanups, func() {
 		_ = exec.Command("podman", "rm", "--all", "--force", "--time", "0").Run()
 		_ = exec.Command("podman", "system", "reset", "--force").Run()
@@ -464,7 +468,9 @@ func podmanMajor(t *testing.T) int {
 		t.Fatal(err)
 	}
 	var major int
-	fmt.Sscanf(string(out), "%d", &major)
+	if _, err := fmt.Sscanf(string(out), "%d", &major); err != nil {
+		t.Fatalf("podman version %q: %v", out, err)
+	}
 	return major
 }
 
@@ -610,6 +616,8 @@ func helperMain() int {
 		return fail(err)
 	}
 	b, _ := json.Marshal(res)
-	os.Stdout.Write(b)
+	if _, err := os.Stdout.Write(b); err != nil {
+		return fail(err)
+	}
 	return 0
 }

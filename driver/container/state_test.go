@@ -84,7 +84,9 @@ func TestEndpointEnvIsCaptured(t *testing.T) {
 	for _, vars := range endpointVars {
 		for _, k := range vars {
 			t.Setenv(k, "")
-			os.Unsetenv(k)
+			if err := os.Unsetenv(k); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	t.Setenv("DOCKER_HOST", "unix:///tmp/x.sock")

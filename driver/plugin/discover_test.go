@@ -74,7 +74,9 @@ func TestFindIgnoresTheWorkingDirectory(t *testing.T) {
 	if got, err := Find("here", "", ""); err == nil {
 		t.Fatalf("Find picked %q from the working directory through an empty PATH entry", got)
 	}
-	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writeExe(t, filepath.Join(dir, "bin", "loractl-driver-here"), 0o755)
 	for _, rel := range []string{".", "bin", "./bin"} {
 		if got, err := Find("here", "", rel); err == nil {

@@ -16,7 +16,9 @@ import (
 // as a config file: the plugin checksum pin and the driver's own option validation.
 func TestLoadConfigSourcePinsAndValidates(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "gone.yaml")
 	src := []byte("model: org/m\ndata:\n  train: train.jsonl\ndriver:\n  name: remote\n  plugin:\n    sha256: abc123\n  remote:\n    host: gpu1\n")
 

@@ -86,7 +86,9 @@ func TestAboveAndClear(t *testing.T) {
 	p.Event(ev(t, `{"type":"log","time":"2026-01-01T00:00:01Z","step":3,"loss":1}`))
 	screen.Reset()
 	log := p.Above(&screen)
-	log.Write([]byte("WRN stopping: saving a checkpoint"))
+	if _, err := log.Write([]byte("WRN stopping: saving a checkpoint")); err != nil {
+		t.Fatal(err)
+	}
 	want := "\r\033[KWRN stopping: saving a checkpoint\nstep 3/10"
 	if !strings.HasPrefix(screen.String(), want) {
 		t.Fatalf("screen after a log line:\n%q\nwant prefix %q", screen.String(), want)
@@ -94,7 +96,9 @@ func TestAboveAndClear(t *testing.T) {
 	screen.Reset()
 	p.Clear()
 	p.Done()
-	log.Write([]byte("INF trainer stopped\n"))
+	if _, err := log.Write([]byte("INF trainer stopped\n")); err != nil {
+		t.Fatal(err)
+	}
 	if got := screen.String(); got != "\r\033[KINF trainer stopped\n" {
 		t.Fatalf("after Clear and Done: %q", got)
 	}
@@ -118,7 +122,9 @@ func TestAboveNotBlockedByStdout(t *testing.T) {
 	var logs bytes.Buffer
 	done := make(chan struct{})
 	go func() {
-		p.Above(&logs).Write([]byte("WRN stopping: saving a checkpoint\n"))
+		if _, err := p.Above(&logs).Write([]byte("WRN stopping: saving a checkpoint\n")); err != nil {
+			t.Error(err)
+		}
 		close(done)
 	}()
 	select {

@@ -84,7 +84,9 @@ func TestDistillKill9ThenRerunLosesAndDuplicatesNothing(t *testing.T) {
 		fmt.Fprintf(&b, "prompt %d: tell me about item %d\n", i, i*7)
 	}
 	prompts := filepath.Join(dir, "prompts.txt")
-	os.WriteFile(prompts, []byte(b.String()), 0o644)
+	if err := os.WriteFile(prompts, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := llmtest.New(llmtest.Options{Delay: 3 * time.Millisecond, APIKey: distillKey,
 		FaultFor: func(p string, attempt int) llmtest.Fault {
 			if attempt == 0 && len(p)%5 == 0 {
@@ -183,11 +185,17 @@ func TestDistillKill9ThenRerunLosesAndDuplicatesNothing(t *testing.T) {
 func TestDistillBadInputExits2(t *testing.T) {
 	dir := t.TempDir()
 	prompts := filepath.Join(dir, "p.jsonl")
-	os.WriteFile(prompts, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"+`{"messages":[{"role":"assistant","content":"x"}]}`+"\n"), 0o644)
+	if err := os.WriteFile(prompts, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"+`{"messages":[{"role":"assistant","content":"x"}]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	good := filepath.Join(dir, "good.txt")
-	os.WriteFile(good, []byte("hello\n"), 0o644)
+	if err := os.WriteFile(good, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	other := filepath.Join(dir, "other.jsonl")
-	os.WriteFile(other, []byte("{}\n"), 0o644)
+	if err := os.WriteFile(other, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
@@ -253,7 +261,9 @@ func TestDistillLocalTeacherTinyModel(t *testing.T) {
 	src, _ := os.ReadFile(filepath.Join(data, "eval.jsonl"))
 	lines := strings.SplitAfter(strings.TrimSpace(string(src)), "\n")[:12]
 	prompts := filepath.Join(dir, "prompts.jsonl")
-	os.WriteFile(prompts, []byte(strings.Join(lines, "")+"\n"), 0o644)
+	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "out.jsonl")
 	r := runCmd(t, distillCmd(t, dir, prompts, "-o", out, "--teacher", model, "--max-tokens", "16", "--concurrency", "4",
 		"--system-prompt", "Production prompt.", "--python", py, "--device", "cpu", "--json"))
@@ -317,7 +327,9 @@ func TestDistillAgainstPythonServerFaults(t *testing.T) {
 		fmt.Fprintf(&b, "python server prompt %d\n", i)
 	}
 	prompts := filepath.Join(dir, "p.txt")
-	os.WriteFile(prompts, []byte(b.String()), 0o644)
+	if err := os.WriteFile(prompts, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		flags []string

@@ -156,7 +156,9 @@ func slurmDistributed(t *testing.T, partition, wantAttempt string, stop func(t *
 		"distributed:\n  nproc_per_node: auto\n" +
 		"driver:\n  name: slurm\n  slurm:\n    gpus: 2\n    time: \"00:20:00\"\n    signal_grace: 60\n    max_requeues: 1\n" + partition +
 		"    python: " + f.python + "\n")
-	os.WriteFile(f.config, cfg, 0o644)
+	if err := os.WriteFile(f.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if r := f.loractl(t, "render", f.config); r.code != 0 || !strings.Contains(r.stdout, "--gpus-per-node=2") || !strings.Contains(r.stdout, "'--nproc-per-node' '2'") {
 		t.Fatalf("render: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -31,7 +31,9 @@ func TestSlurmDetachStopResume(t *testing.T) {
 	cfg, _ := os.ReadFile(f.config)
 	cfg = []byte(strings.Replace(string(cfg), "  max_steps: 24\n", "", 1) +
 		"driver:\n  name: slurm\n  slurm:\n    time: \"00:20:00\"\n    signal_grace: 60\n    python: " + f.python + "\n")
-	os.WriteFile(f.config, cfg, 0o644)
+	if err := os.WriteFile(f.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	r := f.loractl(t, "train", f.config, "--detach")
 	if r.code != 0 {
@@ -123,7 +125,9 @@ func TestDockerTrain(t *testing.T) {
 	cfg, _ := os.ReadFile(f.config)
 	cfg = append(cfg, []byte("driver:\n  name: docker\n  docker:\n    image: "+image+"\n    python: "+f.python+
 		"\n    read_only: ["+venv+", "+strings.TrimSpace(string(base))+"]\n    stop_grace: 60s\n")...)
-	os.WriteFile(f.config, cfg, 0o644)
+	if err := os.WriteFile(f.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	start := time.Now()
 	r := f.loractl(t, "train", f.config, "--json")
@@ -155,7 +159,9 @@ func TestDockerfileImageTrains(t *testing.T) {
 	f := newFixture(t, "")
 	cfg, _ := os.ReadFile(f.config)
 	cfg = append(cfg, []byte("driver:\n  name: docker\n  docker:\n    image: "+image+"\n    stop_grace: 60s\n")...)
-	os.WriteFile(f.config, cfg, 0o644)
+	if err := os.WriteFile(f.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	start := time.Now()
 	r := f.loractl(t, "train", f.config, "--json")

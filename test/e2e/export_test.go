@@ -274,7 +274,7 @@ func chatTmux(t *testing.T, f *fixture, id string) {
 		return string(out)
 	}
 	run("new-session", "-d", "-s", session, "-x", "200", "-y", "50", "-c", f.dir, line)
-	defer exec.Command(tmux, "-S", sock, "kill-server").Run()
+	defer func() { _ = exec.Command(tmux, "-S", sock, "kill-server").Run() }()
 	pane := func() string { return run("capture-pane", "-p", "-J", "-S", "-200", "-t", session) }
 	wait := func(what string, cond func(string) bool) string {
 		deadline := time.Now().Add(3 * time.Minute)

@@ -217,8 +217,9 @@ func TestFaults(t *testing.T) {
 		{name: "events.jsonl with garbage lines", damage: func(t *testing.T, _ *fixture, dir string) {
 			fh, err := os.OpenFile(filepath.Join(dir, run.EventsFile), os.O_WRONLY|os.O_APPEND, 0)
 			must(t, err)
-			_, _ = fh.WriteString("\x00\x00 not json\n{\"type\":\"log\",\"st")
-			fh.Close()
+			_, err = fh.WriteString("\x00\x00 not json\n{\"type\":\"log\",\"st")
+			must(t, err)
+			must(t, fh.Close())
 		}, want: check{0, 16, "resuming from"}, after: func(t *testing.T, g *fixture, _ string) {
 			if r := g.loractl(t, "logs", runID); r.code != 0 || !strings.Contains(r.stdout, "trainer completed") {
 				t.Errorf("logs after garbage: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)

@@ -60,7 +60,9 @@ func TestReportAndCompare(t *testing.T) {
 		t.Errorf("compare --openai-results exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	bad := filepath.Join(f.dir, "bad.csv")
-	os.WriteFile(bad, []byte("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,0.5,0.2,,\n2,oops,0.3,,\n"), 0o644)
+	if err := os.WriteFile(bad, []byte("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,0.5,0.2,,\n2,oops,0.3,,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if r = f.loractl(t, "compare", ids[1], "--openai-results", bad); r.code != 2 || !strings.Contains(r.stderr, "bad.csv:3:3") {
 		t.Errorf("bad CSV: exit %d, %s", r.code, r.stderr)
 	}

@@ -106,9 +106,16 @@ train:
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := os.ReadFile(filepath.Join(repoRoot(), "examples", "data", "train.jsonl"))
-	fh.Write(first[:bytes.IndexByte(first, '\n')+1])
-	fh.Close()
+	first, err := os.ReadFile(filepath.Join(repoRoot(), "examples", "data", "train.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.Write(first[:bytes.IndexByte(first, '\n')+1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
 	r = f.loractl(t, "reproduce", id)
 	if r.code != 2 || !strings.Contains(r.stderr, "train data") || !strings.Contains(r.stderr, "changed since the run") {
 		t.Fatalf("changed data: exit %d\n%s", r.code, r.stderr)

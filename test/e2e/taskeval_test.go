@@ -226,7 +226,7 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 			t.Fatalf("row %d: the fine-tune's reply is not scored: %+v", row.Index, row.Base)
 		}
 	}
-	filepath.WalkDir(runDir, func(path string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(runDir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if b, _ := os.ReadFile(path); strings.Contains(string(b), "sk-ft-secret") {
 				t.Errorf("the key is in %s", path)
@@ -234,13 +234,18 @@ func TestTaskEvalEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if again, _ := taskeval.ReadSummary(filepath.Join(runDir, taskeval.Dir)); again.N != 40 || again.Verdict != s.Verdict || again.Against != "" {
 		t.Fatalf("the training-time evaluation changed: %+v", again)
 	}
 	if m2, _ := run.ReadManifest(runDir); m2.Result.VerdictReason != s.Reason {
 		t.Fatalf("--against changed the run's verdict: %s", m2.Result.VerdictReason)
 	}
-	os.Unsetenv("FT_KEY")
+	if err := os.Unsetenv("FT_KEY"); err != nil {
+		t.Fatal(err)
+	}
 	if r := f.loractl(t, "eval", runID, "--against", other, "--endpoint", ft.URL, "--api-key-env", "FT_KEY"); r.code != 2 || !strings.Contains(r.stderr, "FT_KEY") {
 		t.Errorf("--against without its key: exit %d\n%s", r.code, r.stderr)
 	}

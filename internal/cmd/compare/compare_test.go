@@ -30,9 +30,13 @@ func TestCompare(t *testing.T) {
 	// B trained with another learning rate; same eval set.
 	p := filepath.Join(b, "resolved.json")
 	raw, _ := os.ReadFile(p)
-	os.WriteFile(p, []byte(strings.Replace(string(raw), `"learning_rate": 0.02`, `"learning_rate": 0.001`, 1)), 0o644)
+	if err := os.WriteFile(p, []byte(strings.Replace(string(raw), `"learning_rate": 0.02`, `"learning_rate": 0.001`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	badCSV := filepath.Join(t.TempDir(), "bad.csv")
-	os.WriteFile(badCSV, []byte("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,x,0.1,,\n"), 0o644)
+	if err := os.WriteFile(badCSV, []byte("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,x,0.1,,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	html := filepath.Join(t.TempDir(), "c.html")
 
 	tests := []struct {
@@ -97,7 +101,9 @@ func TestOutputNeverAnInput(t *testing.T) {
 	fixtureRun(t, f.RunsDir(), "qs-bbb")
 	csv := filepath.Join(t.TempDir(), "results.csv")
 	raw, _ := os.ReadFile(filepath.Join(testdata, "openai_results.csv"))
-	os.WriteFile(csv, raw, 0o644)
+	if err := os.WriteFile(csv, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	manifest := filepath.Join(a, "manifest.json")
 	before, _ := os.ReadFile(manifest)
 	for _, o := range []Options{

@@ -74,7 +74,9 @@ func TestCheckRun(t *testing.T) {
 	eval := writeFile(t, "eval.jsonl", chats(100, 20)...)
 	bad := writeFile(t, "bad.jsonl", append(chats(0, 60), `{"messages": [{"role": "human", "content": "x"}]}`)...)
 	prompt := filepath.Join(dir, "prompt.txt")
-	os.WriteFile(prompt, []byte("Be brief.\n"), 0o644)
+	if err := os.WriteFile(prompt, []byte("Be brief.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name     string
@@ -228,7 +230,9 @@ func TestConvertRun(t *testing.T) {
 func TestConvertEdgeRows(t *testing.T) {
 	dir := t.TempDir()
 	prompt := filepath.Join(dir, "prompt.txt")
-	os.WriteFile(prompt, []byte("Be brief.\r\n"), 0o644)
+	if err := os.WriteFile(prompt, []byte("Be brief.\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		rows    []string

@@ -84,9 +84,13 @@ func TestRunPrintsSummaryAndJSON(t *testing.T) {
 		fmt.Fprintf(&b, "q%d\n", i)
 	}
 	b.WriteString("q0\n") // a duplicate prompt: asked once
-	os.WriteFile(prompts, []byte(b.String()), 0o644)
+	if err := os.WriteFile(prompts, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	sys := filepath.Join(dir, "sys.txt")
-	os.WriteFile(sys, []byte("Be brief."), 0o644)
+	if err := os.WriteFile(sys, []byte("Be brief."), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	f, out, _ := factory()
 	o := &Options{IO: f.IO, Prompts: prompts, Out: filepath.Join(dir, "out.jsonl"), Teacher: s.URL, SystemPrompt: "@" + sys,

@@ -19,9 +19,13 @@ func TestInitWritesAValidStarter(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The starter validates once its data files exist; every value it shows is a default.
-	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"train.jsonl", "eval.jsonl"} {
-		os.WriteFile(filepath.Join(dir, "data", n), []byte("{}\n"), 0o644)
+		if err := os.WriteFile(filepath.Join(dir, "data", n), []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := config.Load(p, nil)
 	if err != nil {

@@ -26,9 +26,15 @@ var events = []string{
 func newRun(t *testing.T, base string, state run.State) string {
 	t.Helper()
 	dir := filepath.Join(base, "r1")
-	os.MkdirAll(dir, 0o755)
-	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: state, Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}})
-	os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer says hi\n"), 0o644)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: state, Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer says hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -36,7 +42,9 @@ func TestReplay(t *testing.T) {
 	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
 	dir := newRun(t, f.RunsDir(), run.StateCompleted)
 	for _, e := range events {
-		run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+		if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := logsRun(context.Background(), &Options{Factory: f, RunID: "r1", JSON: true}); err != nil {
 		t.Fatal(err)
@@ -68,11 +76,15 @@ func TestFollowUntilEnd(t *testing.T) {
 	go func() {
 		for _, e := range events {
 			time.Sleep(30 * time.Millisecond)
-			run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+			if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e)); err != nil {
+				t.Error(err)
+			}
 		}
 		m, _ := run.ReadManifest(dir)
 		m.State = run.StateCompleted
-		run.WriteManifest(dir, m)
+		if err := run.WriteManifest(dir, m); err != nil {
+			t.Error(err)
+		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -100,8 +112,12 @@ func TestRunPrefix(t *testing.T) {
 		t.Fatalf("prefix r: %q %v", out, err)
 	}
 	dir2 := filepath.Join(f.RunsDir(), "r2")
-	os.MkdirAll(dir2, 0o755)
-	run.WriteManifest(dir2, &run.Manifest{RunID: "r2", State: run.StateCompleted})
+	if err := os.MkdirAll(dir2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir2, &run.Manifest{RunID: "r2", State: run.StateCompleted}); err != nil {
+		t.Fatal(err)
+	}
 	err := logsRun(context.Background(), &Options{Factory: f, RunID: "r", TrainLog: true})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "r1, r2") {
 		t.Fatalf("ambiguous prefix: %v (exit %d)", err, cmdutil.ExitCode(err))
@@ -114,9 +130,13 @@ func TestLogsEscapeControlCharacters(t *testing.T) {
 	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
 	dir := newRun(t, f.RunsDir(), run.StateCompleted)
 	hostile := "\x1b[2J\x1b]0;pwned\x07"
-	os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer "+hostile+" \u009b1m\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, run.LogFile), []byte("trainer "+hostile+" \u009b1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	msg, _ := json.Marshal(hostile + "\u009b")
-	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"warning","time":"2026-01-01T00:00:00Z","code":"x","message":`+string(msg)+`}`))
+	if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"warning","time":"2026-01-01T00:00:00Z","code":"x","message":`+string(msg)+`}`)); err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []Options{{}, {JSON: true}, {TrainLog: true}} {
 		out.Reset()
 		o.Factory, o.RunID = f, "r1"
@@ -162,11 +182,15 @@ func TestFollowSaysHowItEnded(t *testing.T) {
 	go func() {
 		for _, e := range events[:3] {
 			time.Sleep(30 * time.Millisecond)
-			run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e))
+			if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(e)); err != nil {
+				t.Error(err)
+			}
 		}
 		m, _ := run.ReadManifest(dir)
 		m.State, m.Error = run.StateFailed, "the trainer was killed"
-		run.WriteManifest(dir, m)
+		if err := run.WriteManifest(dir, m); err != nil {
+			t.Error(err)
+		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

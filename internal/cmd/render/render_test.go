@@ -38,11 +38,17 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for _, f := range []string{"train.jsonl", "eval.jsonl"} {
-				os.WriteFile(filepath.Join(dir, f), []byte("{}\n"), 0o644)
+				if err := os.WriteFile(filepath.Join(dir, f), []byte("{}\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
-			os.Mkdir(filepath.Join(dir, "model"), 0o755)
+			if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			cfg := filepath.Join(dir, "c.yaml")
-			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+			if err := os.WriteFile(cfg, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
 
 			f := factory(t)
 			if err := renderRun(&Options{Factory: f, Config: cfg, Sets: tc.sets}); err != nil {
@@ -51,7 +57,9 @@ func TestRenderGolden(t *testing.T) {
 			got := strings.ReplaceAll(f.IO.Out.(interface{ String() string }).String(), dir, "$DIR")
 			golden := filepath.Join("testdata", tc.name+".json")
 			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
@@ -70,7 +78,9 @@ func TestRenderGolden(t *testing.T) {
 func TestRenderInvalidIsExit2(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("model: x\ndata:\n  train: missing.jsonl\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("model: x\ndata:\n  train: missing.jsonl\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f := factory(t)
 	err := renderRun(&Options{Factory: f, Config: cfg})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "c.yaml:3:3: data.train") {
@@ -86,10 +96,16 @@ func TestRenderInvalidIsExit2(t *testing.T) {
 // --driver; --resolved still gives resolved.json.
 func TestRenderFollowsConfigDriver(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("name: s\nmodel: ./model\ndata:\n  train: train.jsonl\ndriver:\n  name: slurm\n  slurm:\n    partition: gpu\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("name: s\nmodel: ./model\ndata:\n  train: train.jsonl\ndriver:\n  name: slurm\n  slurm:\n    partition: gpu\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		resolved bool

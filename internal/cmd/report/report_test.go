@@ -71,7 +71,9 @@ func TestReport(t *testing.T) {
 func TestReportNotARun(t *testing.T) {
 	f, _, _ := cmdtest.Factory(t, &cmdtest.Driver{})
 	dir := fixtureRun(t, f.RunsDir(), "broken")
-	os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{not json"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	err := reportRun(&Options{Factory: f, RunID: "broken"})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "manifest.json") {
 		t.Fatalf("err = %v, want exit 2 naming manifest.json", err)
@@ -93,7 +95,9 @@ func TestReportOutputNotARunFile(t *testing.T) {
 		t.Fatal("the run's manifest was overwritten")
 	}
 	page := filepath.Join(dir, "report.html")
-	os.WriteFile(page, []byte("old"), 0o644)
+	if err := os.WriteFile(page, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := reportRun(&Options{Factory: f, RunID: "quickstart", Output: page}); err != nil {
 		t.Fatalf("-o the run's report.html: %v", err)
 	}

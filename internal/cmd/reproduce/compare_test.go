@@ -204,7 +204,9 @@ func TestCompareResumedRun(t *testing.T) {
 				t.Errorf("step losses %+v, want step %d mismatched", r.StepLosses, c.mismatchStep)
 			}
 			var out bytes.Buffer
-			r.print(&out, false)
+			if err := r.print(&out, false); err != nil {
+				t.Fatal(err)
+			}
 			if c.wantNote && !strings.Contains(out.String(), "was resumed from step") {
 				t.Errorf("printed report lacks the resume note:\n%s", out.String())
 			}

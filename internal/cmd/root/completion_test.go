@@ -28,9 +28,15 @@ func complete(t *testing.T, runs string, args ...string) string {
 func TestCompletion(t *testing.T) {
 	runs := filepath.Join(t.TempDir(), "runs")
 	dir := filepath.Join(runs, "demo-0123456789")
-	os.MkdirAll(dir, 0o755)
-	run.WriteManifest(dir, &run.Manifest{RunID: "demo-0123456789", State: run.StateCompleted})
-	os.MkdirAll(filepath.Join(filepath.Dir(runs), "sweeps", "grid-abcdef0123"), 0o755)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "demo-0123456789", State: run.StateCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(filepath.Dir(runs), "sweeps", "grid-abcdef0123"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string

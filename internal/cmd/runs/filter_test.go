@@ -26,7 +26,9 @@ func seedMany(t *testing.T, base string) {
 	} {
 		m.CreatedAt = time.Unix(int64(100*(i+1)), 0)
 		dir := filepath.Join(base, m.RunID)
-		os.MkdirAll(dir, 0o755)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := run.WriteManifest(dir, m); err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +39,9 @@ func seedMany(t *testing.T, base string) {
 		`{"type":"log","time":"2026-01-01T00:00:10Z","step":10,"loss":2.0}`,
 		`{"type":"log","time":"2026-01-01T00:00:30Z","step":30,"loss":1.25}`,
 	} {
-		run.AppendEvent(ev, json.RawMessage(e))
+		if err := run.AppendEvent(ev, json.RawMessage(e)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -129,8 +133,12 @@ func TestRunsSweepPrefix(t *testing.T) {
 	f, out, _ := cmdtest.Factory(t, &cmdtest.Driver{})
 	seedMany(t, f.RunsDir())
 	dir := filepath.Join(f.RunsDir(), "lr-c-0000000005")
-	os.MkdirAll(dir, 0o755)
-	run.WriteManifest(dir, &run.Manifest{RunID: "lr-c-0000000005", Name: "lr-c", State: run.StateCompleted, Sweep: "grid-9999999999"})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "lr-c-0000000005", Name: "lr-c", State: run.StateCompleted, Sweep: "grid-9999999999"}); err != nil {
+		t.Fatal(err)
+	}
 	err := runsRun(context.Background(), &Options{Factory: f, Sweep: "grid", JSON: true})
 	if cmdutil.ExitCode(err) != cmdutil.ExitInvalid || !strings.Contains(err.Error(), "grid-0123456789, grid-9999999999") {
 		t.Fatalf("ambiguous --sweep: %v (exit %d)\n%s", err, cmdutil.ExitCode(err), out)

@@ -28,13 +28,19 @@ func seed(t *testing.T, base string) {
 			Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1, State: run.StateRunning}}},
 	} {
 		dir := filepath.Join(base, m.RunID)
-		os.MkdirAll(dir, 0o755)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := run.WriteManifest(dir, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	run.AppendEvent(filepath.Join(base, "gone-2", run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`))
-	run.AppendEvent(filepath.Join(base, "gone-2", run.EventsFile), json.RawMessage(`{"type":"end","time":"2026-01-01T00:00:09Z","status":"interrupted","step":7}`))
+	if err := run.AppendEvent(filepath.Join(base, "gone-2", run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.AppendEvent(filepath.Join(base, "gone-2", run.EventsFile), json.RawMessage(`{"type":"end","time":"2026-01-01T00:00:09Z","status":"interrupted","step":7}`)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRunsTableRefreshesDetachedRuns(t *testing.T) {
@@ -85,9 +91,15 @@ func TestUnreadableManifestIsReported(t *testing.T) {
 	f.Log = &l
 	seed(t, f.RunsDir())
 	bad := filepath.Join(f.RunsDir(), "torn-3")
-	os.MkdirAll(bad, 0o755)
-	os.WriteFile(filepath.Join(bad, run.ManifestFile), []byte(`{"version":1,"run_id":`), 0o644)
-	os.MkdirAll(filepath.Join(f.RunsDir(), ".trainer", "abc"), 0o755)
+	if err := os.MkdirAll(bad, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bad, run.ManifestFile), []byte(`{"version":1,"run_id":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(f.RunsDir(), ".trainer", "abc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := runsRun(context.Background(), &Options{Factory: f}); err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,16 @@ func TestStopDetachedRun(t *testing.T) {
 	dir := filepath.Join(f.RunsDir(), "r1")
 	cp := filepath.Join(dir, run.CheckpointsDir, "checkpoint-9")
 	runtest.Checkpoint(t, cp, 9)
-	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
-		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
-	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`))
-	run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"end","time":"2026-01-01T00:00:05Z","status":"interrupted","step":9}`))
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"start","time":"2026-01-01T00:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.AppendEvent(filepath.Join(dir, run.EventsFile), json.RawMessage(`{"type":"end","time":"2026-01-01T00:00:05Z","status":"interrupted","step":9}`)); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second}); err != nil {
 		t.Fatal(err)
@@ -56,9 +62,13 @@ func TestStopUnconfirmedFails(t *testing.T) {
 	d := &unreachable{cmdtest.Driver{State: driver.StateRunning}}
 	f, out, _ := cmdtest.Factory(t, d)
 	dir := filepath.Join(f.RunsDir(), "r1")
-	os.MkdirAll(dir, 0o755)
-	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
-		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}}); err != nil {
+		t.Fatal(err)
+	}
 	err := stopRun(context.Background(), &Options{Factory: f, RunID: "r1", Grace: time.Second, Confirm: 300 * time.Millisecond})
 	if cmdutil.ExitCode(err) != 1 || !strings.Contains(err.Error(), "still shows running") {
 		t.Fatalf("exit %d (%v), output %q", cmdutil.ExitCode(err), err, out)
@@ -72,9 +82,13 @@ func TestStopDeadRunOnReadOnlyStore(t *testing.T) {
 	d := &cmdtest.Driver{State: driver.StateExited}
 	f, out, _ := cmdtest.Factory(t, d)
 	dir := filepath.Join(f.RunsDir(), "r1")
-	os.MkdirAll(dir, 0o755)
-	run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
-		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteManifest(dir, &run.Manifest{RunID: "r1", State: run.StateRunning,
+		Handle: &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, Attempts: []run.Attempt{{N: 1}}}); err != nil {
+		t.Fatal(err)
+	}
 	// A lock file that cannot be created stands in for a read-only or full store
 	// (file modes do not stop root; the fault suite mounts a read-only store for real).
 	if err := os.Mkdir(filepath.Join(dir, ".lock"), 0o755); err != nil {

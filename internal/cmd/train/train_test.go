@@ -197,9 +197,13 @@ func TestFailureSummaryShowsLogTail(t *testing.T) {
 type failingTrainer struct{ fakeTrainer }
 
 func (d *failingTrainer) Start(ctx context.Context, t *driver.Task) (*driver.Handle, error) {
-	os.WriteFile(t.LogPath, []byte("loading\nTraceback (most recent call last):\nRuntimeError: boom\n"), 0o644)
-	run.AppendEvent(filepath.Join(t.RunDir, run.EventsFile), json.RawMessage(
-		`{"type":"error","time":"2026-01-01T00:00:00Z","error_type":"OutOfMemoryError","message":"CUDA out of memory","hint":"lower train.batch_size"}`))
+	if err := os.WriteFile(t.LogPath, []byte("loading\nTraceback (most recent call last):\nRuntimeError: boom\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := run.AppendEvent(filepath.Join(t.RunDir, run.EventsFile), json.RawMessage(
+		`{"type":"error","time":"2026-01-01T00:00:00Z","error_type":"OutOfMemoryError","message":"CUDA out of memory","hint":"lower train.batch_size"}`)); err != nil {
+		return nil, err
+	}
 	return &driver.Handle{Driver: "fake", Version: driver.HandleVersion, ID: "1"}, nil
 }
 
@@ -366,7 +370,9 @@ func TestNoEstimateIsAWarning(t *testing.T) {
 			o, fake, runs := setupWith(t, "local", tt.extra)
 			if tt.model != "" {
 				src, _ := os.ReadFile(o.Config)
-				os.WriteFile(o.Config, []byte(strings.Replace(string(src), "Qwen/Qwen2.5-7B-Instruct", tt.model, 1)), 0o644)
+				if err := os.WriteFile(o.Config, []byte(strings.Replace(string(src), "Qwen/Qwen2.5-7B-Instruct", tt.model, 1)), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var logBuf strings.Builder
 			l := zerolog.New(&logBuf)
