@@ -92,11 +92,11 @@ func (s *scanner) str() (raw []byte, esc, ok bool) {
 			s.i = i
 			return nil, false, s.fail("unterminated string")
 		}
-		switch c := b[i]; {
-		case c == '"':
+		switch c := b[i]; c {
+		case '"':
 			s.i = i + 1
 			return b[start:i], esc, true
-		case c == '\\':
+		case '\\':
 			esc = true
 			if i+1 >= len(b) {
 				s.i = i

@@ -285,7 +285,7 @@ func AutoFit(r Run, available uint64) (Run, []Change, *Estimate, error) {
 func (r Run) with(steps [][]Change) (Run, error) {
 	for _, st := range steps {
 		for _, c := range st {
-			ok := true
+			var ok bool
 			switch c.Setting {
 			case "train.gradient_checkpointing":
 				r.GradientCheckpointing, ok = c.Value.(bool)

@@ -49,8 +49,8 @@ func LocalSlots(cands []preflight.Candidate, need uint64, maxParallel int) ([]Sl
 	fits := make([]int, len(cands))
 	total := 0
 	for i, c := range cands {
-		switch {
-		case need == 0:
+		switch need {
+		case 0:
 			fits[i] = 1
 		default:
 			fits[i] = int(c.Free / need)

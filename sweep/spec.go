@@ -243,6 +243,7 @@ func cutBlock(src []byte, keyLine int) (block []byte, lineOffset, indent int, er
 		return nil, 0, 0, errors.New("cannot locate the inline config")
 	}
 	if rest := bytes.TrimSpace(lines[keyLine-1]); !bytes.HasSuffix(rest, []byte(":")) {
+		//nolint:staticcheck // ST1005: the trailing "config:" is the YAML key the user writes, not punctuation.
 		return nil, 0, 0, errors.New("write the inline config as an indented block under config:")
 	}
 	start := keyLine // 0-based index of the block's first line

@@ -90,7 +90,8 @@ func ExamplesToResolve(diffs []float64, threshold float64) int {
 	if gap == 0 || sd == 0 {
 		return 0
 	}
-	n := math.Ceil(math.Pow(1.96*sd/gap, 2))
+	z := 1.96 * sd / gap
+	n := math.Ceil(z * z)
 	if n > 1e9 {
 		return 0
 	}

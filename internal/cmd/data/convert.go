@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +85,7 @@ func convertRun(opts *ConvertOptions) error {
 	copts := dataset.ConvertOptions{Input: opts.Input, From: opts.From, SystemPrompt: system,
 		MaxLineBytes: opts.MaxLineBytes, MaxListed: opts.MaxErrors}
 
-	var out io.Writer = opts.IO.Out
+	out := opts.IO.Out
 	var file *os.File
 	if opts.Output != "" && opts.Output != "-" {
 		if abs(opts.Output) == abs(opts.Input) {

@@ -4,7 +4,6 @@ package root
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -114,7 +113,7 @@ func configureLog(f *cmdutil.Factory, format, level string) error {
 	if err != nil {
 		return cmdutil.Invalidf("--log-level: %v", err)
 	}
-	var out io.Writer = f.IO.ErrOut
+	out := f.IO.ErrOut
 	if f.LogOut != nil {
 		out = f.LogOut
 	}
