@@ -207,12 +207,18 @@ func pythonSchemaModule(t *testing.T) []byte {
 // the schema; the bound itself, where it is allowed, passes the schema.
 func TestResolvedBoundsAgreeWithLoad(t *testing.T) {
 	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "model"), 0o755)
-	os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644)
+	if err := os.Mkdir(filepath.Join(dir, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(dir, "c.yaml")
 	// One process and a micro-batch of 1, so any batch count divides; an eval set, which
 	// early stopping needs.
-	os.WriteFile(p, []byte("model: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ntrain:\n  batch_size: 1\ndistributed: {nproc_per_node: 1}\n"), 0o644)
+	if err := os.WriteFile(p, []byte("model: ./model\ndata:\n  train: train.jsonl\n  eval_split: 0.1\ntrain:\n  batch_size: 1\ndistributed: {nproc_per_node: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := Load(p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +228,9 @@ func TestResolvedBoundsAgreeWithLoad(t *testing.T) {
 	resolvedWith := func(key string, v float64) any {
 		b, _ := json.Marshal(cfg.Resolved)
 		var m map[string]any
-		json.Unmarshal(b, &m)
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
 		section, name, _ := strings.Cut(key, ".")
 		m[section].(map[string]any)[name] = v
 		b, _ = json.Marshal(m)
