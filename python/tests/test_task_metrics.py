@@ -168,6 +168,6 @@ def test_resolved_json_with_or_without_the_new_keys(tiny_model):
     got, _ = validate_config(cfg)
     assert got["train"]["select"] == "best" and got["eval"]["primary"] == "exact"
     for key, value, needle in [("select", "first", "train.select: must be last or best"),
-                               ("early_stopping_patience", -1, "train.early_stopping_patience: must be >= 0")]:
+                               ("early_stopping_patience", -1, r"train.early_stopping_patience: must be in \[0, 1048576\]")]:
         with pytest.raises(ConfigError, match=needle):
             validate_config(base_config(tiny_model, **{f"train.{key}": value}))

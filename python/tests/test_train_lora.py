@@ -191,8 +191,8 @@ def test_resume_auto_falls_back_past_a_checkpoint_missing_its_optimizer(complete
 # ------------------------------------------------------------ refusals and warnings
 
 @pytest.mark.parametrize("section,key,value,needle", [
-    ("lora", "r", 0, "lora.r: must be >= 1"),
-    ("train", "learning_rate", -1, "train.learning_rate: must be > 0"),
+    ("lora", "r", 0, "lora.r: must be in [1, 4096], got 0"),
+    ("train", "learning_rate", -1, "train.learning_rate: must be in (0, 1), got -1"),
     ("data", "train", "/nonexistent/train.jsonl", "data.train: /nonexistent/train.jsonl: no such file"),
 ])
 def test_invalid_config_exits_2(tiny_model, tmp_path, section, key, value, needle):
