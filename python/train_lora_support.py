@@ -148,10 +148,6 @@ class Events:
 # enums and ranges. What the schema cannot say (relations between keys, files that must
 # exist, the eval metrics' meaning) is checked here after it.
 
-# Experiment trackers train.report_to may name (config/resolve.go's Trackers).
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
-
 # Keys a resolved.json written before they existed may lack: section -> key -> default
 # (a callable of the section for one that follows other keys).
 _OPTIONAL = {
