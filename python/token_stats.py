@@ -63,11 +63,104 @@ def parse_args(argv):
 
 
 def load_tokenizer(path):
+    """The tokenizer AutoTokenizer would give for `path`: loaded through its class directly
+    when direct_tokenizer_class can name it (no model config, so no torch: ~0.8 s instead of
+    ~3 s), else through AutoTokenizer itself."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    cls = direct_tokenizer_class(path)
+    if cls is not None:
+        return cls.from_pretrained(path, local_files_only=True)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+# Files whose presence makes AutoTokenizer consider Mistral's own tokenizer format.
+MISTRAL_FORMAT_FILES = ("tekken.json", "params.json")
+
+
+def read_json_object(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def auto_tokenizer_rules():
+    """The two tables AutoTokenizer overrides a tokenizer_config.json's class by (model types
+    whose hub class is known wrong, and model ids that get the generic backend), read from
+    the installed transformers' source rather than imported: importing that module imports
+    the model configs and torch, the ~2 s this avoids. None when they cannot be read."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    src = os.path.join(spec.submodule_search_locations[0], "models", "auto", "tokenization_auto.py")
+    want = {"MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS", "MODEL_IDS_TO_TOKENIZERS_BACKEND"}
+    found = {}
+    try:
+        with open(src, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in want and node.value is not None:
+                found[target.id] = ast.literal_eval(node.value)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if set(found) != want:
+        return None
+    return found["MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS"], found["MODEL_IDS_TO_TOKENIZERS_BACKEND"]
+
+
+def direct_tokenizer_class(path):
+    """The class AutoTokenizer.from_pretrained(path) would instantiate, when that is simply
+    the class tokenizer_config.json names (resolved by name, as AutoTokenizer does, which
+    imports only that tokenizer's module); None when AutoTokenizer could decide otherwise:
+    no named class or no tokenizer.json, remote code (auto_map), Mistral-format files, a
+    LlamaTokenizer (which AutoTokenizer swaps for a byte-level tokenizer.json), a model type
+    or model id its override tables list, or a class that is not a fast tokenizer."""
+    import fnmatch
+
+    tc = read_json_object(os.path.join(path, "tokenizer_config.json"))
+    name = tc.get("tokenizer_class") if tc else None
+    if not isinstance(name, str) or not name or "auto_map" in tc:
+        return None
+    if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        return None
+    if any(os.path.exists(os.path.join(path, f)) for f in MISTRAL_FORMAT_FILES):
+        return None
+    name = name.removesuffix("Fast")
+    if name == "LlamaTokenizer":
+        return None
+    config = read_json_object(os.path.join(path, "config.json")) or {}
+    rules = auto_tokenizer_rules()
+    if rules is None:
+        return None
+    wrong_hub_class, backend_ids = rules
+    model_type, model_id = config.get("model_type"), config.get("_name_or_path")
+    if model_type in wrong_hub_class or "auto_map" in config:
+        return None
+    # AutoTokenizer matches the id the model was loaded by (here the path), a saved config
+    # may still carry its hub id: either one listed makes it decide.
+    ids = [i.lower() for i in (model_id, path) if isinstance(i, str)]
+    if any(fnmatch.fnmatch(i, p) for i in ids for p in backend_ids):
+        return None
+    import transformers
+    from transformers.tokenization_python import PythonBackend
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    cls = getattr(transformers, name, None) or getattr(transformers, name + "Fast", None)
+    if cls is PythonBackend:
+        return TokenizersBackend  # what AutoTokenizer loads for a generic slow class name
+    if not isinstance(cls, type) or not issubclass(cls, TokenizersBackend):
+        return None
+    return cls
 
 
 def records(path, max_line_bytes):
@@ -99,16 +192,67 @@ def end_tokens(tok, tokenizer_dir):
     return ends
 
 
+# The TRL release whose get_training_chat_template trl_training_template was checked
+# against (tests/test_token_stats.py, for every template TRL ships); the pin in
+# requirements.txt, which a test keeps equal to it.
+TRL_CHECKED = "1.16.0"
+
+
 def training_template(tok):
     """The chat template the trainer renders with when the tokenizer's own has no generation
     markers: TRL's training template for it (Llama 3, Qwen 2.5/3, Gemma, Phi-3, ...), which
     SFTTrainer swaps in for assistant-only loss; None when TRL ships none for this template
-    or TRL is not importable (the counts then come from the prefix method)."""
+    or TRL is not importable (the counts then come from the prefix method). Read from TRL's
+    files when its version is the one checked (importing trl imports torch: ~5 s), else
+    asked of TRL itself."""
+    found = trl_training_template(tok.chat_template)
+    if found is not False:
+        return found
     try:
         from trl.chat_template_utils import get_training_chat_template
         return get_training_chat_template(tok)
     except Exception:  # ImportError (no trl), ValueError (no training template); a template TRL cannot probe
         return None
+
+
+def trl_training_template(template):
+    """TRL's training template for `template` without importing trl: TRL ships each chat
+    template it patches as chat_templates/NAME.jinja beside its patched NAME_training.jinja,
+    and get_training_chat_template returns the second for a template equal to the first
+    (checked against TRL_CHECKED). None: TRL has none for it; False: cannot tell here (another
+    TRL version, trl not installed, a template given as named variants)."""
+    import importlib.metadata
+    import importlib.util
+
+    if not isinstance(template, str):
+        return False
+    try:
+        if importlib.metadata.version("trl") != TRL_CHECKED:
+            return False
+        spec = importlib.util.find_spec("trl")
+    except (importlib.metadata.PackageNotFoundError, ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    folder = os.path.join(spec.submodule_search_locations[0], "chat_templates")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return False
+    for name in names:
+        if not name.endswith(".jinja") or name.endswith("_training.jinja"):
+            continue
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                if f.read() != template:
+                    continue
+            with open(os.path.join(folder, name[: -len(".jinja")] + "_training.jinja"), encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None  # a template TRL knows but does not patch
+        except OSError:
+            return False
+    return None
 
 
 def template_info(tok, tokenizer_dir, training=None):

@@ -258,3 +258,118 @@ def test_counts_with_trls_training_template_else_by_prefix(tmp_path, capsys, tok
     by_prefix = [token_stats.mask_by_prefix(tok, m) for m in messages]
     assert [(e["total"], e["assistant"]) for e in examples] == [(len(ids), sum(mask)) for ids, mask in by_prefix]
     assert [(e["total"], e["assistant"]) for e in examples] != want
+
+
+def with_configs(tmp_path, tokenizer, name, tokenizer_config=None, config=None, files=()):
+    """A copy of the tokenizer with keys set in tokenizer_config.json and config.json (a value
+    of None removes the key) and extra empty files."""
+    d = tmp_path / name
+    shutil.copytree(tokenizer, d)
+    for fname, edits in (("tokenizer_config.json", tokenizer_config), ("config.json", config)):
+        cfg = json.loads((d / fname).read_text())
+        for k, v in (edits or {}).items():
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = v
+        (d / fname).write_text(json.dumps(cfg))
+    for f in files:
+        (d / f).write_text("{}")
+    return str(d)
+
+
+def test_direct_class_is_the_one_auto_tokenizer_loads(tmp_path, capsys, tokenizer, tokenizer_no_markers,
+                                                     tool_tokenizer, monkeypatch):
+    """Without AutoTokenizer (and torch) the counter loads the class AutoTokenizer would, and
+    counts exactly what counting through AutoTokenizer counts."""
+    from transformers import AutoTokenizer
+    qwen_named = with_configs(tmp_path, tokenizer, "qwen-named", tokenizer_config={"tokenizer_class": "Qwen2Tokenizer"})
+    f = write(tmp_path, "t.jsonl", "\n".join(VOCAB_ROWS + [json.dumps({"tools": TOOLS, "messages": TOOL_MESSAGES})]) + "\n")
+    for d in (tokenizer, tokenizer_no_markers, tool_tokenizer, qwen_named):
+        cls = token_stats.direct_tokenizer_class(d)
+        assert cls is not None and cls is type(AutoTokenizer.from_pretrained(d)), d
+        direct = run(capsys, "--tokenizer", d, "--max-length", "12", f)
+        with monkeypatch.context() as m:
+            m.setattr(token_stats, "direct_tokenizer_class", lambda _: None)
+            assert run(capsys, "--tokenizer", d, "--max-length", "12", f) == direct, d
+
+
+def test_direct_class_leaves_the_hard_cases_to_auto_tokenizer(tmp_path, tokenizer):
+    wrong_hub, backend_ids = token_stats.auto_tokenizer_rules()
+    assert "internlm2" in wrong_hub and any(p.startswith("deepseek-ai/") for p in backend_ids)
+    cases = {
+        "remote code": {"tokenizer_config": {"auto_map": {"AutoTokenizer": ["x.Tok", None]}}},
+        "no class named": {"tokenizer_config": {"tokenizer_class": None}},
+        "llama class": {"tokenizer_config": {"tokenizer_class": "LlamaTokenizerFast"}},
+        "not a tokenizer": {"tokenizer_config": {"tokenizer_class": "AutoModel"}},
+        "unknown class": {"tokenizer_config": {"tokenizer_class": "NoSuchTokenizer"}},
+        "wrong hub class": {"config": {"model_type": "internlm2"}},
+        "backend model id": {"config": {"_name_or_path": "deepseek-ai/deepseek-coder-1.3b-instruct"}},
+        "mistral format": {"files": ["tekken.json"]},
+    }
+    for name, edits in cases.items():
+        d = with_configs(tmp_path, tokenizer, name.replace(" ", "-"), **edits)
+        assert token_stats.direct_tokenizer_class(d) is None, name
+    d = with_configs(tmp_path, tokenizer, "no-tokenizer-json")
+    os.remove(os.path.join(d, "tokenizer.json"))
+    assert token_stats.direct_tokenizer_class(d) is None
+    assert token_stats.direct_tokenizer_class(tokenizer) is not None
+
+
+def test_counting_does_not_import_torch(tmp_path, tokenizer):
+    """The counter's start is the data check's fixed cost: with a class tokenizer_config.json
+    names it loads no model config, hence no torch."""
+    import subprocess
+    f = write(tmp_path, "t.jsonl", "\n".join(VOCAB_ROWS) + "\n")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, token_stats; rc = token_stats.main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "--tokenizer", tokenizer, f], cwd=here,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 1 + len(VOCAB_ROWS)
+
+
+def test_trl_training_templates_read_from_files_match_trl(tokenizer_no_markers):
+    """For every chat template TRL ships, the training template read from TRL's files is what
+    get_training_chat_template gives (None where it has none), so counting needs no trl import."""
+    import importlib.metadata
+
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template
+    assert importlib.metadata.version("trl") == token_stats.TRL_CHECKED
+    folder = os.path.join(os.path.dirname(importlib.import_module("trl").__file__), "chat_templates")
+    tok = AutoTokenizer.from_pretrained(tokenizer_no_markers)
+    checked = 0
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".jinja") or name.endswith("_training.jinja"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            template = f.read()
+        if token_stats.MARKER_RE.search(template):
+            continue  # the counter uses a template with markers as it is
+        tok.chat_template = template
+        try:
+            want = get_training_chat_template(tok)
+        except ValueError:
+            want = None
+        assert token_stats.trl_training_template(template) == want, name
+        checked += 1
+    assert checked >= 20
+    assert token_stats.trl_training_template("{{ messages }}") is None
+
+
+def test_trl_training_template_defers_to_trl_for_another_version(monkeypatch):
+    import importlib.metadata
+    from trl.chat_template_utils import qwen3_chat_template
+    assert token_stats.trl_training_template(qwen3_chat_template)
+    monkeypatch.setattr(importlib.metadata, "version", lambda _: "0.0.1")
+    assert token_stats.trl_training_template(qwen3_chat_template) is False
+    assert token_stats.trl_training_template({"default": qwen3_chat_template}) is False
+
+
+def test_trl_checked_is_the_pinned_trl():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, "requirements.txt"), encoding="utf-8") as f:
+        pins = [line.strip() for line in f if line.startswith("trl==")]
+    assert pins == [f"trl=={token_stats.TRL_CHECKED}"]
