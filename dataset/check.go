@@ -44,6 +44,10 @@ type Options struct {
 	MaxLineBytes int
 	// MaxListed caps Report.Errors; 0 means DefaultMaxListed.
 	MaxListed int
+	// Counting, when set, is called once the structural checks found no error, just
+	// before the token count (the slow part) starts: the caller may start work that
+	// overlaps the count (the trainer's imports, say).
+	Counting func()
 }
 
 // Check checks the train file (and the eval file, if any) and returns the report. An error
@@ -65,6 +69,9 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if opts.Tokenizer != nil {
+		if opts.Counting != nil && c.errorsTotal == 0 {
+			opts.Counting()
+		}
 		if err := c.countTokens(ctx); err != nil {
 			return nil, err
 		}

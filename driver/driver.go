@@ -194,6 +194,17 @@ type Detacher interface {
 	StartDetached(ctx context.Context, task *Task) (*Handle, error)
 }
 
+// Prewarmer is implemented by drivers that can start a task's process before the task
+// is final, so that its interpreter's imports overlap the pre-flight (the local
+// driver: the trainer imports torch while the data check counts tokens). Prewarm
+// starts what task would run, held before it reads data or touches a GPU; the next
+// Start of a task with the same command takes it over when it can, else starts
+// afresh; discard drops it if no Start took it. A failure to warm is never a failure
+// of the launch.
+type Prewarmer interface {
+	Prewarm(task *Task) (discard func(), err error)
+}
+
 // ArraySubmitter is implemented by drivers that can launch many tasks as one unit
 // with a concurrency cap (Slurm job arrays). Sweeps use it when present.
 type ArraySubmitter interface {

@@ -43,6 +43,9 @@ type Options struct {
 	SkipDataCheck bool
 	// TokenCacheDir caches the data check's token counts.
 	TokenCacheDir string
+	// Counting, when set, is called when the data check starts counting tokens, once the
+	// structural checks have passed (Train starts the trainer's imports then).
+	Counting func()
 }
 
 // Result is what Check decided besides what it wrote into the launch options.
@@ -64,7 +67,7 @@ type Result struct {
 // *InputError, or the pre-flight's (*preflight.NoFitError, ...).
 func Check(ctx context.Context, cfg *config.Config, lo *runner.LaunchOptions, o Options) (*Result, error) {
 	if !o.Resumed {
-		if err := CheckData(ctx, o.Log, cfg, lo, o.SkipDataCheck, o.TokenCacheDir); err != nil {
+		if err := checkData(ctx, o.Log, cfg, lo, o.SkipDataCheck, o.TokenCacheDir, o.Counting); err != nil {
 			return nil, err
 		}
 	}

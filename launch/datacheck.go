@@ -19,6 +19,12 @@ import (
 // recorded in lo.DataCheck for the manifest and the estimate. Sweeps call it once per
 // distinct DataCheckKey of their points.
 func CheckData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo *runner.LaunchOptions, skip bool, tokenCacheDir string) error {
+	return checkData(ctx, log, cfg, lo, skip, tokenCacheDir, nil)
+}
+
+// checkData is CheckData calling counting (when set) as the token count starts, once
+// the structural checks have passed.
+func checkData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo *runner.LaunchOptions, skip bool, tokenCacheDir string, counting func()) error {
 	if skip {
 		log.Warn().Msg("data check skipped (--skip-data-check)")
 		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
@@ -35,6 +41,7 @@ func CheckData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo 
 	}
 	if filepath.IsAbs(r.Model.NameOrPath) {
 		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: tokenCacheDir}
+		opts.Counting = counting
 	}
 	rep, err := dataset.Check(ctx, opts)
 	if err != nil {

@@ -83,6 +83,12 @@ func Train(ctx context.Context, cfg *config.Config, o TrainOptions) (*Run, error
 	}
 	co := o.Check
 	co.Force, co.Resumed = o.Force, o.Resume != ""
+	// Once the data's structure has passed, the trainer's interpreter imports torch and
+	// the rest while the tokens are counted; it is dropped, having read nothing, if the
+	// check refuses the run.
+	discard := func() {}
+	defer func() { discard() }()
+	co.Counting = func() { discard = runner.Prewarm(o.Store, p, lo) }
 	res, err := Check(ctx, cfg, &lo, co)
 	if err != nil {
 		return nil, err

@@ -41,8 +41,8 @@ func RequirementsHash() string {
 // TrainerFiles are the scripts a run needs beside it: the trainer and the modules it
 // imports (generation.py also serves chat; eval_task.py, which imports them all, is
 // installed beside them for on-demand evaluation). The controller copies them into
-// every run dir.
-var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "train_lora_dist.py", "generation.py", "task_metrics.py", "task_eval.py", "eval_cache.py", "resolved_schema.py"}
+// every run dir; warm_start.py starts the trainer ahead of its launch (driver/local).
+var TrainerFiles = []string{"train_lora.py", "train_lora_support.py", "train_lora_dist.py", "generation.py", "task_metrics.py", "task_eval.py", "eval_cache.py", "resolved_schema.py", "warm_start.py"}
 
 // TrainerHash is the SHA-256 over the trainer files (name and content), recorded in
 // the manifest so a run names the exact trainer code it ran.

@@ -81,6 +81,58 @@ def main(argv=None):
         return run.fail(e, EXIT_FAILED, hint=failure_hint(e))
 
 
+def overlap_setup(cuda):
+    """Whether build() tokenizes while the model loads: with CUDA, where loading copies the
+    weights from disk to the GPU (waits outside the GIL); not on the CPU, where the weights
+    are mapped, not read (0.15 s for 252M parameters), and a thread only contends for the
+    GIL (bench/train: load + tokenize 1.12× slower overlapped). LORACTL_OVERLAP_SETUP=1 or
+    0 decides instead."""
+    forced = os.environ.get("LORACTL_OVERLAP_SETUP", "")
+    return forced == "1" if forced in ("0", "1") else cuda
+
+
+class Background:
+    """fn run in a daemon thread: result() waits for it and returns its value or raises its
+    exception; seconds is how long it ran. A daemon, so a run that fails meanwhile (its
+    model, a signal) exits without waiting for it."""
+
+    def __init__(self, fn):
+        import threading
+        self.seconds = 0.0
+        self._done = threading.Event()
+        self._value = self._error = None
+        threading.Thread(target=self._run, args=(fn,), name="tokenize", daemon=True).start()
+
+    def _run(self, fn):
+        start = time.monotonic()
+        try:
+            self._value = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of result()
+            self._error = e
+        finally:
+            self.seconds = time.monotonic() - start
+            self._done.set()
+
+    def result(self):
+        while not self._done.wait(0.5):  # a timed wait: signal handlers run in between
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def import_heavy():
+    """The trainer's heavy imports (torch comes with them), which build() times as
+    "imports" and warm_start.py does while the pre-flight runs. None of them starts CUDA:
+    CUDA_VISIBLE_DEVICES may still change after them."""
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.trainer_utils  # noqa: F401
+    import trl  # noqa: F401
+    from trl import SFTTrainer  # noqa: F401
+
+
 def read_losses_before(run_dir):
     """The base model's per-example eval losses saved by an earlier attempt, or None."""
     import json
@@ -567,11 +619,19 @@ class Setup:
         return train, evalset
 
     def load_model(self):
+        return self.load_weights(), self.load_tokenizer()
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+        m = self.cfg["model"]
+        return AutoTokenizer.from_pretrained(m["name_or_path"], revision=m["revision"] or None,
+                                             trust_remote_code=m["trust_remote_code"])
+
+    def load_weights(self):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
         m, q = self.cfg["model"], self.cfg["quantization"]
         common = {"revision": m["revision"] or None, "trust_remote_code": m["trust_remote_code"]}
-        tokenizer = AutoTokenizer.from_pretrained(m["name_or_path"], **common)
         kwargs = dict(common, dtype=self.dtype)
         if self.attn:
             kwargs["attn_implementation"] = self.attn
@@ -587,8 +647,7 @@ class Setup:
                                    **storage)
                 if q["mode"] == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
             kwargs["device_map"] = {"": torch.cuda.current_device()}
-        model = AutoModelForCausalLM.from_pretrained(m["name_or_path"], **kwargs)
-        return model, tokenizer
+        return AutoModelForCausalLM.from_pretrained(m["name_or_path"], **kwargs)
 
     def decide_assistant_only(self, tokenizer):
         """Effective assistant-only loss: on when the template has {% generation %} markers or
@@ -803,6 +862,7 @@ class Setup:
         timed = self.run.timed
         with timed("imports"):
             self.resolve_device()  # before the heavy imports: a refusal should come fast
+            import_heavy()
             import datasets
             import transformers
             from peft import LoraConfig
@@ -820,7 +880,7 @@ class Setup:
         with timed("read_data"):
             train, evalset = self.load_data()
         with timed("load_model"):
-            model, tokenizer = self.load_model()
+            tokenizer = self.load_tokenizer()
         self.tokenizer = tokenizer
         self.eval_loss_indices = None
         self.assistant_only_loss = self.decide_assistant_only(tokenizer)
@@ -835,11 +895,21 @@ class Setup:
             self.events.warn("weights_ignored", f"{self.weight0} assistant turn(s) with weight 0 are trained or scored "
                              f"like the rest of the sequence ({', '.join(where)}): {why}, so the loss covers every "
                              "token and per-turn weights cannot apply")
-        self.check_targets(model)  # before tokenizing, which can take a while on a large dataset
         self.kept = {}  # examples per dataset that keep a label (see prepare_data and check_dropped)
-        with timed("tokenize"):
-            train = self.prepare_data(train, tokenizer, "train")
-            evalset = self.prepare_data(evalset, tokenizer, "eval") if evalset is not None else None
+
+        def tokenize():
+            return (self.prepare_data(train, tokenizer, "train"),
+                    self.prepare_data(evalset, tokenizer, "eval") if evalset is not None else None)
+        # On a GPU the data is tokenized while the model loads: reading weights (disk, then
+        # host to GPU) mostly waits outside the GIL, tokenizing is Python and Rust on the CPU.
+        tokenizing = Background(tokenize) if overlap_setup(self.cuda) else None
+        with timed("load_model"):
+            model = self.load_weights()
+        self.check_targets(model)  # refused at once, without waiting for the tokenizing
+        with timed("tokenize"):  # what the model load did not hide
+            train, evalset = tokenizing.result() if tokenizing else tokenize()
+        if tokenizing:
+            self.run.timings["tokenize_total"] = round(tokenizing.seconds, 3)
         peft_config = LoraConfig(
             r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
             target_modules=lora["target_modules"], bias=lora["bias"], use_rslora=lora["use_rslora"],

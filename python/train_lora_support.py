@@ -12,6 +12,7 @@ import shutil
 import signal
 import stat
 import sys
+import threading
 import zipfile
 from datetime import datetime, timezone
 
@@ -114,12 +115,21 @@ class Events:
             os.write(self.fd, b"\n")
         self.started = False
         self.pending = []
+        # The data is tokenized in a thread while the model loads (train_lora.Background):
+        # one writer at a time, and nothing after the end event (a tokenizer warning from a
+        # run that already failed on its model).
+        self.lock = threading.Lock()
+        self.ended = False
 
     def emit(self, type_, **fields):
         event = {"type": type_, "time": now_rfc3339(), **fields}
         data = (json.dumps(_json_safe(event), ensure_ascii=False, allow_nan=False) + "\n").encode()
-        while data:
-            data = data[os.write(self.fd, data):]
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = type_ == "end"
+            while data:
+                data = data[os.write(self.fd, data):]
 
     def warn(self, code, message):
         print(f"train_lora: warning: {code}: {message}", file=sys.stderr, flush=True)

@@ -8,12 +8,16 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/python"
 	"github.com/loractl/loractl/run"
 )
 
 // trainerComplete marks a trainer dir whose files are all written.
 const trainerComplete = ".complete"
+
+// notInstalled is checkFiles' answer for a trainer dir that does not exist yet.
+const notInstalled = "not installed"
 
 // trainerDir is the trainer dir of the store that holds run dir dir.
 func trainerDir(runDir string, p *Prepared) string {
@@ -91,7 +95,7 @@ func ensureFiles(dir string, names []string) (notice string, err error) {
 func checkFiles(dir string, names []string) string {
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return "not installed"
+		return notInstalled
 	}
 	if !fi.IsDir() {
 		return "not a directory"
@@ -138,4 +142,37 @@ func checkFiles(dir string, names []string) string {
 		}
 	}
 	return ""
+}
+
+// WarmStartEnv set to 0 turns Prewarm off: every trainer starts afresh.
+const WarmStartEnv = "LORACTL_WARM_START"
+
+// Prewarm starts run p's trainer ahead of its launch when the driver can (a
+// driver.Prewarmer: the local one), so that its imports overlap the pre-flight; the
+// returned func drops it unless Launch's start took it over. A run that resumes or
+// detaches starts afresh, and so does one whose trainer copy in the store was edited
+// (Launch reinstalls that, and says so). Warming only saves time: any failure here
+// leaves the launch as it would have been.
+func Prewarm(store *run.Store, p *Prepared, o LaunchOptions) (discard func()) {
+	noop := func() {}
+	pw, ok := o.Driver.(driver.Prewarmer)
+	if !ok || o.Resume != "" || o.Detach || os.Getenv(WarmStartEnv) == "0" {
+		return noop
+	}
+	dir := store.Dir(p.RunID)
+	trainer := trainerDir(dir, p)
+	switch checkFiles(trainer, python.TrainerFiles) {
+	case "":
+	case notInstalled:
+		if _, err := ensureTrainer(trainer); err != nil {
+			return noop
+		}
+	default:
+		return noop
+	}
+	discard, err := pw.Prewarm(TaskFor(dir, p, o, ""))
+	if err != nil || discard == nil {
+		return noop
+	}
+	return discard
 }

@@ -1,7 +1,9 @@
 // Command train measures what the controller costs: the wall time of `loractl train`
 // against running python/train_lora.py directly on the same resolved config (with
 // eval.generate false on both sides; goals: ratio ≤ 1.05 the first time, ≤ 1.02 with
-// the token counts cached), where a run's time goes (the trainer's own phase timings,
+// the token counts cached; the first run also without the warm start, to show what
+// it saves), what tokenizing while the model loads saves on a larger model and data
+// set, where a run's time goes (the trainer's own phase timings,
 // from its end event), what the base model's evaluation cache saves a second run with
 // the same base model and eval set, and the controller's cold start for `--help` and
 // `render`.
@@ -83,7 +85,7 @@ eval: {generate: false}
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	var direct, viaCtl, viaCtlCached, viaCtlNoCheck []time.Duration
+	var direct, viaCtl, viaCtlCold, viaCtlCached, viaCtlNoCheck []time.Duration
 	var phases []map[string]float64
 	for i := 0; i < reps; i++ {
 		dir := filepath.Join(tmp, fmt.Sprintf("direct-%d", i))
@@ -111,6 +113,14 @@ eval: {generate: false}
 			return err
 		}
 		viaCtl = append(viaCtl, d)
+		// The same first run with the trainer started afresh after the pre-flight, as
+		// before warm starts (driver/local/warm.go).
+		cold := []string{"LORACTL_CACHE=" + filepath.Join(tmp, fmt.Sprintf("cache-cold-%d", i)), "LORACTL_WARM_START=0"}
+		d, err = timed(tmp, append(env, cold...), bin, "train", cfg, "--runs-dir", runs+"-cold")
+		if err != nil {
+			return err
+		}
+		viaCtlCold = append(viaCtlCold, d)
 		d, err = timed(tmp, append(env, cache...), bin, "train", cfg, "--runs-dir", runs+"-cached")
 		if err != nil {
 			return err
@@ -126,6 +136,10 @@ eval: {generate: false}
 	if err != nil {
 		return err
 	}
+	serial, overlapped, err := benchOverlap(tmp, root, data, py, reps)
+	if err != nil {
+		return err
+	}
 	var help, render []time.Duration
 	for i := 0; i < starts; i++ {
 		d, _ := timed(tmp, env, bin, "--help")
@@ -133,15 +147,17 @@ eval: {generate: false}
 		d, _ = timed(tmp, env, bin, "render", cfg)
 		render = append(render, d)
 	}
-	md, mc, mw, mn := median(direct), median(viaCtl), median(viaCtlCached), median(viaCtlNoCheck)
+	md, mc, mo, mw, mn := median(direct), median(viaCtl), median(viaCtlCold), median(viaCtlCached), median(viaCtlNoCheck)
 	fmt.Printf("training run (%d steps, tiny model, CPU), median of %d:\n", steps, reps)
 	fmt.Printf("  train_lora.py directly          %8.2fs\n", md.Seconds())
 	fmt.Printf("  loractl train (data check)      %8.2fs   ratio %.3f\n", mc.Seconds(), mc.Seconds()/md.Seconds())
+	fmt.Printf("    the same, no warm start       %8.2fs   ratio %.3f\n", mo.Seconds(), mo.Seconds()/md.Seconds())
 	fmt.Printf("  loractl train (counts cached)   %8.2fs   ratio %.3f\n", mw.Seconds(), mw.Seconds()/md.Seconds())
 	fmt.Printf("  loractl train --skip-data-check %8.2fs   ratio %.3f\n", mn.Seconds(), mn.Seconds()/md.Seconds())
 	printPhases("where train_lora.py's time goes (median seconds per phase)", []string{"direct"}, [][]map[string]float64{phases})
 	printPhases("the base model's evaluation cache: a second run, other LoRA settings, same base and eval set (eval.generate on)",
 		[]string{"stores", "reuses"}, [][]map[string]float64{cacheFirst, cacheSecond})
+	printOverlap(serial, overlapped)
 	fmt.Printf("cold start, median of %d:\n", starts)
 	fmt.Printf("  loractl --help                  %8.1fms\n", float64(median(help).Microseconds())/1000)
 	fmt.Printf("  loractl render CONFIG           %8.1fms\n", float64(median(render).Microseconds())/1000)
@@ -287,4 +303,122 @@ func printPhases(title string, names []string, sets [][]map[string]float64) {
 		return v[len(v)/2]
 	})
 	row("total (wall)", func(runs []map[string]float64) float64 { return med(runs, "total (wall)") })
+}
+
+// benchOverlap runs the trainer directly on a 252M-parameter model and 3,000 rows (the
+// sample data ten times), one step, alternating tokenizing while the model loads
+// (LORACTL_OVERLAP_SETUP=1, the default with CUDA) with doing them in turn (=0, the
+// CPU's default), and returns each
+// run's timings with its wall time.
+func benchOverlap(tmp, root, data, py string, reps int) (serial, overlapped []map[string]float64, err error) {
+	model := filepath.Join(tmp, "model-252m")
+	if err := sh(root, nil, py, "python/make_tiny_model.py", model, "--hidden", "1024", "--layers", "16",
+		"--heads", "16", "--kv-heads", "8", "--intermediate", "4096",
+		"--data", filepath.Join(data, "train.jsonl"), "--data", filepath.Join(data, "eval.jsonl")); err != nil {
+		return nil, nil, err
+	}
+	src, err := os.ReadFile(filepath.Join(data, "train.jsonl"))
+	if err != nil {
+		return nil, nil, err
+	}
+	train := filepath.Join(tmp, "train-x10.jsonl")
+	if err := os.WriteFile(train, []byte(strings.Repeat(string(src), 10)), 0o644); err != nil {
+		return nil, nil, err
+	}
+	// A small eval set: the evaluations before and after are not what is measured.
+	evalRows, err := os.ReadFile(filepath.Join(data, "eval.jsonl"))
+	if err != nil {
+		return nil, nil, err
+	}
+	eval := filepath.Join(tmp, "eval-8.jsonl")
+	if err := os.WriteFile(eval, []byte(strings.Join(strings.SplitAfter(string(evalRows), "\n")[:8], "")), 0o644); err != nil {
+		return nil, nil, err
+	}
+	resolved, err := resolvedFor(tmp, root, py, fmt.Sprintf(`name: overlap
+model: %s
+data: {train: %s, eval: %s}
+lora: {r: 8, target_modules: all-linear}
+train: {max_steps: 1, batch_size: 2, max_length: 128, logging_steps: 1, save_steps: 0, gradient_checkpointing: false}
+eval: {generate: false}
+`, model, train, eval))
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < reps; i++ {
+		for _, on := range []bool{false, true} {
+			dir := filepath.Join(tmp, fmt.Sprintf("overlap-%d-%v", i, on))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "resolved.json"), resolved, 0o644); err != nil {
+				return nil, nil, err
+			}
+			env := []string{"LORACTL_OVERLAP_SETUP=0"}
+			if on {
+				env = []string{"LORACTL_OVERLAP_SETUP=1"}
+			}
+			d, err := timed(tmp, env, py, filepath.Join(root, "python", "train_lora.py"), "--config", filepath.Join(dir, "resolved.json"), "--run-dir", dir)
+			if err != nil {
+				return nil, nil, err
+			}
+			ph, err := endTimings(dir)
+			if err != nil {
+				return nil, nil, err
+			}
+			ph["total (wall)"] = d.Seconds()
+			if on {
+				overlapped = append(overlapped, ph)
+			} else {
+				serial = append(serial, ph)
+			}
+		}
+	}
+	return serial, overlapped, nil
+}
+
+// resolvedFor is `loractl render` of a config written to tmp.
+func resolvedFor(tmp, root, py, yaml string) ([]byte, error) {
+	cfg := filepath.Join(tmp, "overlap.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(tmp, "loractl"), "render", cfg)
+	cmd.Env = append(os.Environ(), "LORACTL_PYTHON="+py)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", cfg, err)
+	}
+	return out, nil
+}
+
+// printOverlap prints the setup phases of benchOverlap's runs, in turn and overlapped.
+func printOverlap(serial, overlapped []map[string]float64) {
+	med := func(runs []map[string]float64, key string) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, r[key])
+		}
+		sort.Float64s(v)
+		if len(v) == 0 {
+			return 0
+		}
+		return v[len(v)/2]
+	}
+	fmt.Printf("tokenizing while the model loads (252M-parameter model, 3,000 rows, 1 step), median of %d:\n", len(serial))
+	fmt.Printf("  %-30s %9s %10s\n", "", "in turn", "overlapped")
+	rows := []struct{ label, key string }{
+		{"load the model", "load_model"},
+		{"tokenize (not hidden)", "tokenize"},
+		{"tokenize (its own time)", "tokenize_total"},
+		{"total (wall)", "total (wall)"},
+	}
+	for _, r := range rows {
+		a, b := med(serial, r.key), med(overlapped, r.key)
+		if r.key == "tokenize_total" {
+			a = med(serial, "tokenize")
+		}
+		fmt.Printf("  %-30s %8.2fs %9.2fs\n", r.label, a, b)
+	}
+	ls, lo := med(serial, "load_model")+med(serial, "tokenize"), med(overlapped, "load_model")+med(overlapped, "tokenize")
+	fmt.Printf("  %-30s %8.2fs %9.2fs   ratio %.3f\n", "load + tokenize", ls, lo, lo/ls)
 }

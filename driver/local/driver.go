@@ -24,6 +24,7 @@ const Name = "local"
 // Driver is the local driver. The zero value is ready to use.
 type Driver struct {
 	tasks taskTable
+	warm  warmTable
 }
 
 // New returns a local driver.
@@ -72,8 +73,15 @@ var (
 	_ driver.Detacher         = (*Driver)(nil)
 )
 
-// Start implements driver.Driver.
+// Start implements driver.Driver. A process warmed for the same command (Prewarm)
+// becomes the trainer when it can; one that declines is replaced by a fresh start.
 func (d *Driver) Start(ctx context.Context, task *driver.Task) (*driver.Handle, error) {
+	if w := d.takeWarm(task.Command); w != nil {
+		h, err := d.adopt(ctx, w, task)
+		if err == nil || !errors.Is(err, errDeclined) {
+			return h, err
+		}
+	}
 	return d.start(task, false)
 }
 
@@ -81,7 +89,13 @@ func (d *Driver) Start(ctx context.Context, task *driver.Task) (*driver.Handle, 
 // without the parent-death signal, so it trains on after loractl exits (and a Ctrl-C
 // in the terminal does not reach it). Its handle (pid and start time) lets `logs -f`,
 // `stop` and `runs` find it again; its outcome is read from its events.
+//
+// A warm process cannot be detached (a process group leader cannot start a session):
+// it is dropped and the trainer starts afresh.
 func (d *Driver) StartDetached(ctx context.Context, task *driver.Task) (*driver.Handle, error) {
+	if w := d.takeWarm(task.Command); w != nil {
+		w.discard()
+	}
 	return d.start(task, true)
 }
 

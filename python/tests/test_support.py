@@ -410,6 +410,26 @@ def test_events_are_json_lines_without_nan(tmp_path):
     assert "NaN" not in (tmp_path / "events.jsonl").read_text()
 
 
+def test_events_from_threads_are_whole_lines_and_none_follow_the_end(tmp_path):
+    """The data is tokenized in a thread while the model loads: its events interleave with
+    the main thread's as whole lines, and one that comes after the end event (the run
+    failed meanwhile) is dropped: the end is the attempt's last word."""
+    import threading
+    ev = sup.Events(str(tmp_path / "events.jsonl"))
+    ev.start(pid=1)
+    big = "x" * 200_000
+    threads = [threading.Thread(target=lambda i=i: [ev.emit("log", n=i, pad=big) for _ in range(20)]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ev.emit("end", status="failed")
+    ev.emit("warning", code="late", message="after the end")
+    parsed = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in parsed] == ["start"] + ["log"] * 80 + ["end"]
+    assert all(e["pad"] == big for e in parsed if e["type"] == "log")
+
+
 def test_signals_raise_before_training_then_only_flag(monkeypatch):
     monkeypatch.setattr(sup.STOP, "signame", None)
     monkeypatch.setattr(sup.STOP, "immediate", True)

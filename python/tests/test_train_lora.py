@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import threading
+import time
 
 import make_tiny_model
 import pytest
@@ -109,6 +111,46 @@ def test_same_config_gives_identical_adapter(completed_run, tiny_model, tmp_path
     assert sorted(a) == sorted(b) and len(a) > 0
     for name in a:
         assert (a[name] == b[name]).all(), name
+
+
+def test_tokenizing_while_the_model_loads_trains_the_same_adapter(completed_run, tiny_model, tmp_path, monkeypatch):
+    """build() may tokenize in a thread while the model loads (the default with CUDA,
+    forced here); it trains the adapter the same as doing them in turn (completed_run, the
+    CPU's default). The end event reports the part of the tokenizing the load did not
+    hide, and with the overlap the tokenizing's own time."""
+    monkeypatch.setenv("LORACTL_OVERLAP_SETUP", "1")
+    overlapped = Trainer(tmp_path / "overlapped", base_config(tiny_model))
+    assert overlapped.run() == 0, overlapped.log()[-3000:]
+    a = load_file(os.path.join(overlapped.run_dir, "adapter", "adapter_model.safetensors"))
+    b = load_file(os.path.join(completed_run.run_dir, "adapter", "adapter_model.safetensors"))
+    assert sorted(a) == sorted(b) and len(a) > 0
+    for name in a:
+        assert (a[name] == b[name]).all(), name
+    timings = [e["timings"] for t in (overlapped, completed_run) for e in t.events() if e["type"] == "end"]
+    assert "tokenize_total" in timings[0] and "tokenize_total" not in timings[1]
+    assert timings[0]["tokenize"] <= timings[0]["tokenize_total"]
+
+
+def test_a_missing_target_module_is_refused_without_waiting_for_the_tokenizing(tiny_model, tmp_path, monkeypatch):
+    """check_targets runs as soon as the model is loaded, while the data may still be
+    tokenizing (here: a tokenizing that would take 30 s)."""
+    import train_lora
+    monkeypatch.setenv("LORACTL_OVERLAP_SETUP", "1")
+    release = threading.Event()
+    prepare = train_lora.Setup.prepare_data
+
+    def slow_prepare(self, rows, tokenizer, name="train"):
+        release.wait(30)
+        return prepare(self, rows, tokenizer, name)
+    monkeypatch.setattr(train_lora.Setup, "prepare_data", slow_prepare)
+    cfg = base_config(tiny_model, **{"lora.target_modules": ["nope"]})
+    started = time.monotonic()
+    try:
+        with pytest.raises(train_lora.ConfigError, match="lora.target_modules: nope not found"):
+            build_in_process(cfg, tmp_path, monkeypatch)
+        assert time.monotonic() - started < 25
+    finally:
+        release.set()
 
 
 # ------------------------------------------------------------ interrupt and resume

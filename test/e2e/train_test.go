@@ -81,6 +81,12 @@ func TestTrainEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The trainer's interpreter was started while the data check counted tokens
+	// (driver/local/warm.go): its heavy imports were done when its run began.
+	if imports := endTiming(t, filepath.Join(f.runs, runID), "imports"); imports > 0.5 {
+		t.Errorf("the trainer spent %.2fs importing after its launch: not warm-started", imports)
+	}
+
 	// The adapter loads with PEFT.
 	adapter := filepath.Join(f.runs, runID, "adapter")
 	load := exec.Command(f.python, "-c", `import sys
@@ -217,4 +223,27 @@ func TestInterruptAndResume(t *testing.T) {
 			t.Error("train_loss compared although the original was resumed")
 		}
 	}
+}
+
+// endTiming is one phase's seconds in the end event of the run in dir (the trainer's
+// timings, which run.Event does not carry).
+func endTiming(t *testing.T, dir, phase string) float64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, run.EventsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e struct {
+			Type    string             `json:"type"`
+			Timings map[string]float64 `json:"timings"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == run.EventEnd {
+			if v, ok := e.Timings[phase]; ok {
+				return v
+			}
+		}
+	}
+	t.Fatalf("%s: no %s timing in the end event", dir, phase)
+	return 0
 }

@@ -1,0 +1,231 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loractl/loractl/driver"
+	"github.com/loractl/loractl/python"
+)
+
+// stubTrainer stands in for train_lora.py beside the real warm_start.py: its heavy
+// imports are a sleep, and main records how it ran (warm or fresh, its pid, argv, cwd
+// and the environment the launch set) in the run dir, then exits 7.
+const stubTrainer = `import json, os, sys, time
+
+def import_heavy():
+    time.sleep(float(os.environ.get("STUB_IMPORT_SECONDS", "0.3")))
+
+def main(argv, mode="warm"):
+    print("trainer says hello")
+    with open(os.path.join(os.getcwd(), "ran.json"), "w") as f:
+        json.dump({"mode": mode, "pid": os.getpid(), "argv": argv, "cwd": os.getcwd(),
+                   "batch": os.environ.get("LORACTL_MICRO_BATCH"), "pgid": os.getpgid(0)}, f)
+    return 7
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], "fresh"))
+`
+
+type ran struct {
+	Mode  string   `json:"mode"`
+	PID   int      `json:"pid"`
+	Argv  []string `json:"argv"`
+	Cwd   string   `json:"cwd"`
+	Batch *string  `json:"batch"`
+	PGID  int      `json:"pgid"`
+}
+
+// warmTask is a trainer task over the stub, in a fresh run dir.
+func warmTask(t *testing.T) *driver.Task {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	trainer := t.TempDir()
+	warm, err := python.Read(warmScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{"train_lora.py": []byte(stubTrainer), warmScript: warm} {
+		if err := os.WriteFile(filepath.Join(trainer, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	return &driver.Task{
+		RunID: "warm", RunDir: dir,
+		Command: []string{py, filepath.Join(trainer, "train_lora.py"), "--config", filepath.Join(dir, "resolved.json"), "--run-dir", dir},
+		Env:     map[string]string{"PYTHONDONTWRITEBYTECODE": "1"},
+		LogPath: filepath.Join(dir, "train.log"),
+	}
+}
+
+func readRan(t *testing.T, dir string) ran {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "ran.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r ran
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func gone(pid int) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return true
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", jsonInt(pid), "stat"))
+		if f := statFields(string(b)); len(f) > 0 && f[0] == "Z" {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestWarmStart(t *testing.T) {
+	cases := []struct {
+		name string
+		// late changes the task between Prewarm and Start, as the pre-flight does.
+		late     func(*driver.Task)
+		wantMode string
+	}{
+		{"takes the pre-flight's decisions", func(tk *driver.Task) {
+			tk.Env["LORACTL_MICRO_BATCH"] = "4"
+			tk.Env["CUDA_VISIBLE_DEVICES"] = ""
+		}, "warm"},
+		{"an environment read at import time starts afresh", func(tk *driver.Task) {
+			tk.Env["HF_HOME"] = "/elsewhere"
+			tk.Env["LORACTL_MICRO_BATCH"] = "4"
+		}, "fresh"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New()
+			tk := warmTask(t)
+			discard, err := d.Prewarm(tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer discard()
+			warm := d.warm.procs[commandKey(tk.Command)]
+			if warm == nil {
+				t.Fatal("no warm process")
+			}
+			tc.late(tk)
+			h, err := d.Start(context.Background(), tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := d.Wait(context.Background(), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode != 7 {
+				t.Fatalf("exit %d, want the trainer's 7", res.ExitCode)
+			}
+			r := readRan(t, tk.RunDir)
+			if r.Mode != tc.wantMode {
+				t.Fatalf("ran %s, want %s", r.Mode, tc.wantMode)
+			}
+			if h.ID != jsonInt(r.PID) || r.PGID != r.PID {
+				t.Fatalf("handle %s, trainer pid %d in group %d: the handle must name the trainer, leading its own group", h.ID, r.PID, r.PGID)
+			}
+			if (r.PID == warm.cmd.Process.Pid) != (tc.wantMode == "warm") {
+				t.Fatalf("trainer pid %d, warm pid %d (mode %s)", r.PID, warm.cmd.Process.Pid, r.Mode)
+			}
+			if r.Batch == nil || *r.Batch != "4" || r.Cwd != tk.RunDir || strings.Join(r.Argv, " ") != strings.Join(tk.Command[2:], " ") {
+				t.Fatalf("the trainer did not get the launch: %+v", r)
+			}
+			log, _ := os.ReadFile(tk.LogPath)
+			if !strings.Contains(string(log), "trainer says hello") {
+				t.Fatalf("train.log lacks the trainer's output: %q", log)
+			}
+			if !gone(warm.cmd.Process.Pid) {
+				t.Fatal("the warm process outlived the run")
+			}
+		})
+	}
+}
+
+func TestWarmProcessDiscarded(t *testing.T) {
+	for _, when := range []string{"while importing", "after importing", "at a detached start"} {
+		t.Run(when, func(t *testing.T) {
+			d := New()
+			tk := warmTask(t)
+			if when == "while importing" {
+				tk.Env["STUB_IMPORT_SECONDS"] = "30"
+			}
+			discard, err := d.Prewarm(tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := d.warm.procs[commandKey(tk.Command)].cmd.Process.Pid
+			if when == "after importing" {
+				time.Sleep(time.Second)
+			}
+			if when == "at a detached start" {
+				h, err := d.StartDetached(context.Background(), tk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.ID == jsonInt(pid) {
+					t.Fatal("a detached start took over the warm process")
+				}
+				if !gone(pid) {
+					t.Fatal("the warm process was not dropped")
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					if _, err := os.Stat(filepath.Join(tk.RunDir, "ran.json")); err == nil {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if r := readRan(t, tk.RunDir); r.Mode != "fresh" {
+					t.Fatalf("detached trainer ran %s", r.Mode)
+				}
+				return
+			}
+			discard()
+			if !gone(pid) {
+				t.Fatal("a discarded warm process is still running")
+			}
+			if _, err := os.Stat(filepath.Join(tk.RunDir, "ran.json")); err == nil {
+				t.Fatal("a discarded warm process ran the trainer")
+			}
+			if _, err := os.Stat(tk.LogPath); err == nil {
+				t.Fatal("a discarded warm process wrote the log")
+			}
+		})
+	}
+}
+
+func TestPrewarmLeavesOtherCommandsAlone(t *testing.T) {
+	d := New()
+	tk := task(t, "exit 0")
+	discard, err := d.Prewarm(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	discard()
+	if len(d.warm.procs) != 0 {
+		t.Fatal("a command that is not the trainer was warmed")
+	}
+}
