@@ -618,9 +618,6 @@ class Setup:
             self.task_examples = task_eval.examples_from_rows(evalset, chosen)
         return train, evalset
 
-    def load_model(self):
-        return self.load_weights(), self.load_tokenizer()
-
     def load_tokenizer(self):
         from transformers import AutoTokenizer
         m = self.cfg["model"]
@@ -862,7 +859,7 @@ class Setup:
         timed = self.run.timed
         with timed("imports"):
             self.resolve_device()  # before the heavy imports: a refusal should come fast
-            import_heavy()
+            import_heavy()  # what warm_start.py may have done already; the names below are then bound at once
             import datasets
             import transformers
             from peft import LoraConfig

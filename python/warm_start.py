@@ -80,7 +80,6 @@ def become(req):
     fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     os.chdir(req["cwd"])
     reply("ok")
-    sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
     os.dup2(fd, 2)

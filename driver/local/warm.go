@@ -26,10 +26,9 @@ var _ driver.Prewarmer = (*Driver)(nil)
 
 // warmProcess is a trainer interpreter started ahead of its launch.
 type warmProcess struct {
-	cmd     *exec.Cmd
-	th      *taskHandle
-	command []string
-	env     map[string]string // the environment it started with
+	cmd *exec.Cmd
+	th  *taskHandle
+	env map[string]string // the environment it started with
 	// req is its stdin (the launch request), reply its stdout (its one-line answer).
 	req, reply *os.File
 	once       sync.Once
@@ -80,7 +79,7 @@ func (d *Driver) Prewarm(task *driver.Task) (func(), error) {
 		replyR.Close()
 		return noop, fmt.Errorf("warm start: %w", err)
 	}
-	w := &warmProcess{cmd: cmd, th: th, command: slices.Clone(task.Command), env: envMap(cmd.Env), req: reqW, reply: replyR}
+	w := &warmProcess{cmd: cmd, th: th, env: envMap(cmd.Env), req: reqW, reply: replyR}
 	key := commandKey(task.Command)
 	d.warm.mu.Lock()
 	if d.warm.procs == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,7 +89,7 @@ func gone(pid int) bool {
 		if err := syscall.Kill(pid, 0); err != nil {
 			return true
 		}
-		b, _ := os.ReadFile(filepath.Join("/proc", jsonInt(pid), "stat"))
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if f := statFields(string(b)); len(f) > 0 && f[0] == "Z" {
 			return true
 		}
@@ -96,8 +97,6 @@ func gone(pid int) bool {
 	}
 	return false
 }
-
-func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestWarmStart(t *testing.T) {
 	cases := []struct {
@@ -144,7 +143,7 @@ func TestWarmStart(t *testing.T) {
 			if r.Mode != tc.wantMode {
 				t.Fatalf("ran %s, want %s", r.Mode, tc.wantMode)
 			}
-			if h.ID != jsonInt(r.PID) || r.PGID != r.PID {
+			if h.ID != strconv.Itoa(r.PID) || r.PGID != r.PID {
 				t.Fatalf("handle %s, trainer pid %d in group %d: the handle must name the trainer, leading its own group", h.ID, r.PID, r.PGID)
 			}
 			if (r.PID == warm.cmd.Process.Pid) != (tc.wantMode == "warm") {
@@ -185,7 +184,7 @@ func TestWarmProcessDiscarded(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if h.ID == jsonInt(pid) {
+				if h.ID == strconv.Itoa(pid) {
 					t.Fatal("a detached start took over the warm process")
 				}
 				if !gone(pid) {

@@ -499,7 +499,7 @@ def test_plain_data_trains_the_adapter_trl_would(tiny_model, tmp_path, monkeypat
     other.resolve_device()
     set_seed(cfg["train"]["seed"])
     rows, _ = other.load_data()
-    model, tok = other.load_model()
+    tok, model = other.load_tokenizer(), other.load_weights()
     other.has_eval, other.assistant_only_loss = False, setup.assistant_only_loss
     theirs = SFTTrainer(model=model, args=other.sft_config(), train_dataset=messages_only(rows), processing_class=tok,
                         peft_config=ours.model.peft_config["default"])
