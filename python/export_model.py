@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 
-from train_lora_support import ConfigError, load_config, read_chat_jsonl
+from train_lora_support import ConfigError, exit_now, load_config, read_chat_jsonl
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 
@@ -361,4 +361,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # without the 1.3 s module teardown
