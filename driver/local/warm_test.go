@@ -52,11 +52,16 @@ func warmTask(t *testing.T) *driver.Task {
 		t.Skip("python3 not installed")
 	}
 	trainer := t.TempDir()
-	warm, err := python.Read(warmScript)
-	if err != nil {
-		t.Fatal(err)
+	files := map[string][]byte{"train_lora.py": []byte(stubTrainer)}
+	// The real warm start and the light support module it exits through, as installed.
+	for _, name := range []string{warmScript, "train_lora_support.py"} {
+		body, err := python.Read(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = body
 	}
-	for name, body := range map[string][]byte{"train_lora.py": []byte(stubTrainer), warmScript: warm} {
+	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(trainer, name), body, 0o644); err != nil {
 			t.Fatal(err)
 		}
