@@ -36,9 +36,25 @@ type PythonTokenCounter struct {
 	// tokenizer files, data and limits: a second check of unchanged data does not
 	// start Python at all.
 	CacheDir string
-	// Cached reports whether the last CountTokens was answered from the cache.
-	Cached bool
+	// Runner, when set, runs the helper instead of a fresh interpreter: the local
+	// trainer's warm process, which imports the tokenizer's library anyway. A count it
+	// cannot run, or that fails there, runs afresh, so that failures read the same.
+	Runner PythonRunner
+	// Cached reports whether the last CountTokens was answered from the cache, Warm
+	// whether it ran in Runner.
+	Cached, Warm bool
 }
+
+// PythonRunner runs a Python script to its end as `python script args...` with env
+// added would, its stdout copied to stdout, and returns its exit status and the tail
+// of its stderr; an error means it could not run the script. driver.Warm is one.
+type PythonRunner interface {
+	RunPython(ctx context.Context, script string, args []string, env map[string]string, stdout io.Writer) (exitCode int, stderr []byte, err error)
+}
+
+// helperEnv is set for the helper: the tokenizer is local, so a missing file must never
+// turn into a download attempt, and its warnings are noise here.
+var helperEnv = map[string]string{"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
 
 // tokenLine is one line of the helper's output: a template record or an example record.
 type tokenLine struct {
@@ -52,7 +68,7 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	if st, err := os.Stat(p.Dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%w: tokenizer %s: not a directory", ErrInput, p.Dir)
 	}
-	p.Cached = false
+	p.Cached, p.Warm = false, false
 	var cachePath string
 	if p.CacheDir != "" {
 		if key, ok := tokenCacheKey(p.Python, p.Dir, req); ok {
@@ -74,13 +90,21 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	defer os.RemoveAll(scriptDir)
 	script := filepath.Join(scriptDir, tokenScript)
 
-	args := []string{script, "--tokenizer", p.Dir,
+	args := []string{"--tokenizer", p.Dir,
 		"--max-length", strconv.Itoa(req.MaxLength),
 		"--max-line-bytes", strconv.Itoa(max(req.MaxLineBytes, 1)), "--"}
 	args = append(args, req.Files...)
-	cmd := exec.CommandContext(ctx, p.Python, args...)
-	// The tokenizer is local; never let a missing file turn into a download attempt.
-	cmd.Env = append(os.Environ(), "HF_HUB_OFFLINE=1", "TRANSFORMERS_VERBOSITY=error", "TOKENIZERS_PARALLELISM=false")
+	if p.Runner != nil {
+		info, ran, err := p.countWarm(ctx, script, args, cachePath, each)
+		if ran || ctx.Err() != nil {
+			return info, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, p.Python, append([]string{script}, args...)...)
+	cmd.Env = os.Environ()
+	for k, v := range helperEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	tail := &tailBuffer{max: 4096}
 	cmd.Stderr = tail
 	if p.Stderr != nil {
@@ -93,16 +117,9 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", p.Python, err)
 	}
-	var src io.Reader = stdout
-	var keep *os.File
-	if cachePath != "" {
-		if keep, err = cacheTemp(p.CacheDir); err == nil {
-			defer os.Remove(keep.Name())
-			defer keep.Close()
-			src = io.TeeReader(stdout, keep)
-		}
-	}
-	info, perr := readTokenLines(src, each)
+	keep := p.cacheWriter(cachePath)
+	defer keep.cleanup()
+	info, perr := readTokenLines(keep.tee(stdout), each)
 	if perr != nil {
 		// Stop the helper rather than leave it writing into a closed pipe.
 		_ = cmd.Process.Kill()
@@ -122,11 +139,79 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	case info == nil:
 		return nil, fmt.Errorf("%s printed no template record", tokenScript)
 	}
-	// 0644: CreateTemp's 0600 would make the entry useless to anyone sharing the cache.
-	if keep != nil && keep.Chmod(0o644) == nil && keep.Sync() == nil && keep.Close() == nil && os.Rename(keep.Name(), cachePath) == nil {
-		pruneTokenCache(p.CacheDir)
-	}
+	keep.commit()
 	return info, nil
+}
+
+// countWarm runs the helper in p.Runner. ran is false when the count should run afresh
+// instead: the runner could not run it, or it failed there (the fresh run then fails
+// with its own words). Output reaches each only after the helper succeeded.
+func (p *PythonTokenCounter) countWarm(ctx context.Context, script string, args []string, cachePath string, each func(ExampleTokens) error) (info *TemplateInfo, ran bool, err error) {
+	var out bytes.Buffer
+	code, stderr, err := p.Runner.RunPython(ctx, script, args, helperEnv, &out)
+	if err != nil || code != 0 {
+		return nil, false, nil
+	}
+	if p.Stderr != nil {
+		_, _ = p.Stderr.Write(stderr)
+	}
+	keep := p.cacheWriter(cachePath)
+	defer keep.cleanup()
+	if info, err = readTokenLines(keep.tee(&out), each); err != nil {
+		return nil, true, err
+	}
+	if info == nil {
+		return nil, true, fmt.Errorf("%s printed no template record", tokenScript)
+	}
+	keep.commit()
+	p.Warm = true
+	return info, true, nil
+}
+
+// cacheEntry is a token cache entry being written: a temp file in the cache dir,
+// renamed into place once the helper's output was read to its end. Nil (no cache, or
+// none can be written) keeps nothing.
+type cacheEntry struct {
+	f          *os.File
+	dir, final string
+}
+
+func (p *PythonTokenCounter) cacheWriter(cachePath string) *cacheEntry {
+	if cachePath == "" {
+		return nil
+	}
+	f, err := cacheTemp(p.CacheDir)
+	if err != nil {
+		return nil
+	}
+	return &cacheEntry{f: f, dir: p.CacheDir, final: cachePath}
+}
+
+// tee copies what is read from r into the entry.
+func (c *cacheEntry) tee(r io.Reader) io.Reader {
+	if c == nil {
+		return r
+	}
+	return io.TeeReader(r, c.f)
+}
+
+// commit puts the entry in place.
+func (c *cacheEntry) commit() {
+	if c == nil {
+		return
+	}
+	// 0644: CreateTemp's 0600 would make the entry useless to anyone sharing the cache.
+	if c.f.Chmod(0o644) == nil && c.f.Sync() == nil && c.f.Close() == nil && os.Rename(c.f.Name(), c.final) == nil {
+		pruneTokenCache(c.dir)
+	}
+}
+
+// cleanup removes the temp file unless commit renamed it.
+func (c *cacheEntry) cleanup() {
+	if c != nil {
+		c.f.Close()
+		os.Remove(c.f.Name())
+	}
 }
 
 // replayCached feeds a cached output to each. An entry that does not parse to the

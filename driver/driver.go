@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -199,10 +200,21 @@ type Detacher interface {
 // driver: the trainer imports torch while the data check counts tokens). Prewarm
 // starts what task would run, held before it reads data or touches a GPU; the next
 // Start of a task with the same command takes it over when it can, else starts
-// afresh; discard drops it if no Start took it. A failure to warm is never a failure
-// of the launch.
+// afresh. A failure to warm is never a failure of the launch.
 type Prewarmer interface {
-	Prewarm(task *Task) (discard func(), err error)
+	Prewarm(task *Task) (Warm, error)
+}
+
+// Warm is a task's process started ahead of its launch (Prewarmer).
+type Warm interface {
+	// RunPython runs a Python script to its end inside the warm interpreter, as
+	// `python script args...` with env added would, its stdout copied to stdout; it
+	// returns the script's exit status and the tail of its stderr. The pre-flight's own
+	// helpers use it (the token count needs the tokenizer the trainer imports anyway).
+	// An error means the warm process could not run it; run it afresh instead.
+	RunPython(ctx context.Context, script string, args []string, env map[string]string, stdout io.Writer) (exitCode int, stderr []byte, err error)
+	// Drop ends the process unless a Start took it over.
+	Drop()
 }
 
 // ArraySubmitter is implemented by drivers that can launch many tasks as one unit

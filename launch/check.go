@@ -44,8 +44,9 @@ type Options struct {
 	// TokenCacheDir caches the data check's token counts.
 	TokenCacheDir string
 	// Counting, when set, is called when the data check starts counting tokens, once the
-	// structural checks have passed (Train starts the trainer's imports then).
-	Counting func()
+	// structural checks have passed (Train starts the trainer's imports then); the count
+	// runs in the runner it returns, if any (the warm trainer process).
+	Counting func() dataset.PythonRunner
 }
 
 // Result is what Check decided besides what it wrote into the launch options.

@@ -23,8 +23,8 @@ func CheckData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo 
 }
 
 // checkData is CheckData calling counting (when set) as the token count starts, once
-// the structural checks have passed.
-func checkData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo *runner.LaunchOptions, skip bool, tokenCacheDir string, counting func()) error {
+// the structural checks have passed, and counting in the runner it returns.
+func checkData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo *runner.LaunchOptions, skip bool, tokenCacheDir string, counting func() dataset.PythonRunner) error {
 	if skip {
 		log.Warn().Msg("data check skipped (--skip-data-check)")
 		lo.DataCheck = json.RawMessage(`{"skipped":true}`)
@@ -39,13 +39,20 @@ func checkData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo 
 		MaxLength:    r.Train.MaxLength,
 		Epochs:       r.Train.Epochs,
 	}
+	var counter *dataset.PythonTokenCounter
 	if filepath.IsAbs(r.Model.NameOrPath) {
-		opts.Tokenizer = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: tokenCacheDir}
-		opts.Counting = counting
+		counter = &dataset.PythonTokenCounter{Python: lo.Python, Dir: r.Model.NameOrPath, CacheDir: tokenCacheDir}
+		opts.Tokenizer = counter
+		if counting != nil {
+			opts.Counting = func() { counter.Runner = counting() }
+		}
 	}
 	rep, err := dataset.Check(ctx, opts)
 	if err != nil {
 		return &InputError{Err: fmt.Errorf("data check: %w", err)}
+	}
+	if counter != nil {
+		log.Debug().Bool("cached", counter.Cached).Bool("in_trainer_process", counter.Warm).Msg("tokens counted")
 	}
 	if rep.HasErrors() {
 		return &DataCheckError{Report: rep}

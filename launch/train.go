@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/loractl/loractl/config"
+	"github.com/loractl/loractl/dataset"
 	"github.com/loractl/loractl/driver"
 	"github.com/loractl/loractl/run"
 	"github.com/loractl/loractl/runner"
@@ -83,12 +84,21 @@ func Train(ctx context.Context, cfg *config.Config, o TrainOptions) (*Run, error
 	}
 	co := o.Check
 	co.Force, co.Resumed = o.Force, o.Resume != ""
-	// Once the data's structure has passed, the trainer's interpreter imports torch and
-	// the rest while the tokens are counted; it is dropped, having read nothing, if the
-	// check refuses the run.
-	discard := func() {}
-	defer func() { discard() }()
-	co.Counting = func() { discard = runner.Prewarm(o.Store, p, lo) }
+	// Once the data's structure has passed, the trainer's interpreter starts, counts the
+	// tokens (it imports the tokenizer's library anyway) and imports torch and the rest;
+	// it is dropped, having touched no GPU, if the check refuses the run.
+	var warm driver.Warm
+	defer func() {
+		if warm != nil {
+			warm.Drop()
+		}
+	}()
+	co.Counting = func() dataset.PythonRunner {
+		if warm = runner.Prewarm(o.Store, p, lo); warm == nil {
+			return nil
+		}
+		return warm
+	}
 	res, err := Check(ctx, cfg, &lo, co)
 	if err != nil {
 		return nil, err

@@ -121,6 +121,12 @@ class Background:
         return self._value
 
 
+def import_light():
+    """The first of the heavy imports: what the pre-flight's token count also needs, which
+    warm_start.py runs it after (transformers' import structure, ~0.9 s of it)."""
+    import transformers  # noqa: F401
+
+
 def import_heavy():
     """The trainer's heavy imports (torch comes with them), which build() times as
     "imports" and warm_start.py does while the pre-flight runs. None of them starts CUDA:

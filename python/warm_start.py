@@ -21,11 +21,29 @@ after the imports); "cuda_changed" says CUDA_VISIBLE_DEVICES is one of them. Thi
 declines when that is so and an import has already loaded the CUDA driver or NVML (CUDA
 reads the variable once, when it starts), when the script is not the train_lora.py beside
 it, or when its imports failed (the fresh start then reports why).
+
+Before the launch, the driver may ask it to run a helper script to its end, the way a
+fresh `python SCRIPT ARGV...` would (the data check's token count, which needs the
+tokenizer that this process imports anyway, so that the count costs no second
+interpreter):
+
+    {"helper": {"script": PATH, "argv": [...], "env": {"KEY": "value"},
+                "stdout": PATH, "stderr": PATH}}
+
+It runs SCRIPT as __main__ with that argv and those variables added, its file
+descriptors 1 and 2 on the two files, and answers {"helper_exit": N}. The environment,
+argv, sys.path and descriptors are restored after it; what it imported stays imported.
+A helper asked for while the imports still run waits for them, except that one already
+waiting when transformers is in is run then, before torch, peft and trl: the count's
+answer comes that much sooner.
 """
 
 import json
 import os
+import runpy
+import select
 import sys
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Libraries whose load means CUDA_VISIBLE_DEVICES has been read already.
@@ -96,23 +114,112 @@ def become(req):
     sys.argv = req["argv"][1:]
 
 
-def main():
-    sys.path.insert(0, HERE)
-    imported = None
+def run_helper(h):
+    """Run helper request h as `python SCRIPT ARGV...` would, inside this process; its
+    exit status."""
+    script, argv, extra = h.get("script"), h.get("argv") or [], h.get("env") or {}
+    if not (isinstance(script, str) and isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+            and isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values())):
+        raise ValueError("bad helper request")
+    saved = (list(sys.argv), list(sys.path), dict(os.environ), sys.stdout, sys.stderr)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    out = os.open(h["stdout"], flags, 0o600)
     try:
-        import train_lora
-        train_lora.import_heavy()
-    except Exception as e:  # noqa: BLE001 - any failure: decline, and the fresh start says what it is
-        imported = f"{type(e).__name__}: {e}"[:200]
+        err = os.open(h["stderr"], flags, 0o600)
+    except OSError:
+        os.close(out)
+        raise
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fds = os.dup(1), os.dup(2)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    # Python-level writes go to fresh streams on the redirected descriptors, encoded as the
+    # process's own stdio is (whatever sys.stdout was replaced by, if anything).
+    sys.stdout, sys.stderr = (open(fd, "w", encoding=getattr(std, "encoding", None) or "utf-8",
+                                   errors=getattr(std, "errors", None) or "strict", closefd=False)
+                              for fd, std in ((1, sys.__stdout__), (2, sys.__stderr__)))
+    code = 0
+    try:
+        sys.argv = [script, *argv]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+        os.environ.update(extra)
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - as an uncaught exception ends a fresh interpreter
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.close()
+        sys.stderr.close()
+        sys.stdout, sys.stderr = saved[3], saved[4]
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        os.close(fds[0])
+        os.close(fds[1])
+        sys.argv, sys.path[:] = saved[0], saved[1]
+        os.environ.clear()
+        os.environ.update(saved[2])
+    return code
+
+
+def waiting():
+    """Whether a request (or the end of input) is there to read without blocking."""
+    try:
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def next_request():
+    """The next request: a dict, None at the end of input, or "" when not JSON."""
     line = sys.stdin.readline()
     if not line.strip():
-        return 0  # refused before launch
+        return None
     try:
         req = json.loads(line)
     except ValueError:
+        return ""
+    return req if isinstance(req, dict) else ""
+
+
+def serve_helpers(req):
+    """Run helper requests, from req on, until one that is not; return that one."""
+    while isinstance(req, dict) and "helper" in req:
+        try:
+            code = run_helper(req["helper"] if isinstance(req["helper"], dict) else {})
+            reply(json.dumps({"helper_exit": code}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            reply(json.dumps({"helper_error": f"{type(e).__name__}: {e}"[:200]}))
+        req = next_request()
+    return req
+
+
+def main():
+    sys.path.insert(0, HERE)
+    imported = None
+    req = False  # no request read yet
+    try:
+        import train_lora
+
+        train_lora.import_light()  # what a helper (the token count) needs first
+        if waiting():
+            req = serve_helpers(next_request())
+        train_lora.import_heavy()
+    except Exception as e:  # noqa: BLE001 - any failure: decline, and the fresh start says what it is
+        imported = f"{type(e).__name__}: {e}"[:200]
+    req = serve_helpers(next_request() if req is False else req)
+    if req is None:
+        return 0  # refused before launch
+    if req == "":
         reply("declined: the request is not JSON")
         return 0
-    why = decline_reason(req, imported, cuda_loaded()) if isinstance(req, dict) else "no request"
+    why = decline_reason(req, imported, cuda_loaded())
     if not why:
         try:
             become(req)

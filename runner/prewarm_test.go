@@ -1,6 +1,9 @@
 package runner
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,9 +21,18 @@ type warmingDriver struct {
 	discarded int
 }
 
-func (d *warmingDriver) Prewarm(t *driver.Task) (func(), error) {
+func (d *warmingDriver) Prewarm(t *driver.Task) (driver.Warm, error) {
 	d.warmed = append(d.warmed, t)
-	return func() { d.discarded++ }, nil
+	return countedWarm{&d.discarded}, nil
+}
+
+// countedWarm counts its drops.
+type countedWarm struct{ drops *int }
+
+func (w countedWarm) Drop() { *w.drops++ }
+
+func (countedWarm) RunPython(context.Context, string, []string, map[string]string, io.Writer) (int, []byte, error) {
+	return 0, nil, errors.New("not used here")
 }
 
 func TestPrewarm(t *testing.T) {
@@ -59,11 +71,13 @@ func TestPrewarm(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t, trainer)
 			}
-			discard := Prewarm(store, p, o)
-			if got := len(d.warmed) == 1; got != tc.warm {
-				t.Fatalf("warmed %d times, want warm=%v", len(d.warmed), tc.warm)
+			w := Prewarm(store, p, o)
+			if got := len(d.warmed) == 1; got != tc.warm || (w != nil) != tc.warm {
+				t.Fatalf("warmed %d times, returned %v, want warm=%v", len(d.warmed), w, tc.warm)
 			}
-			discard()
+			if w != nil {
+				w.Drop()
+			}
 			if !tc.warm {
 				if d.discarded != 0 {
 					t.Fatal("discarded a warm start that never was")
@@ -95,8 +109,9 @@ func TestPrewarm(t *testing.T) {
 	t.Run("a driver that cannot warm", func(t *testing.T) {
 		dir := t.TempDir()
 		store, _ := run.NewStore(filepath.Join(dir, "runs"))
-		discard := Prewarm(store, prepared(t, dir, cfgYAML), LaunchOptions{Driver: &fakeDriver{}, Python: "python3"})
-		discard()
+		if w := Prewarm(store, prepared(t, dir, cfgYAML), LaunchOptions{Driver: &fakeDriver{}, Python: "python3"}); w != nil {
+			t.Fatalf("warmed %v with a driver that cannot warm", w)
+		}
 		if _, err := os.Stat(filepath.Join(dir, "runs")); err == nil {
 			t.Fatal("installed a trainer copy for a driver that cannot warm")
 		}

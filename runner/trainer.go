@@ -148,16 +148,15 @@ func checkFiles(dir string, names []string) string {
 const WarmStartEnv = "LORACTL_WARM_START"
 
 // Prewarm starts run p's trainer ahead of its launch when the driver can (a
-// driver.Prewarmer: the local one), so that its imports overlap the pre-flight; the
-// returned func drops it unless Launch's start took it over. A run that resumes or
-// detaches starts afresh, and so does one whose trainer copy in the store was edited
-// (Launch reinstalls that, and says so). Warming only saves time: any failure here
-// leaves the launch as it would have been.
-func Prewarm(store *run.Store, p *Prepared, o LaunchOptions) (discard func()) {
-	noop := func() {}
+// driver.Prewarmer: the local one), so that its imports overlap the pre-flight, and
+// returns it (nil when it did not), to Drop unless Launch's start took it over. A run
+// that resumes or detaches starts afresh, and so does one whose trainer copy in the
+// store was edited (Launch reinstalls that, and says so). Warming only saves time: any
+// failure here leaves the launch as it would have been.
+func Prewarm(store *run.Store, p *Prepared, o LaunchOptions) driver.Warm {
 	pw, ok := o.Driver.(driver.Prewarmer)
 	if !ok || o.Resume != "" || o.Detach || os.Getenv(WarmStartEnv) == "0" {
-		return noop
+		return nil
 	}
 	dir := store.Dir(p.RunID)
 	trainer := trainerDir(dir, p)
@@ -165,14 +164,14 @@ func Prewarm(store *run.Store, p *Prepared, o LaunchOptions) (discard func()) {
 	case "":
 	case notInstalled:
 		if _, err := ensureTrainer(trainer); err != nil {
-			return noop
+			return nil
 		}
 	default:
-		return noop
+		return nil
 	}
-	discard, err := pw.Prewarm(TaskFor(dir, p, o, ""))
-	if err != nil || discard == nil {
-		return noop
+	w, err := pw.Prewarm(TaskFor(dir, p, o, ""))
+	if err != nil || w == nil {
+		return nil
 	}
-	return discard
+	return w
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,9 +30,14 @@ type warmProcess struct {
 	cmd *exec.Cmd
 	th  *taskHandle
 	env map[string]string // the environment it started with
-	// req is its stdin (the launch request), reply its stdout (its one-line answer).
+	// req is its stdin (helper requests, then the launch request), reply its stdout (a
+	// one-line answer to each), read through replies.
 	req, reply *os.File
+	replies    *bufio.Reader
 	once       sync.Once
+	gone       chan struct{} // closed with the pipes
+	// mu keeps one request at a time in flight.
+	mu sync.Mutex
 }
 
 // warmTable holds the warm processes by the command they were started for.
@@ -46,24 +52,23 @@ func commandKey(cmd []string) string { return strings.Join(cmd, "\x00") }
 // warm_start.py beside it (a distributed launch, through torchrun, is not warmed). The
 // process starts as the trainer would, in its own process group and ended with
 // loractl, with the task's environment as it is before the pre-flight adds to it.
-func (d *Driver) Prewarm(task *driver.Task) (func(), error) {
-	noop := func() {}
+func (d *Driver) Prewarm(task *driver.Task) (driver.Warm, error) {
 	if len(task.Command) < 2 || filepath.Base(task.Command[1]) != "train_lora.py" {
-		return noop, nil
+		return nil, nil
 	}
 	script := filepath.Join(filepath.Dir(task.Command[1]), warmScript)
 	if _, err := os.Stat(script); err != nil {
-		return noop, nil
+		return nil, nil
 	}
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
-		return noop, err
+		return nil, err
 	}
 	replyR, replyW, err := os.Pipe()
 	if err != nil {
 		reqR.Close()
 		reqW.Close()
-		return noop, err
+		return nil, err
 	}
 	cmd := exec.Command(task.Command[0], script)
 	cmd.Dir = filepath.Dir(script) // the run dir may not exist yet; the launch moves there
@@ -77,9 +82,9 @@ func (d *Driver) Prewarm(task *driver.Task) (func(), error) {
 	if err != nil {
 		reqW.Close()
 		replyR.Close()
-		return noop, fmt.Errorf("warm start: %w", err)
+		return nil, fmt.Errorf("warm start: %w", err)
 	}
-	w := &warmProcess{cmd: cmd, th: th, env: envMap(cmd.Env), req: reqW, reply: replyR}
+	w := &warmProcess{cmd: cmd, th: th, env: envMap(cmd.Env), req: reqW, reply: replyR, replies: bufio.NewReader(replyR), gone: make(chan struct{})}
 	key := commandKey(task.Command)
 	d.warm.mu.Lock()
 	if d.warm.procs == nil {
@@ -90,11 +95,132 @@ func (d *Driver) Prewarm(task *driver.Task) (func(), error) {
 	}
 	d.warm.procs[key] = w
 	d.warm.mu.Unlock()
-	return func() {
-		if d.takeWarm(task.Command) == w {
-			w.discard()
+	return &warmRef{d: d, w: w, command: task.Command}, nil
+}
+
+// warmRef is what Prewarm hands out: the process, until a Start takes it over.
+type warmRef struct {
+	d       *Driver
+	w       *warmProcess
+	command []string
+}
+
+// Drop implements driver.Warm.
+func (r *warmRef) Drop() {
+	if r.d.takeWarm(r.command) == r.w {
+		r.w.discard()
+	}
+}
+
+// RunPython implements driver.Warm (python/warm_start.py, "helper"): the script's
+// output comes back through two files in a temp dir, so the reply pipe carries only
+// the exit status.
+func (r *warmRef) RunPython(ctx context.Context, script string, args []string, env map[string]string, stdout io.Writer) (int, []byte, error) {
+	w := r.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed() {
+		return 0, nil, errWarmGone
+	}
+	dir, err := os.MkdirTemp("", "loractl-warm-helper-")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer os.RemoveAll(dir)
+	outPath, errPath := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	if args == nil {
+		args = []string{}
+	}
+	if env == nil {
+		env = map[string]string{}
+	}
+	req, err := json.Marshal(map[string]any{"helper": map[string]any{
+		"script": script, "argv": args, "env": env, "stdout": outPath, "stderr": errPath}})
+	if err != nil {
+		return 0, nil, err
+	}
+	line, err := w.ask(ctx, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	var answer struct {
+		Exit  *int   `json:"helper_exit"`
+		Error string `json:"helper_error"`
+	}
+	if json.Unmarshal([]byte(line), &answer) != nil || answer.Exit == nil {
+		// It died, or could not run the helper: of no further use before the launch.
+		w.discard()
+		if answer.Error == "" {
+			answer.Error = fmt.Sprintf("answered %q", line)
 		}
-	}, nil
+		return 0, nil, fmt.Errorf("%w: %s", errWarmGone, answer.Error)
+	}
+	f, err := os.Open(outPath)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	if _, err := io.Copy(stdout, f); err != nil {
+		return 0, nil, err
+	}
+	return *answer.Exit, tail(errPath, 4096), nil
+}
+
+// errWarmGone is a warm process that can no longer run anything before its launch.
+var errWarmGone = errors.New("the warm process is gone")
+
+// closed says whether the process was dropped or taken over.
+func (w *warmProcess) closed() bool {
+	select {
+	case <-w.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// close closes the pipes to the process, once.
+func (w *warmProcess) close() {
+	w.once.Do(func() {
+		close(w.gone)
+		w.req.Close()
+		w.reply.Close()
+	})
+}
+
+// ask writes one request line and returns the one-line answer ("" when the process
+// ended first). Cancelling ctx ends the process.
+func (w *warmProcess) ask(ctx context.Context, req []byte) (string, error) {
+	answer := make(chan string, 1)
+	go func() {
+		line, _ := w.replies.ReadString('\n')
+		answer <- strings.TrimSpace(line)
+	}()
+	if _, err := w.req.Write(append(req, '\n')); err != nil {
+		w.discard()
+		return "", fmt.Errorf("%w: %v", errWarmGone, err)
+	}
+	select {
+	case got := <-answer:
+		return got, nil
+	case <-ctx.Done():
+		w.discard()
+		return "", ctx.Err()
+	}
+}
+
+// tail reads the last n bytes of the file at path (nil if unreadable).
+func tail(path string, n int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return b
 }
 
 // takeWarm removes and returns the warm process started for command, if any.
@@ -110,11 +236,10 @@ func (d *Driver) takeWarm(command []string) *warmProcess {
 // discard ends a warm process that was not taken over: it has read no data and
 // touched no GPU, so it is killed outright (it may still be importing).
 func (w *warmProcess) discard() {
-	w.once.Do(func() {
+	if !w.closed() {
 		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
-		w.req.Close()
-		w.reply.Close()
-	})
+	}
+	w.close()
 }
 
 // errDeclined is a warm process that could not become the task: start it afresh.
@@ -124,7 +249,12 @@ var errDeclined = errors.New("warm start declined")
 // task's trainer, returns the task's handle. It waits for the process's imports to
 // finish (the time a fresh start would spend on them anyway).
 func (d *Driver) adopt(ctx context.Context, w *warmProcess, task *driver.Task) (*driver.Handle, error) {
-	defer w.once.Do(func() { w.req.Close(); w.reply.Close() })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer w.close()
+	if w.closed() {
+		return nil, fmt.Errorf("%w: %v", errDeclined, errWarmGone)
+	}
 	env := environ(task)
 	changed, early := envChanges(w.env, envMap(env))
 	if len(early) > 0 {
@@ -137,21 +267,12 @@ func (d *Driver) adopt(ctx context.Context, w *warmProcess, task *driver.Task) (
 		w.discard()
 		return nil, err
 	}
-	answer := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(w.reply).ReadString('\n')
-		answer <- strings.TrimSpace(line)
-	}()
-	if _, err := w.req.Write(append(req, '\n')); err != nil {
-		w.discard()
+	got, err := w.ask(ctx, req)
+	switch {
+	case errors.Is(err, errWarmGone):
 		return nil, fmt.Errorf("%w: %v", errDeclined, err)
-	}
-	var got string
-	select {
-	case got = <-answer:
-	case <-ctx.Done():
-		w.discard()
-		return nil, ctx.Err()
+	case err != nil:
+		return nil, err
 	}
 	if got != "ok" {
 		// It exits by itself after declining; one that died answers "" here.

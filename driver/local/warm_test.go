@@ -1,8 +1,11 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,9 @@ import (
 // and the environment the launch set) in the run dir, then exits 7.
 const stubTrainer = `import json, os, sys, time
 
+def import_light():
+    pass
+
 def import_heavy():
     time.sleep(float(os.environ.get("STUB_IMPORT_SECONDS", "0.3")))
 
@@ -28,7 +34,8 @@ def main(argv, mode="warm"):
     print("trainer says hello")
     with open(os.path.join(os.getcwd(), "ran.json"), "w") as f:
         json.dump({"mode": mode, "pid": os.getpid(), "argv": argv, "cwd": os.getcwd(),
-                   "batch": os.environ.get("LORACTL_MICRO_BATCH"), "pgid": os.getpgid(0)}, f)
+                   "batch": os.environ.get("LORACTL_MICRO_BATCH"), "pgid": os.getpgid(0),
+                   "helper_var": os.environ.get("HELPER_VAR")}, f)
     return 7
 
 if __name__ == "__main__":
@@ -42,6 +49,8 @@ type ran struct {
 	Cwd   string   `json:"cwd"`
 	Batch *string  `json:"batch"`
 	PGID  int      `json:"pgid"`
+	// HelperVar is HELPER_VAR as the trainer saw it.
+	HelperVar *string `json:"helper_var"`
 }
 
 // warmTask is a trainer task over the stub, in a fresh run dir.
@@ -123,11 +132,11 @@ func TestWarmStart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := New()
 			tk := warmTask(t)
-			discard, err := d.Prewarm(tk)
+			w, err := d.Prewarm(tk)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer discard()
+			defer w.Drop()
 			warm := d.warm.procs[commandKey(tk.Command)]
 			if warm == nil {
 				t.Fatal("no warm process")
@@ -176,7 +185,7 @@ func TestWarmProcessDiscarded(t *testing.T) {
 			if when == "while importing" {
 				tk.Env["STUB_IMPORT_SECONDS"] = "30"
 			}
-			discard, err := d.Prewarm(tk)
+			w, err := d.Prewarm(tk)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +216,7 @@ func TestWarmProcessDiscarded(t *testing.T) {
 				}
 				return
 			}
-			discard()
+			w.Drop()
 			if !gone(pid) {
 				t.Fatal("a discarded warm process is still running")
 			}
@@ -224,12 +233,101 @@ func TestWarmProcessDiscarded(t *testing.T) {
 func TestPrewarmLeavesOtherCommandsAlone(t *testing.T) {
 	d := New()
 	tk := task(t, "exit 0")
-	discard, err := d.Prewarm(tk)
+	w, err := d.Prewarm(tk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	discard()
-	if len(d.warm.procs) != 0 {
+	if w != nil || len(d.warm.procs) != 0 {
 		t.Fatal("a command that is not the trainer was warmed")
 	}
+}
+
+// helperScript stands in for the pre-flight's token count: it prints its arguments
+// and HELPER_VAR, writes to stderr, and exits with the status its first argument names
+// (or sleeps, for "sleep").
+const helperScript = `import os, sys, time
+print("args", sys.argv[1:], os.environ.get("HELPER_VAR"))
+print("helper complains", file=sys.stderr)
+if sys.argv[1] == "sleep":
+    time.sleep(60)
+sys.exit(int(sys.argv[1]))
+`
+
+// TestWarmRunsHelpers: a helper run in the warm process gives a fresh run's status and
+// output, as often as asked, and leaves nothing behind for the trainer it then becomes.
+func TestWarmRunsHelpers(t *testing.T) {
+	d := New()
+	tk := warmTask(t)
+	script := filepath.Join(t.TempDir(), "helper.py")
+	if err := os.WriteFile(script, []byte(helperScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Prewarm(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Drop()
+	pid := d.warm.procs[commandKey(tk.Command)].cmd.Process.Pid
+	for _, code := range []int{3, 0} {
+		var out bytes.Buffer
+		got, stderr, err := w.RunPython(context.Background(), script, []string{strconv.Itoa(code), "two words"}, map[string]string{"HELPER_VAR": "set"}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != code || out.String() != "args ['"+strconv.Itoa(code)+"', 'two words'] set\n" || !strings.Contains(string(stderr), "helper complains") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want %d", got, out.String(), stderr, code)
+		}
+	}
+	h, err := d.Start(context.Background(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Wait(context.Background(), h); err != nil || res.ExitCode != 7 {
+		t.Fatalf("trainer: %+v %v", res, err)
+	}
+	r := readRan(t, tk.RunDir)
+	if r.Mode != "warm" || r.PID != pid {
+		t.Fatalf("ran %s in %d, want warm in the helpers' process %d", r.Mode, r.PID, pid)
+	}
+	if r.HelperVar != nil {
+		t.Fatalf("the trainer inherited the helper's HELPER_VAR=%s", *r.HelperVar)
+	}
+	if _, _, err := w.RunPython(context.Background(), script, []string{"0"}, nil, io.Discard); !errors.Is(err, errWarmGone) {
+		t.Fatalf("a helper after the launch: %v, want errWarmGone", err)
+	}
+}
+
+func TestWarmHelperCancelledOrDropped(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "helper.py")
+	if err := os.WriteFile(script, []byte(helperScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		d := New()
+		w, err := d.Prewarm(warmTask(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Drop()
+		pid := w.(*warmRef).w.cmd.Process.Pid
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, _, err := w.RunPython(ctx, script, []string{"sleep"}, nil, io.Discard); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the deadline", err)
+		}
+		if !gone(pid) {
+			t.Fatal("the warm process outlived its cancelled helper")
+		}
+	})
+	t.Run("dropped", func(t *testing.T) {
+		d := New()
+		w, err := d.Prewarm(warmTask(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Drop()
+		if _, _, err := w.RunPython(context.Background(), script, []string{"0"}, nil, io.Discard); !errors.Is(err, errWarmGone) {
+			t.Fatalf("got %v, want errWarmGone", err)
+		}
+	})
 }

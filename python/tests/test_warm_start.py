@@ -54,3 +54,52 @@ def test_the_trainers_imports_leave_cuda_unloaded():
     out = subprocess.run([sys.executable, "-c", code], cwd=warm_start.HERE, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+HELPER = """import os, sys
+print("out", sys.argv[1:], os.environ.get("HELPER_VAR"))
+print("err line", file=sys.stderr)
+sys.stdout.flush()
+os.write(2, b"fd-level err\\n")
+what = sys.argv[1]
+if what == "exit3":
+    sys.exit(3)
+if what == "raise":
+    raise RuntimeError("boom")
+if what == "message":
+    sys.exit("a message")
+"""
+
+
+@pytest.mark.parametrize("what, code, err_has", [
+    ("ok", 0, "fd-level err"),
+    ("exit3", 3, "err line"),
+    ("raise", 1, "RuntimeError: boom"),
+    ("message", 1, "a message"),
+])
+def test_run_helper_is_a_fresh_interpreters_run(tmp_path, what, code, err_has):
+    """A helper run in the warm process ends with the status, output and errors a fresh
+    `python SCRIPT ARGV` gives, and leaves argv, sys.path and the environment as they were."""
+    script = tmp_path / "helper.py"
+    script.write_text(HELPER)
+    out, err = tmp_path / "out", tmp_path / "err"
+    before = (list(sys.argv), list(sys.path), dict(os.environ))
+    got = warm_start.run_helper({"script": str(script), "argv": [what], "env": {"HELPER_VAR": "set"},
+                                 "stdout": str(out), "stderr": str(err)})
+    assert got == code
+    assert out.read_text() == f"out ['{what}'] set\n"
+    assert err_has in err.read_text()
+    assert (list(sys.argv), list(sys.path), dict(os.environ)) == before
+    fresh = __import__("subprocess").run([sys.executable, str(script), what], capture_output=True, text=True,
+                                         env={**os.environ, "HELPER_VAR": "set"})
+    assert fresh.returncode == code and fresh.stdout == out.read_text()
+
+
+@pytest.mark.parametrize("bad", [
+    {"script": 1, "stdout": "o", "stderr": "e"},
+    {"script": "s", "argv": [1], "stdout": "o", "stderr": "e"},
+    {"script": "s", "env": {"A": 1}, "stdout": "o", "stderr": "e"},
+])
+def test_run_helper_refuses_a_malformed_request(bad):
+    with pytest.raises(ValueError):
+        warm_start.run_helper(bad)

@@ -34,9 +34,10 @@ func TestBadDataStopsBeforeLaunch(t *testing.T) {
 }
 
 // Data the tokenizer refuses (here the chat template raises on one row) stops `loractl
-// train` after the token count, before any model is loaded: the trainer started ahead
-// to import while the tokens were counted is dropped unused. The model's weights are
-// garbage, so loading them would fail with another error and leave a run behind.
+// train` after the token count, before any model is loaded: the trainer started ahead,
+// which ran the count in its own interpreter, is dropped before it trains. The model's
+// weights are garbage, so loading them would fail with another error and leave a run
+// behind.
 func TestTokenLevelRefusalLoadsNoModel(t *testing.T) {
 	f := newFixture(t, "")
 	model := filepath.Join(f.dir, "model")
@@ -62,9 +63,21 @@ func TestTokenLevelRefusalLoadsNoModel(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(strings.Join(lines, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := f.loractl(t, "train", f.config, "--set", "data.train="+bad)
+	// A cache of its own: the count must run, not be replayed from an earlier test run.
+	cmd := f.command(t, "train", f.config, "--set", "data.train="+bad, "--log-level", "debug")
+	cmd.Env = append(cmd.Env, "LORACTL_CACHE="+filepath.Join(f.dir, "cache"))
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	err = cmd.Run()
+	r := result{code: cmd.ProcessState.ExitCode(), stderr: errb.String()}
+	if err != nil && r.code < 0 {
+		t.Fatal(err)
+	}
 	if r.code != 2 {
 		t.Fatalf("exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "in_trainer_process=true") {
+		t.Errorf("the tokens were not counted in the warm trainer process:\n%s", r.stderr)
 	}
 	if !strings.Contains(r.stderr, "boom.jsonl:7") || !strings.Contains(r.stderr, "chat_template_error") || !strings.Contains(r.stderr, "no boom here") {
 		t.Errorf("error does not name the line and the template's refusal:\n%s", r.stderr)
