@@ -1,9 +1,12 @@
 package run
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestIDStability(t *testing.T) {
@@ -190,5 +193,37 @@ func TestLastStep(t *testing.T) {
 				t.Errorf("LastStep = %d, %v; want %d, %v", step, ok, tc.step, tc.ok)
 			}
 		})
+	}
+}
+
+// TestFollowerWake: closing Wake makes Follow look again at once, so the events the
+// trainer wrote just before it exited arrive and Follow returns, with an interval long
+// enough that only the wake can explain it.
+func TestFollowerWake(t *testing.T) {
+	p := filepath.Join(t.TempDir(), EventsFile)
+	appendTo(t, p, `{"type":"start","total_steps":4}`+"\n")
+	f := NewFollower(p)
+	f.Interval = time.Hour
+	wake := make(chan struct{})
+	f.Wake = wake
+	var exited atomic.Bool
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		appendTo(t, p, `{"type":"end","status":"completed"}`+"\n")
+		exited.Store(true)
+		close(wake)
+	}()
+	var got []string
+	errc := make(chan error, 1)
+	go func() {
+		errc <- f.Follow(context.Background(), exited.Load, func(e *Event) { got = append(got, e.Type) })
+	}()
+	select {
+	case err := <-errc:
+		if err != nil || len(got) != 2 || got[1] != EventEnd {
+			t.Fatalf("Follow: %v, events %v", err, got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow did not wake when Wake closed")
 	}
 }

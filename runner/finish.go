@@ -40,14 +40,17 @@ func (a *Active) Wait(ctx context.Context, fn func(*run.Event)) (*Outcome, error
 		err error
 	}
 	done := make(chan waitResult, 1)
+	exited := make(chan struct{})
 	go func() {
 		res, err := a.Driver.Wait(ctx, a.Handle)
 		done <- waitResult{res, err}
+		close(exited)
 	}()
 	var wr *waitResult
 	var events []*run.Event
 	f := run.NewFollower(filepath.Join(a.Dir, run.EventsFile))
 	f.StartAt(a.eventsOffset)
+	f.Wake = exited
 	ferr := f.Follow(ctx, func() bool {
 		if wr != nil {
 			return true

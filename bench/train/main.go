@@ -8,10 +8,13 @@
 // the same base model and eval set, and the controller's cold start for `--help` and
 // `render`.
 //
-//	go run ./bench/train [-reps 3] [-steps 40]
+//	go run ./bench/train [-reps 3] [-steps 40] [-fixed-only]
 //
 // It builds loractl and a tiny model in a temp dir, alternates the ways of running the
-// trainer so machine noise hits them alike, and prints medians and ratios.
+// trainer so machine noise hits them alike, and prints medians and ratios: the ratio of
+// the medians, and the median (and range) of each repetition's own ratio against the
+// direct run just before it, which a machine whose speed drifts during the bench
+// disturbs less. -fixed-only measures the training runs alone.
 package main
 
 import (
@@ -30,14 +33,15 @@ func main() {
 	reps := flag.Int("reps", 3, "training runs per variant")
 	steps := flag.Int("steps", 40, "max_steps of each training run")
 	starts := flag.Int("starts", 20, "cold starts per command")
+	fixedOnly := flag.Bool("fixed-only", false, "only the training runs' fixed costs (no eval cache, overlap or cold-start figures)")
 	flag.Parse()
-	if err := run(*reps, *steps, *starts); err != nil {
+	if err := run(*reps, *steps, *starts, *fixedOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(reps, steps, starts int) error {
+func run(reps, steps, starts int, fixedOnly bool) error {
 	root, err := filepath.Abs(".")
 	if err != nil {
 		return err
@@ -132,6 +136,26 @@ eval: {generate: false}
 		}
 		viaCtlNoCheck = append(viaCtlNoCheck, d)
 	}
+	md := median(direct)
+	fmt.Printf("training run (%d steps, tiny model, CPU), median of %d; paired: each repetition against its own direct run\n", steps, reps)
+	fmt.Printf("  train_lora.py directly          %8.2fs\n", md.Seconds())
+	for _, v := range []struct {
+		name string
+		ds   []time.Duration
+	}{
+		{"loractl train (data check)     ", viaCtl},
+		{"  the same, no warm start      ", viaCtlCold},
+		{"loractl train (counts cached)  ", viaCtlCached},
+		{"loractl train --skip-data-check", viaCtlNoCheck},
+	} {
+		m := median(v.ds)
+		pm, lo, hi := pairedRatios(v.ds, direct)
+		fmt.Printf("  %s %8.2fs   ratio %.3f   paired %.3f [%.3f–%.3f]\n", v.name, m.Seconds(), m.Seconds()/md.Seconds(), pm, lo, hi)
+	}
+	printPhases("where train_lora.py's time goes (median seconds per phase)", []string{"direct"}, [][]map[string]float64{phases})
+	if fixedOnly {
+		return nil
+	}
 	cacheFirst, cacheSecond, err := benchEvalCache(tmp, root, data, bin, env, reps, steps)
 	if err != nil {
 		return err
@@ -147,14 +171,6 @@ eval: {generate: false}
 		d, _ = timed(tmp, env, bin, "render", cfg)
 		render = append(render, d)
 	}
-	md, mc, mo, mw, mn := median(direct), median(viaCtl), median(viaCtlCold), median(viaCtlCached), median(viaCtlNoCheck)
-	fmt.Printf("training run (%d steps, tiny model, CPU), median of %d:\n", steps, reps)
-	fmt.Printf("  train_lora.py directly          %8.2fs\n", md.Seconds())
-	fmt.Printf("  loractl train (data check)      %8.2fs   ratio %.3f\n", mc.Seconds(), mc.Seconds()/md.Seconds())
-	fmt.Printf("    the same, no warm start       %8.2fs   ratio %.3f\n", mo.Seconds(), mo.Seconds()/md.Seconds())
-	fmt.Printf("  loractl train (counts cached)   %8.2fs   ratio %.3f\n", mw.Seconds(), mw.Seconds()/md.Seconds())
-	fmt.Printf("  loractl train --skip-data-check %8.2fs   ratio %.3f\n", mn.Seconds(), mn.Seconds()/md.Seconds())
-	printPhases("where train_lora.py's time goes (median seconds per phase)", []string{"direct"}, [][]map[string]float64{phases})
 	printPhases("the base model's evaluation cache: a second run, other LoRA settings, same base and eval set (eval.generate on)",
 		[]string{"stores", "reuses"}, [][]map[string]float64{cacheFirst, cacheSecond})
 	printOverlap(serial, overlapped)
@@ -178,6 +194,16 @@ func sh(dir string, env []string, name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// pairedRatios is the median, least and greatest of ds[i]/base[i].
+func pairedRatios(ds, base []time.Duration) (med, lo, hi float64) {
+	r := make([]float64, len(ds))
+	for i := range ds {
+		r[i] = ds[i].Seconds() / base[i].Seconds()
+	}
+	sort.Float64s(r)
+	return r[len(r)/2], r[0], r[len(r)-1]
 }
 
 func median(ds []time.Duration) time.Duration {
