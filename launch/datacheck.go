@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -47,12 +48,14 @@ func checkData(ctx context.Context, log *zerolog.Logger, cfg *config.Config, lo 
 			opts.Counting = func() { counter.Runner = counting() }
 		}
 	}
+	began := time.Now()
 	rep, err := dataset.Check(ctx, opts)
 	if err != nil {
 		return &InputError{Err: fmt.Errorf("data check: %w", err)}
 	}
 	if counter != nil {
-		log.Debug().Bool("cached", counter.Cached).Bool("in_trainer_process", counter.Warm).Msg("tokens counted")
+		log.Debug().Bool("cached", counter.Cached).Bool("in_trainer_process", counter.Warm).
+			Dur("check_took", time.Since(began)).Msg("tokens counted")
 	}
 	if rep.HasErrors() {
 		return &DataCheckError{Report: rep}
