@@ -96,8 +96,11 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 	args = append(args, req.Files...)
 	if p.Runner != nil {
 		info, ran, err := p.countWarm(ctx, script, args, cachePath, each)
-		if ran || ctx.Err() != nil {
+		if ran {
 			return info, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err // interrupted: no count, and no fresh one either
 		}
 	}
 	cmd := exec.CommandContext(ctx, p.Python, append([]string{script}, args...)...)

@@ -117,3 +117,23 @@ func TestPythonTokenCounterRunnerCaches(t *testing.T) {
 		t.Fatalf("cached stats differ:\n%+v\n%+v", got.Stats, want.Stats)
 	}
 }
+
+// TestPythonTokenCounterRunnerInterrupted: Ctrl-C while the runner counts ends the check
+// with the interruption, not with a report that has no token counts in it, and starts
+// no fresh count.
+func TestPythonTokenCounterRunnerInterrupted(t *testing.T) {
+	py := testPython(t)
+	train := writeLines(t, "train.jsonl", examples(0, 20, prod))
+	tok := buildTokenizer(t, py, train)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &execRunner{python: py, fail: func() (int, error) { cancel(); return 0, context.Canceled }}
+	c := &PythonTokenCounter{Python: py, Dir: tok, Runner: r}
+	rep, err := Check(ctx, Options{Train: train, MaxLength: 24, Tokenizer: c})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got report %v, error %v; want the interruption", rep != nil, err)
+	}
+	if r.calls != 1 || c.Warm {
+		t.Fatalf("runner called %d times, Warm=%v", r.calls, c.Warm)
+	}
+}

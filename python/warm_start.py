@@ -35,7 +35,13 @@ descriptors 1 and 2 on the two files, and answers {"helper_exit": N}. The enviro
 argv, sys.path and descriptors are restored after it; what it imported stays imported.
 A helper asked for while the imports still run waits for them, except that one already
 waiting when transformers is in is run then, before torch, peft and trl: the count's
-answer comes that much sooner.
+answer comes that much sooner, and the heavy imports go on while the pre-flight does the
+rest of its work.
+
+The answers travel on a private copy of the stdout this process started with. Until the
+launch, descriptors 1 and 2 point at a temp file, so that a library printing as it
+imports cannot garble an answer; at the launch that output goes to the head of the log,
+where a fresh trainer would have written it.
 """
 
 import json
@@ -43,6 +49,7 @@ import os
 import runpy
 import select
 import sys
+import tempfile
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,17 +95,48 @@ def decline_reason(req, imported, cuda_libs_loaded):
     return ""
 
 
-def reply(line):
-    sys.stdout.write(line + "\n")
+# Where answers go (the stdout this process started with) and where the output of its
+# imports waits for the launch's log; see redirect_until_launch.
+_replies = None
+_early = None
+
+
+def redirect_until_launch():
+    """Keep the answer pipe to reply() alone: point descriptors 1 and 2 at a temp file."""
+    global _replies, _early
     sys.stdout.flush()
+    sys.stderr.flush()
+    _replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    _early = tempfile.TemporaryFile()
+    os.dup2(_early.fileno(), 1)
+    os.dup2(_early.fileno(), 2)
+
+
+def reply(line):
+    out = _replies or sys.stdout
+    out.write(line + "\n")
+    out.flush()
+
+
+def copy_early(fd):
+    """Write what the imports printed before the launch to fd (the log)."""
+    if _early is None:
+        return
+    _early.seek(0)
+    while chunk := _early.read(1 << 16):
+        os.write(fd, chunk)
 
 
 def become(req):
     """Take over the launch: its working dir, log, environment and arguments."""
     fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     os.chdir(req["cwd"])
-    reply("ok")
+    sys.stdout.flush()
     sys.stderr.flush()
+    copy_early(fd)
+    reply("ok")
+    if _replies is not None:
+        _replies.close()  # the driver reads no more answers
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -131,9 +169,13 @@ def run_helper(h):
         raise
     sys.stdout.flush()
     sys.stderr.flush()
-    fds = os.dup(1), os.dup(2)
+    # A fresh `python SCRIPT` gets no input: a prompt must not read the request pipe.
+    fds = os.dup(0), os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(err, 2)
+    os.close(null)
     os.close(out)
     os.close(err)
     # Python-level writes go to fresh streams on the redirected descriptors, encoded as the
@@ -148,7 +190,7 @@ def run_helper(h):
         os.environ.update(extra)
         runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = exit_status(e.code)
         if e.code is not None and not isinstance(e.code, int):
             print(e.code, file=sys.stderr)
     except BaseException:  # noqa: BLE001 - as an uncaught exception ends a fresh interpreter
@@ -158,14 +200,22 @@ def run_helper(h):
         sys.stdout.close()
         sys.stderr.close()
         sys.stdout, sys.stderr = saved[3], saved[4]
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        os.close(fds[0])
-        os.close(fds[1])
+        for target, saved_fd in enumerate(fds):
+            os.dup2(saved_fd, target)
+            os.close(saved_fd)
         sys.argv, sys.path[:] = saved[0], saved[1]
         os.environ.clear()
         os.environ.update(saved[2])
     return code
+
+
+def exit_status(code):
+    """The status a process ending with sys.exit(code) reports to its parent."""
+    if code is None:
+        return 0
+    if isinstance(code, int):  # bool included: sys.exit(True) is 1
+        return int(code) & 0xFF
+    return 1
 
 
 def waiting():
@@ -188,20 +238,24 @@ def next_request():
     return req if isinstance(req, dict) else ""
 
 
-def serve_helpers(req):
-    """Run helper requests, from req on, until one that is not; return that one."""
+def serve_helpers(req, block=True):
+    """Run helper requests, from req on, until one that is not; return that one. Not
+    blocking, it returns False (nothing read) once no request is waiting."""
     while isinstance(req, dict) and "helper" in req:
         try:
             code = run_helper(req["helper"] if isinstance(req["helper"], dict) else {})
             reply(json.dumps({"helper_exit": code}))
         except (OSError, ValueError, KeyError, TypeError) as e:
             reply(json.dumps({"helper_error": f"{type(e).__name__}: {e}"[:200]}))
+        if not block and not waiting():
+            return False
         req = next_request()
     return req
 
 
 def main():
     sys.path.insert(0, HERE)
+    redirect_until_launch()
     imported = None
     req = False  # no request read yet
     try:
@@ -209,7 +263,11 @@ def main():
 
         train_lora.import_light()  # what a helper (the token count) needs first
         if waiting():
-            req = serve_helpers(next_request())
+            # The driver sends one request at a time and waits for its answer, so once
+            # none is waiting the pre-flight is still busy: import meanwhile.
+            req = serve_helpers(next_request(), block=False)
+            if req is None:
+                return 0  # refused before launch: skip the heavy imports
         train_lora.import_heavy()
     except Exception as e:  # noqa: BLE001 - any failure: decline, and the fresh start says what it is
         imported = f"{type(e).__name__}: {e}"[:200]

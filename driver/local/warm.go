@@ -107,9 +107,13 @@ type warmRef struct {
 
 // Drop implements driver.Warm.
 func (r *warmRef) Drop() {
-	if r.d.takeWarm(r.command) == r.w {
-		r.w.discard()
+	r.d.warm.mu.Lock()
+	key := commandKey(r.command)
+	if r.d.warm.procs[key] == r.w {
+		delete(r.d.warm.procs, key) // not one a later Prewarm put in its place
 	}
+	r.d.warm.mu.Unlock()
+	r.w.discard()
 }
 
 // RunPython implements driver.Warm (python/warm_start.py, "helper"): the script's
@@ -191,18 +195,28 @@ func (w *warmProcess) close() {
 // ask writes one request line and returns the one-line answer ("" when the process
 // ended first). Cancelling ctx ends the process.
 func (w *warmProcess) ask(ctx context.Context, req []byte) (string, error) {
-	answer := make(chan string, 1)
-	go func() {
-		line, _ := w.replies.ReadString('\n')
-		answer <- strings.TrimSpace(line)
-	}()
-	if _, err := w.req.Write(append(req, '\n')); err != nil {
-		w.discard()
-		return "", fmt.Errorf("%w: %v", errWarmGone, err)
+	type answer struct {
+		line string
+		err  error
 	}
+	got := make(chan answer, 1)
+	// Written from here too, so that cancelling is seen while a request waits for room
+	// in the pipe; discard closes both ends and ends this goroutine.
+	go func() {
+		if _, err := w.req.Write(append(req, '\n')); err != nil {
+			got <- answer{err: err}
+			return
+		}
+		line, _ := w.replies.ReadString('\n')
+		got <- answer{line: strings.TrimSpace(line)}
+	}()
 	select {
-	case got := <-answer:
-		return got, nil
+	case a := <-got:
+		if a.err != nil {
+			w.discard()
+			return "", fmt.Errorf("%w: %v", errWarmGone, a.err)
+		}
+		return a.line, nil
 	case <-ctx.Done():
 		w.discard()
 		return "", ctx.Err()
@@ -236,10 +250,21 @@ func (d *Driver) takeWarm(command []string) *warmProcess {
 // discard ends a warm process that was not taken over: it has read no data and
 // touched no GPU, so it is killed outright (it may still be importing).
 func (w *warmProcess) discard() {
-	if !w.closed() {
+	if !w.closed() && !w.reaped() {
 		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	}
 	w.close()
+}
+
+// reaped says whether the process has exited and been waited for: its pid, and so its
+// group's id, may then belong to another process.
+func (w *warmProcess) reaped() bool {
+	select {
+	case <-w.th.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // errDeclined is a warm process that could not become the task: start it afresh.

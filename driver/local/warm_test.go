@@ -19,15 +19,20 @@ import (
 	"github.com/loractl/loractl/python"
 )
 
-// stubTrainer stands in for train_lora.py beside the real warm_start.py: its heavy
-// imports are a sleep, and main records how it ran (warm or fresh, its pid, argv, cwd
+// stubTrainer stands in for train_lora.py beside the real warm_start.py: its imports
+// print (to stdout and stderr, as libraries do) and the heavy ones sleep, marking
+// their start in STUB_HEAVY_MARK when set; main records how it ran (warm or fresh, its pid, argv, cwd
 // and the environment the launch set) in the run dir, then exits 7.
 const stubTrainer = `import json, os, sys, time
 
 def import_light():
-    pass
+    print("light import says hi")  # a library that prints as it imports
+    time.sleep(float(os.environ.get("STUB_LIGHT_SECONDS", "0")))
 
 def import_heavy():
+    if os.environ.get("STUB_HEAVY_MARK"):
+        open(os.environ["STUB_HEAVY_MARK"], "w").close()
+    print("heavy import warns", file=sys.stderr)
     time.sleep(float(os.environ.get("STUB_IMPORT_SECONDS", "0.3")))
 
 def main(argv, mode="warm"):
@@ -170,6 +175,11 @@ func TestWarmStart(t *testing.T) {
 			if !strings.Contains(string(log), "trainer says hello") {
 				t.Fatalf("train.log lacks the trainer's output: %q", log)
 			}
+			// What the imports printed is in the log before the trainer's own output,
+			// as a fresh trainer would have written it, and took no answer's place.
+			if tc.wantMode == "warm" && !strings.HasPrefix(string(log), "light import says hi\nheavy import warns\n") {
+				t.Fatalf("train.log does not start with the imports' output: %q", log)
+			}
 			if !gone(warm.cmd.Process.Pid) {
 				t.Fatal("the warm process outlived the run")
 			}
@@ -244,12 +254,15 @@ func TestPrewarmLeavesOtherCommandsAlone(t *testing.T) {
 
 // helperScript stands in for the pre-flight's token count: it prints its arguments
 // and HELPER_VAR, writes to stderr, and exits with the status its first argument names
-// (or sleeps, for "sleep").
+// (or sleeps, for "sleep"; reads its input to the end, for "stdin").
 const helperScript = `import os, sys, time
 print("args", sys.argv[1:], os.environ.get("HELPER_VAR"))
 print("helper complains", file=sys.stderr)
 if sys.argv[1] == "sleep":
     time.sleep(60)
+if sys.argv[1] == "stdin":
+    print("read", repr(sys.stdin.read()))
+    sys.exit(0)
 sys.exit(int(sys.argv[1]))
 `
 
@@ -262,12 +275,35 @@ func TestWarmRunsHelpers(t *testing.T) {
 	if err := os.WriteFile(script, []byte(helperScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	mark := filepath.Join(t.TempDir(), "heavy-started")
+	tk.Env["STUB_HEAVY_MARK"] = mark
+	tk.Env["STUB_LIGHT_SECONDS"] = "0.5" // the first helper waits for the light imports
 	w, err := d.Prewarm(tk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Drop()
 	pid := d.warm.procs[commandKey(tk.Command)].cmd.Process.Pid
+	// A helper that reads its input gets none, as a fresh one would, rather than
+	// waiting on the request pipe.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var in bytes.Buffer
+	if got, _, err := w.RunPython(ctx, script, []string{"stdin"}, nil, &in); err != nil || got != 0 || !strings.HasSuffix(in.String(), "read ''\n") {
+		t.Fatalf("a helper reading its input: exit %d, %v, stdout %q", got, err, in.String())
+	}
+	// The heavy imports go on once the helpers are answered, while the pre-flight
+	// still works, not only when the launch arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the heavy imports did not start before the launch")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, code := range []int{3, 0} {
 		var out bytes.Buffer
 		got, stderr, err := w.RunPython(context.Background(), script, []string{strconv.Itoa(code), "two words"}, map[string]string{"HELPER_VAR": "set"}, &out)

@@ -103,3 +103,13 @@ def test_run_helper_is_a_fresh_interpreters_run(tmp_path, what, code, err_has):
 def test_run_helper_refuses_a_malformed_request(bad):
     with pytest.raises(ValueError):
         warm_start.run_helper(bad)
+
+
+@pytest.mark.parametrize("code, status", [
+    (None, 0), (0, 0), (3, 3), (True, 1), (False, 0), (256, 0), (257, 1), (-1, 255), ("a message", 1),
+])
+def test_exit_status_is_what_a_fresh_process_reports(code, status):
+    assert warm_start.exit_status(code) == status
+    fresh = __import__("subprocess").run([sys.executable, "-c", f"import sys; sys.exit({code!r})"],
+                                         capture_output=True)
+    assert fresh.returncode == status
