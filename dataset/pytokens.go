@@ -150,9 +150,19 @@ func (p *PythonTokenCounter) CountTokens(ctx context.Context, req TokenRequest, 
 // instead: the runner could not run it, or it failed there (the fresh run then fails
 // with its own words). Output reaches each only after the helper succeeded.
 func (p *PythonTokenCounter) countWarm(ctx context.Context, script string, args []string, cachePath string, each func(ExampleTokens) error) (info *TemplateInfo, ran bool, err error) {
-	var out bytes.Buffer
-	code, stderr, err := p.Runner.RunPython(ctx, script, args, helperEnv, &out)
+	// Spooled to a file, not memory: a line per example, read only once the helper
+	// succeeded (a failure leaves the count to a fresh run, each called once).
+	out, err := os.CreateTemp("", "loractl-tokens-")
+	if err != nil {
+		return nil, false, nil
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	code, stderr, err := p.Runner.RunPython(ctx, script, args, helperEnv, out)
 	if err != nil || code != 0 {
+		return nil, false, nil
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
 		return nil, false, nil
 	}
 	if p.Stderr != nil {
@@ -160,7 +170,7 @@ func (p *PythonTokenCounter) countWarm(ctx context.Context, script string, args 
 	}
 	keep := p.cacheWriter(cachePath)
 	defer keep.cleanup()
-	if info, err = readTokenLines(keep.tee(&out), each); err != nil {
+	if info, err = readTokenLines(keep.tee(out), each); err != nil {
 		return nil, true, err
 	}
 	if info == nil {
