@@ -201,17 +201,33 @@ func lookup(h *driver.Handle) (*task, error) {
 // result is the task's exit, or nil while it runs. A supervisor that died without
 // recording the end (killed with SIGKILL itself) leaves the status unknown.
 func (t *task) result() *driver.ExitResult {
-	if t.status.Exited {
-		r := &driver.ExitResult{ExitCode: t.status.ExitCode, Signal: t.status.Signal}
-		if t.status.Signal != 0 {
-			r.Reason = "killed by " + syscall.Signal(t.status.Signal).String()
-		}
+	if r := t.status.result(); r != nil {
 		return r
 	}
 	if !alive(t.state.SupervisorPID, t.state.SupervisorStart) {
+		// It may have recorded the end and exited since the status was read: read
+		// it again now that it can no longer change.
+		if st, err := readStatus(t.state.Status); err == nil {
+			if r := st.result(); r != nil {
+				t.status = st
+				return r
+			}
+		}
 		return &driver.ExitResult{ExitCode: -1, Reason: "supervisor died before recording the exit status"}
 	}
 	return nil
+}
+
+// result is the recorded exit, or nil when none is recorded.
+func (st *taskStatus) result() *driver.ExitResult {
+	if !st.Exited {
+		return nil
+	}
+	r := &driver.ExitResult{ExitCode: st.ExitCode, Signal: st.Signal}
+	if st.Signal != 0 {
+		r.Reason = "killed by " + syscall.Signal(st.Signal).String()
+	}
+	return r
 }
 
 // Wait implements driver.Driver.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -102,5 +103,43 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 	if res.ExitCode != -1 || !strings.Contains(res.Reason, "supervisor died") {
 		t.Errorf("Wait = %+v, want exit -1 with a reason naming the supervisor", res)
+	}
+}
+
+// TestResultReadAfterTheSupervisorExits: a supervisor that records the exit and ends
+// between a status read and the liveness check is not taken for one that died first.
+func TestResultReadAfterTheSupervisorExits(t *testing.T) {
+	status := filepath.Join(t.TempDir(), "status.json")
+	if err := writeStatus(status, &taskStatus{Exited: true, ExitCode: 2, FinishedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		onDisk   bool // the supervisor recorded the exit before ending
+		wantCode int
+	}{
+		{"recorded since the read", true, 2},
+		{"never recorded", false, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := status
+			if !tt.onDisk {
+				path = filepath.Join(t.TempDir(), "status.json")
+				if err := writeStatus(path, &taskStatus{TrainerPID: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Start ticks no process has: a reused pid is not taken for the supervisor.
+			stale := &task{state: &handleState{SupervisorPID: ended.Process.Pid, SupervisorStart: "0", Status: path}, status: &taskStatus{TrainerPID: 1}}
+			r := stale.result()
+			if r == nil || r.ExitCode != tt.wantCode {
+				t.Fatalf("result %+v, want exit %d", r, tt.wantCode)
+			}
+		})
 	}
 }
