@@ -14,7 +14,9 @@
 // trainer so machine noise hits them alike, and prints medians and ratios: the ratio of
 // the medians, and the median (and range) of each repetition's own ratio against the
 // direct run just before it, which a machine whose speed drifts during the bench
-// disturbs less. -fixed-only measures the training runs alone.
+// disturbs less. Beside the wall time it prints each way's CPU time (the trainer's and
+// loractl's together), steadier than wall time on a machine with noisy neighbours.
+// -fixed-only measures the training runs alone.
 package main
 
 import (
@@ -89,7 +91,11 @@ eval: {generate: false}
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	var direct, viaCtl, viaCtlCold, viaCtlCached, viaCtlNoCheck []time.Duration
+	direct := &series{name: "train_lora.py directly          "}
+	viaCtl := &series{name: "loractl train (data check)     "}
+	viaCtlCold := &series{name: "  the same, no warm start      "}
+	viaCtlCached := &series{name: "loractl train (counts cached)  "}
+	viaCtlNoCheck := &series{name: "loractl train --skip-data-check"}
 	var phases []map[string]float64
 	for i := 0; i < reps; i++ {
 		dir := filepath.Join(tmp, fmt.Sprintf("direct-%d", i))
@@ -99,11 +105,10 @@ eval: {generate: false}
 		if err := os.WriteFile(filepath.Join(dir, "resolved.json"), resolved, 0o644); err != nil {
 			return err
 		}
-		d, err := timed(tmp, env, py, filepath.Join(root, "python", "train_lora.py"), "--config", filepath.Join(dir, "resolved.json"), "--run-dir", dir)
+		d, err := direct.run(tmp, env, py, filepath.Join(root, "python", "train_lora.py"), "--config", filepath.Join(dir, "resolved.json"), "--run-dir", dir)
 		if err != nil {
 			return err
 		}
-		direct = append(direct, d)
 		if ph, err := endTimings(dir); err == nil {
 			ph["total (wall)"] = d.Seconds()
 			phases = append(phases, ph)
@@ -112,45 +117,32 @@ eval: {generate: false}
 		// Each repetition starts with an empty token-count cache; the second run
 		// checks the same data again and finds its counts there.
 		cache := []string{"LORACTL_CACHE=" + filepath.Join(tmp, fmt.Sprintf("cache-%d", i))}
-		d, err = timed(tmp, append(env, cache...), bin, "train", cfg, "--runs-dir", runs)
-		if err != nil {
+		if _, err := viaCtl.run(tmp, append(env, cache...), bin, "train", cfg, "--runs-dir", runs); err != nil {
 			return err
 		}
-		viaCtl = append(viaCtl, d)
 		// The same first run with the trainer started afresh after the pre-flight, as
 		// before warm starts (driver/local/warm.go).
 		cold := []string{"LORACTL_CACHE=" + filepath.Join(tmp, fmt.Sprintf("cache-cold-%d", i)), "LORACTL_WARM_START=0"}
-		d, err = timed(tmp, append(env, cold...), bin, "train", cfg, "--runs-dir", runs+"-cold")
-		if err != nil {
+		if _, err := viaCtlCold.run(tmp, append(env, cold...), bin, "train", cfg, "--runs-dir", runs+"-cold"); err != nil {
 			return err
 		}
-		viaCtlCold = append(viaCtlCold, d)
-		d, err = timed(tmp, append(env, cache...), bin, "train", cfg, "--runs-dir", runs+"-cached")
-		if err != nil {
+		if _, err := viaCtlCached.run(tmp, append(env, cache...), bin, "train", cfg, "--runs-dir", runs+"-cached"); err != nil {
 			return err
 		}
-		viaCtlCached = append(viaCtlCached, d)
-		d, err = timed(tmp, env, bin, "train", cfg, "--runs-dir", runs+"-nocheck", "--skip-data-check")
-		if err != nil {
+		if _, err := viaCtlNoCheck.run(tmp, env, bin, "train", cfg, "--runs-dir", runs+"-nocheck", "--skip-data-check"); err != nil {
 			return err
 		}
-		viaCtlNoCheck = append(viaCtlNoCheck, d)
 	}
-	md := median(direct)
-	fmt.Printf("training run (%d steps, tiny model, CPU), median of %d; paired: each repetition against its own direct run\n", steps, reps)
-	fmt.Printf("  train_lora.py directly          %8.2fs\n", md.Seconds())
-	for _, v := range []struct {
-		name string
-		ds   []time.Duration
-	}{
-		{"loractl train (data check)     ", viaCtl},
-		{"  the same, no warm start      ", viaCtlCold},
-		{"loractl train (counts cached)  ", viaCtlCached},
-		{"loractl train --skip-data-check", viaCtlNoCheck},
-	} {
-		m := median(v.ds)
-		pm, lo, hi := pairedRatios(v.ds, direct)
-		fmt.Printf("  %s %8.2fs   ratio %.3f   paired %.3f [%.3f–%.3f]\n", v.name, m.Seconds(), m.Seconds()/md.Seconds(), pm, lo, hi)
+	md, mc := median(direct.wall), median(direct.cpu)
+	fmt.Printf("training run (%d steps, tiny model, CPU), median of %d; paired: each repetition against its own direct run;\n", steps, reps)
+	fmt.Printf("cpu: user+system time of the command and the processes it waited for\n")
+	fmt.Printf("  %s %8.2fs                                   cpu %6.2fs\n", direct.name, md.Seconds(), mc.Seconds())
+	for _, v := range []*series{viaCtl, viaCtlCold, viaCtlCached, viaCtlNoCheck} {
+		m, c := median(v.wall), median(v.cpu)
+		pm, lo, hi := pairedRatios(v.wall, direct.wall)
+		cm, _, _ := pairedRatios(v.cpu, direct.cpu)
+		fmt.Printf("  %s %8.2fs   ratio %.3f   paired %.3f [%.3f–%.3f]   cpu %6.2fs ratio %.3f paired %.3f\n",
+			v.name, m.Seconds(), m.Seconds()/md.Seconds(), pm, lo, hi, c.Seconds(), c.Seconds()/mc.Seconds(), cm)
 	}
 	printPhases("where train_lora.py's time goes (median seconds per phase)", []string{"direct"}, [][]map[string]float64{phases})
 	if fixedOnly {
@@ -181,19 +173,48 @@ eval: {generate: false}
 }
 
 func timed(dir string, env []string, name string, args ...string) (time.Duration, error) {
-	start := time.Now()
-	err := sh(dir, env, name, args...)
-	return time.Since(start), err
+	wall, _, err := timedCPU(dir, env, name, args...)
+	return wall, err
 }
 
-func sh(dir string, env []string, name string, args ...string) error {
+// timedCPU runs a command and returns its wall time and CPU time (user and system, of
+// the command and of the processes it waited for, as wait4 reports them): on a machine
+// whose speed drifts, the CPU time is the steadier of the two.
+func timedCPU(dir string, env []string, name string, args ...string) (wall, cpu time.Duration, err error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall = time.Since(start)
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	return nil
+	if err != nil {
+		return wall, cpu, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return wall, cpu, nil
+}
+
+func sh(dir string, env []string, name string, args ...string) error {
+	_, _, err := timedCPU(dir, env, name, args...)
+	return err
+}
+
+// series is one way of running the trainer, measured once per repetition.
+type series struct {
+	name      string
+	wall, cpu []time.Duration
+}
+
+// run runs and records one repetition; it returns the wall time.
+func (s *series) run(dir string, env []string, name string, args ...string) (time.Duration, error) {
+	wall, cpu, err := timedCPU(dir, env, name, args...)
+	if err != nil {
+		return 0, err
+	}
+	s.wall, s.cpu = append(s.wall, wall), append(s.cpu, cpu)
+	return wall, nil
 }
 
 // pairedRatios is the median, least and greatest of ds[i]/base[i].
