@@ -113,9 +113,8 @@ def redirect_until_launch():
 
 
 def reply(line):
-    out = _replies or sys.stdout
-    out.write(line + "\n")
-    out.flush()
+    _replies.write(line + "\n")
+    _replies.flush()
 
 
 def copy_early(fd):
@@ -135,8 +134,7 @@ def become(req):
     sys.stderr.flush()
     copy_early(fd)
     reply("ok")
-    if _replies is not None:
-        _replies.close()  # the driver reads no more answers
+    _replies.close()  # the driver reads no more answers
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

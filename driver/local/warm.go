@@ -107,12 +107,7 @@ type warmRef struct {
 
 // Drop implements driver.Warm.
 func (r *warmRef) Drop() {
-	r.d.warm.mu.Lock()
-	key := commandKey(r.command)
-	if r.d.warm.procs[key] == r.w {
-		delete(r.d.warm.procs, key) // not one a later Prewarm put in its place
-	}
-	r.d.warm.mu.Unlock()
+	r.d.warm.remove(r.command, r.w)
 	r.w.discard()
 }
 
@@ -245,6 +240,16 @@ func (d *Driver) takeWarm(command []string) *warmProcess {
 	w := d.warm.procs[key]
 	delete(d.warm.procs, key)
 	return w
+}
+
+// remove forgets w as the warm process for command, and not one a later Prewarm put in
+// its place.
+func (t *warmTable) remove(command []string, w *warmProcess) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if key := commandKey(command); t.procs[key] == w {
+		delete(t.procs, key)
+	}
 }
 
 // discard ends a warm process that was not taken over: it has read no data and
